@@ -1,0 +1,12 @@
+//! Patchwarden's pure core: the product vocabulary (failure classes, package states), version
+//! comparison, parsers for package-manager output, and failure classification. No I/O here.
+
+pub mod apt;
+pub mod class;
+pub mod classify;
+pub mod outcome;
+pub mod state;
+pub mod version;
+
+pub use class::FailureClass;
+pub use state::PackageState;

@@ -1,0 +1,244 @@
+//! Operator API types (CLI, scripts, later the web UI). Authenticated with an operator token.
+
+use crate::agent::PackageTarget;
+use patchwarden_core::{FailureClass, PackageState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// `POST /api/v1/enroll-tokens`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateEnrollTokenRequest {
+    /// Tenant name; `default` when absent. Created on first use.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Labels given to every device enrolled with this token.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Lifetime in seconds (default 24 h).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// How many devices may enroll with it (default: unlimited until it expires).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnrollTokenCreated {
+    pub id: String,
+    /// The token itself: shown once, stored only as a hash.
+    pub token: String,
+    pub tenant: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnrollTokenInfo {
+    pub id: String,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(default)]
+    pub revoked_at: Option<String>,
+    pub uses: u32,
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+}
+
+/// One row of `GET /api/v1/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceSummary {
+    pub id: String,
+    pub tenant: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub os: String,
+    pub kernel: String,
+    pub enrolled_at: String,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    pub pending_updates: u32,
+    pub security_updates: u32,
+    pub reboot_required: bool,
+    /// `online`, `stale` (missed a few check-ins) or `offline` (missed many), or `new`.
+    pub status: String,
+    pub agent_version: String,
+}
+
+/// `GET /api/v1/devices/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceDetail {
+    pub summary: DeviceSummary,
+    #[serde(default)]
+    pub inventory: Option<crate::agent::Inventory>,
+}
+
+/// Which devices a deployment targets. Exactly one of the three forms.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TargetSpec {
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// `key=value` labels; a device must carry all of them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// What a deployment installs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selection {
+    /// Every pending update that comes from a security origin, at its candidate version.
+    Security,
+    /// Every pending update, at its candidate version.
+    AllUpdates,
+    /// Named packages, at a version or at the candidate.
+    Packages { packages: Vec<PackageTarget> },
+}
+
+/// `POST /api/v1/deployments`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateDeploymentRequest {
+    pub target: TargetSpec,
+    pub selection: Selection,
+    /// Time budget for each device's install (default 1800 s).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeploymentCreated {
+    pub id: String,
+    /// Devices that received work.
+    pub devices: u32,
+    /// Devices targeted that had nothing to install.
+    pub devices_without_work: u32,
+}
+
+/// Counts of package outcomes, by state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OutcomeCounts {
+    pub pending: u32,
+    pub verified: u32,
+    pub pending_reboot: u32,
+    pub failed: u32,
+    pub not_applicable: u32,
+    pub skipped: u32,
+    pub device_offline: u32,
+}
+
+impl OutcomeCounts {
+    pub fn add(&mut self, state: PackageState) {
+        match state {
+            PackageState::Pending => self.pending += 1,
+            PackageState::Verified => self.verified += 1,
+            PackageState::PendingReboot => self.pending_reboot += 1,
+            PackageState::Failed => self.failed += 1,
+            PackageState::NotApplicable => self.not_applicable += 1,
+            PackageState::Skipped => self.skipped += 1,
+            PackageState::DeviceOffline => self.device_offline += 1,
+        }
+    }
+    pub fn total(&self) -> u32 {
+        self.pending
+            + self.verified
+            + self.pending_reboot
+            + self.failed
+            + self.not_applicable
+            + self.skipped
+            + self.device_offline
+    }
+}
+
+/// `GET /api/v1/deployments/{id}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeploymentView {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: String,
+    pub selection: Selection,
+    /// `running` until every device has an outcome, then `completed`.
+    pub status: String,
+    pub devices_total: u32,
+    pub devices_done: u32,
+    pub counts: OutcomeCounts,
+    pub jobs: Vec<JobView>,
+    /// One row per (device, package).
+    pub results: Vec<ResultRow>,
+}
+
+/// One device's job within a deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct JobView {
+    pub id: String,
+    pub device: String,
+    pub hostname: String,
+    /// `queued`, `running`, `done`.
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The per-(device, package) table; these field names are a stable interface.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ResultRow {
+    pub device: String,
+    pub hostname: String,
+    pub package: String,
+    pub state: PackageState,
+    #[serde(default)]
+    pub class: Option<FailureClass>,
+    #[serde(default)]
+    pub from_version: Option<String>,
+    #[serde(default)]
+    pub to_version: Option<String>,
+    #[serde(default)]
+    pub installed_version: Option<String>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// `GET /api/v1/deployments`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeploymentSummary {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: String,
+    pub selection: Selection,
+    pub status: String,
+    pub devices_total: u32,
+    pub devices_done: u32,
+    pub counts: OutcomeCounts,
+}
