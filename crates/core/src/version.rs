@@ -15,10 +15,13 @@ pub struct DebVersion(debversion::Version);
 
 impl DebVersion {
     pub fn parse(s: &str) -> Result<Self, InvalidVersion> {
-        s.trim().parse::<debversion::Version>().map(DebVersion).map_err(|e| InvalidVersion {
-            version: s.to_owned(),
-            reason: e.to_string(),
-        })
+        s.trim()
+            .parse::<debversion::Version>()
+            .map(DebVersion)
+            .map_err(|e| InvalidVersion {
+                version: s.to_owned(),
+                reason: e.to_string(),
+            })
     }
 }
 
