@@ -1,1 +1,329 @@
-//! cli
+//! The operator CLI: argument definitions and the commands that talk to the server's HTTP
+//! API. The `patchwarden` binary parses [`Cli`] and runs the server itself for `server`.
+
+mod client;
+mod output;
+
+pub use client::Client;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use patchwarden_wire::agent::PackageTarget;
+use patchwarden_wire::api::*;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Data directory when none is given: /var/lib/patchwarden for root, else under $HOME.
+pub fn default_data_dir() -> PathBuf {
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false);
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root => PathBuf::from(home).join(".local/share/patchwarden"),
+        _ => PathBuf::from("/var/lib/patchwarden"),
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "patchwarden", version, about = "Patchwarden: patch management that proves every update installed")]
+pub struct Cli {
+    /// Server URL [default: the local server's, from the data directory, else http://127.0.0.1:8080]
+    #[arg(long, env = "PATCHWARDEN_URL", global = true)]
+    pub server: Option<String>,
+    /// Operator API token [default: the local server's administrator token file]
+    #[arg(long, env = "PATCHWARDEN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of the server (where `server` keeps its database and credential)
+    #[arg(long, env = "PATCHWARDEN_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite by default)
+    Server(ServerArgs),
+    /// Enrollment tokens: create, list, revoke
+    #[command(subcommand)]
+    EnrollToken(EnrollTokenCommand),
+    /// List devices
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Create a deployment
+    Deploy(DeployArgs),
+    /// Deployments: show, list
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Database URL [default: sqlite in the data directory]
+    #[arg(long, env = "PATCHWARDEN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Agents' check-in interval, in seconds
+    #[arg(long, default_value_t = 60)]
+    pub checkin_interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollTokenCommand {
+    /// Create a token; prints it alone on stdout
+    Create {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Label for enrolled devices, key=value (repeatable)
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Lifetime, e.g. 24h, 7d, 30m
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// How many devices may use it [default: unlimited until it expires]
+        #[arg(long)]
+        max_uses: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never shows the tokens themselves)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// A device's summary and inventory
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Device id or hostname (repeatable)
+    #[arg(long = "device", group = "target")]
+    pub devices: Vec<String>,
+    /// Devices carrying this label, key=value (repeatable; all must match)
+    #[arg(long = "label", value_parser = parse_label, group = "target")]
+    pub labels: Vec<(String, String)>,
+    /// Every device of the tenant
+    #[arg(long, group = "target")]
+    pub all: bool,
+    /// Pending security updates
+    #[arg(long, group = "what")]
+    pub security: bool,
+    /// All pending updates
+    #[arg(long, group = "what")]
+    pub all_updates: bool,
+    /// NAME or NAME=VERSION (repeatable)
+    #[arg(long = "package", value_parser = parse_package, group = "what")]
+    pub packages: Vec<PackageTarget>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Time budget per device, e.g. 30m
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Wait until every device has an outcome (exit status 2 if any package failed)
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long, e.g. 1h
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// The per-device, per-package outcome table
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// All deployments, newest first
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+fn parse_package(s: &str) -> Result<PackageTarget, String> {
+    let (name, version) = match s.split_once('=') {
+        Some((n, v)) if !v.is_empty() => (n, Some(v.to_owned())),
+        Some(_) => return Err(format!("empty version in {s:?}: use NAME or NAME=VERSION")),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        return Err(format!("empty package name in {s:?}"));
+    }
+    Ok(PackageTarget { name: name.to_owned(), version })
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30m, 24h, 7d"))
+}
+
+/// Process exit status of a client command.
+pub type ExitCode = i32;
+
+/// Runs a client command (anything but `server`).
+pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let client = Client::discover(cli.server.as_deref(), cli.token.as_deref(), &data_dir)?;
+    match cli.command {
+        Command::Server(_) => bail!("`server` is run by the binary, not the client"),
+        Command::EnrollToken(EnrollTokenCommand::Create { tenant, labels, ttl, max_uses, json }) => {
+            let req = CreateEnrollTokenRequest {
+                tenant,
+                labels: labels.into_iter().collect(),
+                ttl_secs: Some(ttl.as_secs().max(1)),
+                max_uses,
+            };
+            let created: EnrollTokenCreated = client.post("/api/v1/enroll-tokens", &req)?;
+            if json {
+                output::print_json(&created)?;
+            } else {
+                println!("{}", created.token);
+                eprintln!("enrollment token {} for tenant {:?}, expires {}", created.id, created.tenant, created.expires_at);
+            }
+        }
+        Command::EnrollToken(EnrollTokenCommand::List { json }) => {
+            let tokens: Vec<EnrollTokenInfo> = client.get("/api/v1/enroll-tokens")?;
+            if json {
+                output::print_json(&tokens)?;
+            } else {
+                output::print_enroll_tokens(&tokens);
+            }
+        }
+        Command::EnrollToken(EnrollTokenCommand::Revoke { id }) => {
+            client.delete(&format!("/api/v1/enroll-tokens/{id}"))?;
+            eprintln!("revoked {id}");
+        }
+        Command::Devices { json } => {
+            let devices: Vec<DeviceSummary> = client.get("/api/v1/devices")?;
+            if json {
+                output::print_json(&devices)?;
+            } else {
+                output::print_devices(&devices);
+            }
+        }
+        Command::Device(DeviceCommand::Show { id, json }) => {
+            let device: DeviceDetail = client.get(&format!("/api/v1/devices/{id}"))?;
+            if json {
+                output::print_json(&device)?;
+            } else {
+                output::print_device(&device);
+            }
+        }
+        Command::Deploy(args) => return deploy(&client, args),
+        Command::Deployment(DeploymentCommand::Show { id, json }) => {
+            let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;
+            if json {
+                output::print_json(&view)?;
+            } else {
+                output::print_deployment(&view);
+            }
+        }
+        Command::Deployment(DeploymentCommand::List { json }) => {
+            let list: Vec<DeploymentSummary> = client.get("/api/v1/deployments")?;
+            if json {
+                output::print_json(&list)?;
+            } else {
+                output::print_deployments(&list);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let selection = if args.security {
+        Selection::Security
+    } else if args.all_updates {
+        Selection::AllUpdates
+    } else if !args.packages.is_empty() {
+        Selection::Packages { packages: args.packages.clone() }
+    } else {
+        bail!("say what to install: --security, --all-updates or --package NAME[=VERSION]");
+    };
+    if args.devices.is_empty() && args.labels.is_empty() && !args.all {
+        bail!("say which devices: --device ID, --label key=value or --all");
+    }
+    let req = CreateDeploymentRequest {
+        tenant: args.tenant.clone(),
+        target: TargetSpec { devices: args.devices.clone(), labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(), all: args.all },
+        selection,
+        timeout_secs: args.timeout.map(|t| t.as_secs().max(1)),
+    };
+    let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
+    if !args.wait {
+        if args.json {
+            output::print_json(&created)?;
+        } else {
+            println!("{}", created.id);
+        }
+        return Ok(0);
+    }
+    if !args.json {
+        eprintln!("deployment {} to {} device(s)", created.id, created.devices);
+    }
+    let view = wait_for(client, &created.id, args.wait_timeout, !args.json)?;
+    if args.json {
+        output::print_json(&view)?;
+    } else {
+        println!("{}", created.id);
+        output::print_deployment(&view);
+    }
+    if view.status != "completed" {
+        eprintln!("gave up waiting after {}", humantime::format_duration(args.wait_timeout));
+        return Ok(3);
+    }
+    Ok(if view.counts.failed > 0 { 2 } else { 0 })
+}
+
+/// Polls a deployment until every device has an outcome, showing progress on a terminal.
+fn wait_for(client: &Client, id: &str, limit: Duration, show_progress: bool) -> anyhow::Result<DeploymentView> {
+    let start = Instant::now();
+    let bar = if show_progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} devices  {msg}")
+            .context("progress template")?,
+    );
+    loop {
+        let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;
+        bar.set_length(u64::from(view.devices_total));
+        bar.set_position(u64::from(view.devices_done));
+        bar.set_message(format!(
+            "verified {}  failed {}  pending {}",
+            view.counts.verified, view.counts.failed, view.counts.pending
+        ));
+        if view.status == "completed" || start.elapsed() >= limit {
+            bar.finish_and_clear();
+            return Ok(view);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,1 +1,158 @@
-//! server
+//! Patchwarden's server: the agent protocol and the operator API over HTTP, on top of the
+//! storage interface. `main` in the `patchwarden` binary only parses flags and calls [`run`].
+
+pub mod agent_api;
+pub mod auth;
+pub mod engine;
+pub mod error;
+pub mod notify;
+pub mod openapi;
+pub mod operator_api;
+mod page;
+
+use anyhow::Context;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use patchwarden_store::{ApiToken, SqliteStore, Store};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the file, in the data directory, holding the first administrator token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Name of the file, in the data directory, holding the URL the server listens on.
+pub const SERVER_URL_FILE: &str = "server-url";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://...`; default: `patchwarden.db` in the data directory.
+    pub database_url: Option<String>,
+    pub checkin_interval_secs: u64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<notify::WorkNotifier>,
+    pub config: Arc<ServerConfig>,
+}
+
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 in UTC with millisecond precision.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/agent/enroll", post(agent_api::enroll))
+        .route("/api/v1/agent/checkin", post(agent_api::checkin))
+        .route("/api/v1/agent/work", get(agent_api::work))
+        .route("/api/v1/agent/jobs/{job_id}/start", post(agent_api::job_started))
+        .route("/api/v1/agent/jobs/{job_id}/result", post(agent_api::job_result))
+        .route("/api/v1/enroll-tokens", post(operator_api::create_enroll_token).get(operator_api::list_enroll_tokens))
+        .route("/api/v1/enroll-tokens/{id}", delete(operator_api::revoke_enroll_token))
+        .route("/api/v1/devices", get(operator_api::list_devices))
+        .route("/api/v1/devices/{id}", get(operator_api::get_device))
+        .route("/api/v1/deployments", post(operator_api::create_deployment).get(operator_api::list_deployments))
+        .route("/api/v1/deployments/{id}", get(operator_api::get_deployment))
+        .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// Creates the data directory, readable only by its owner.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting data directory {}", dir.display()))?;
+    Ok(())
+}
+
+/// Writes `contents` to `path` with mode 0600, atomically.
+pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// On first start (no API token at all), creates the administrator token and writes it to
+/// the data directory. Only its hash is stored in the database.
+async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    if store.count_api_tokens().await? > 0 {
+        return Ok(());
+    }
+    let token = auth::new_token(auth::ADMIN_TOKEN_PREFIX);
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_private_file(&path, &format!("{token}\n"))?;
+    store
+        .insert_api_token(&ApiToken {
+            id: auth::new_id("tok_"),
+            tenant_id: None,
+            name: "admin".into(),
+            role: "admin".into(),
+            token_hash: auth::hash_token(&token),
+            created_at: now_ms(),
+            revoked_at: None,
+        })
+        .await?;
+    store.ensure_tenant("default", now_ms()).await?;
+    tracing::info!(path = %path.display(), "created the administrator token; it is in this file (mode 0600)");
+    Ok(())
+}
+
+/// Opens the store named by the configuration.
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("patchwarden.db").display()),
+    };
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(&url).await.with_context(|| format!("opening database {url}"))?;
+        Ok(Arc::new(store))
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: this build supports sqlite://PATH")
+    }
+}
+
+/// Binds, bootstraps, and serves until `shutdown` resolves.
+pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    prepare_data_dir(&config.data_dir)?;
+    let store = open_store(&config).await?;
+    bootstrap_admin(store.as_ref(), &config.data_dir).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
+    tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
+    let state = AppState { store, notifier: Arc::default(), config: Arc::new(config) };
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

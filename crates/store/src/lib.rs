@@ -1,1 +1,265 @@
-//! store
+//! Storage behind one interface ([`Store`]). Backends: [`sqlite`] (the embedded default);
+//! PostgreSQL follows with the same interface and the same conformance suite.
+//!
+//! Records here are storage types: deliberate, flat, and separate from the wire types.
+//! Times are unix milliseconds (UTC). Every record carries its tenant.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid database URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: String,
+    /// `None`: provider level, all tenants.
+    pub tenant_id: Option<String>,
+    pub name: String,
+    pub role: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollToken {
+    pub id: String,
+    pub tenant_id: String,
+    pub token_hash: String,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub uses: i64,
+    pub max_uses: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub id: String,
+    pub tenant_id: String,
+    pub hostname: String,
+    pub machine_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub secret_hash: String,
+    pub enroll_token_id: Option<String>,
+    pub enrolled_at: i64,
+    pub last_seen: Option<i64>,
+    pub agent_version: String,
+    pub checkin_interval_secs: i64,
+    pub inventory_hash: Option<String>,
+    pub inventory_at: Option<i64>,
+    pub summary: DeviceInventorySummary,
+}
+
+/// Figures derived from the last inventory, kept in columns so that listing is cheap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceInventorySummary {
+    pub os: String,
+    pub kernel: String,
+    pub pending_updates: i64,
+    pub security_updates: i64,
+    pub reboot_required: bool,
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollRefusal {
+    UnknownToken,
+    Expired,
+    Revoked,
+    Exhausted,
+}
+
+/// A new inventory that came with a check-in.
+#[derive(Debug, Clone)]
+pub struct InventoryUpdate {
+    pub hash: String,
+    pub json: String,
+    pub summary: DeviceInventorySummary,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub id: String,
+    pub tenant_id: String,
+    pub created_at: i64,
+    pub created_by: String,
+    pub selection_json: String,
+    pub timeout_secs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "queued" => Ok(JobStatus::Queued),
+            "running" => Ok(JobStatus::Running),
+            "done" => Ok(JobStatus::Done),
+            other => Err(StoreError::Corrupt(format!("unknown job status {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub tenant_id: String,
+    pub deployment_id: String,
+    pub device_id: String,
+    pub payload: String,
+    pub status: JobStatus,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub commands: Vec<String>,
+    pub duration_ms: Option<i64>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One targeted package of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPackage {
+    pub job_id: String,
+    pub package: String,
+    pub tenant_id: String,
+    pub deployment_id: String,
+    pub device_id: String,
+    pub state: String,
+    pub class: Option<String>,
+    pub from_version: Option<String>,
+    pub to_version: Option<String>,
+    pub installed_version: Option<String>,
+    pub evidence: Vec<String>,
+}
+
+/// A job's outcome as the agent reported it.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub finished_at: i64,
+    pub started_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub commands: Vec<String>,
+    pub duration_ms: i64,
+    pub output: String,
+    pub error: Option<String>,
+    /// The result exactly as received, kept for audit.
+    pub result_json: String,
+    pub packages: Vec<JobPackage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultStored {
+    /// First delivery: stored.
+    Stored,
+    /// A re-delivery of a result already stored: acknowledged, nothing changed.
+    Duplicate,
+    /// No such job for this device.
+    UnknownJob,
+}
+
+/// The storage interface. Every method is one transaction; a method returns only once its
+/// change is durable, so the caller can acknowledge it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The tenant with this name, created if missing.
+    async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
+    async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    async fn insert_api_token(&self, token: &ApiToken) -> Result<()>;
+    async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    async fn count_api_tokens(&self) -> Result<i64>;
+
+    async fn insert_enroll_token(&self, token: &EnrollToken) -> Result<()>;
+    async fn list_enroll_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<EnrollToken>>;
+    /// Returns false when no such token exists.
+    async fn revoke_enroll_token(&self, id: &str, now: i64) -> Result<bool>;
+
+    /// Atomically checks the enrollment token, counts the use, and creates the device (its
+    /// tenant and labels come from the token).
+    async fn enroll_device(
+        &self,
+        token_hash: &str,
+        now: i64,
+        device: Device,
+    ) -> Result<std::result::Result<Device, EnrollRefusal>>;
+    async fn device_by_secret_hash(&self, hash: &str) -> Result<Option<Device>>;
+    async fn device(&self, id: &str) -> Result<Option<Device>>;
+    async fn list_devices(&self, tenant_id: Option<&str>) -> Result<Vec<Device>>;
+    async fn device_inventory_json(&self, id: &str) -> Result<Option<String>>;
+    /// Records a check-in, and the inventory when one came with it.
+    async fn record_checkin(
+        &self,
+        device_id: &str,
+        now: i64,
+        agent_version: &str,
+        inventory: Option<&InventoryUpdate>,
+    ) -> Result<()>;
+
+    /// Creates a deployment with its jobs and their package rows, all or nothing.
+    async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+        jobs: &[Job],
+        packages: &[JobPackage],
+    ) -> Result<()>;
+    async fn deployment(&self, id: &str) -> Result<Option<Deployment>>;
+    async fn list_deployments(&self, tenant_id: Option<&str>) -> Result<Vec<Deployment>>;
+    async fn jobs_of_deployment(&self, deployment_id: &str) -> Result<Vec<Job>>;
+    async fn packages_of_deployment(&self, deployment_id: &str) -> Result<Vec<JobPackage>>;
+
+    /// Work to offer a device: queued jobs, and running jobs whose lease (start + timeout +
+    /// grace) has expired because the agent died while running them.
+    async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>>;
+    /// Marks a job running. Idempotent; false when the job is not this device's.
+    async fn mark_job_started(&self, job_id: &str, device_id: &str, now: i64) -> Result<bool>;
+    /// Stores a job's outcome once; re-deliveries are recognised and change nothing.
+    async fn store_job_result(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        outcome: &JobOutcome,
+    ) -> Result<ResultStored>;
+}

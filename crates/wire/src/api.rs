@@ -111,6 +111,9 @@ pub enum Selection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateDeploymentRequest {
+    /// Tenant whose devices are targeted; `default` when absent.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub target: TargetSpec,
     pub selection: Selection,
     /// Time budget for each device's install (default 1800 s).

@@ -1,0 +1,108 @@
+//! Human-readable tables (the `--json` forms print the API's own JSON).
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use patchwarden_wire::api::*;
+
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "-".into())
+}
+
+pub fn print_enroll_tokens(tokens: &[EnrollTokenInfo]) {
+    let mut t = table(&["ID", "TENANT", "LABELS", "EXPIRES", "REVOKED", "USES"]);
+    for k in tokens {
+        let labels: Vec<String> = k.labels.iter().map(|(a, b)| format!("{a}={b}")).collect();
+        let uses = match k.max_uses {
+            Some(m) => format!("{}/{m}", k.uses),
+            None => k.uses.to_string(),
+        };
+        t.add_row(vec![k.id.clone(), k.tenant.clone(), labels.join(","), k.expires_at.clone(), opt(&k.revoked_at), uses]);
+    }
+    println!("{t}");
+}
+
+pub fn print_devices(devices: &[DeviceSummary]) {
+    let mut t = table(&["ID", "HOSTNAME", "STATUS", "LAST SEEN", "OS", "UPDATES", "SECURITY", "REBOOT"]);
+    for d in devices {
+        t.add_row(vec![
+            d.id.clone(),
+            d.hostname.clone(),
+            d.status.clone(),
+            opt(&d.last_seen),
+            d.os.clone(),
+            d.pending_updates.to_string(),
+            d.security_updates.to_string(),
+            if d.reboot_required { "yes".into() } else { "no".into() },
+        ]);
+    }
+    println!("{t}");
+    println!("{} device(s)", devices.len());
+}
+
+pub fn print_device(d: &DeviceDetail) {
+    let s = &d.summary;
+    println!("device    {}\nhostname  {}\ntenant    {}\nstatus    {}\nlast seen {}\nos        {}\nkernel    {}",
+        s.id, s.hostname, s.tenant, s.status, opt(&s.last_seen), s.os, s.kernel);
+    let Some(inv) = &d.inventory else {
+        println!("no inventory received yet");
+        return;
+    };
+    println!("packages  {} installed, {} upgradable ({} security), {} held",
+        inv.packages.len(), inv.upgradable.len(), inv.upgradable.iter().filter(|u| u.security).count(), inv.held.len());
+    println!("reboot    {}{}", if inv.reboot_required { "required" } else { "not required" },
+        if inv.reboot_required_packages.is_empty() { String::new() } else { format!(" (by {})", inv.reboot_required_packages.join(", ")) });
+    if inv.health.interrupted || !inv.health.broken_packages.is_empty() {
+        println!("health    interrupted={} broken={}", inv.health.interrupted, inv.health.broken_packages.join(","));
+    }
+    if !inv.upgradable.is_empty() {
+        let mut t = table(&["PACKAGE", "INSTALLED", "CANDIDATE", "SECURITY", "HELD"]);
+        for u in &inv.upgradable {
+            t.add_row(vec![u.name.clone(), u.installed_version.clone(), u.candidate_version.clone(),
+                if u.security { "yes".into() } else { String::new() }, if u.held { "held".into() } else { String::new() }]);
+        }
+        println!("{t}");
+    }
+}
+
+pub fn print_deployment(v: &DeploymentView) {
+    let c = &v.counts;
+    println!("deployment {}  tenant {}  created {}  {}  devices {}/{}",
+        v.id, v.tenant, v.created_at, v.status, v.devices_done, v.devices_total);
+    println!("verified {}  pending_reboot {}  failed {}  not_applicable {}  skipped {}  device_offline {}  pending {}",
+        c.verified, c.pending_reboot, c.failed, c.not_applicable, c.skipped, c.device_offline, c.pending);
+    let mut t = table(&["DEVICE", "PACKAGE", "STATE", "CLASS", "FROM", "TO", "INSTALLED", "EXIT", "EVIDENCE"]);
+    for r in &v.results {
+        t.add_row(vec![
+            if r.hostname.is_empty() { r.device.clone() } else { r.hostname.clone() },
+            r.package.clone(),
+            r.state.to_string(),
+            r.class.map(|c| c.to_string()).unwrap_or_default(),
+            opt(&r.from_version),
+            opt(&r.to_version),
+            opt(&r.installed_version),
+            r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            r.evidence.first().cloned().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn print_deployments(list: &[DeploymentSummary]) {
+    let mut t = table(&["ID", "TENANT", "CREATED", "STATUS", "DEVICES", "VERIFIED", "FAILED", "PENDING"]);
+    for d in list {
+        t.add_row(vec![d.id.clone(), d.tenant.clone(), d.created_at.clone(), d.status.clone(),
+            format!("{}/{}", d.devices_done, d.devices_total), d.counts.verified.to_string(),
+            d.counts.failed.to_string(), d.counts.pending.to_string()]);
+    }
+    println!("{t}");
+}

@@ -1,0 +1,251 @@
+//! The agent protocol: enroll, check in, long-poll for work, report results.
+
+use crate::auth::{hash_token, new_id, new_token, DeviceAuth, DEVICE_SECRET_PREFIX};
+use crate::error::{ApiError, ApiResult};
+use crate::{now_ms, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use patchwarden_store::{Device, DeviceInventorySummary, EnrollRefusal, InventoryUpdate, JobOutcome, JobPackage, ResultStored};
+use patchwarden_wire::agent::*;
+use patchwarden_wire::PROTOCOL_VERSION;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Longest a work request is held open.
+pub const MAX_WAIT_SECS: u64 = 60;
+/// A running job whose agent went silent is offered again this long after its time budget.
+const JOB_LEASE_GRACE_MS: i64 = 5 * 60 * 1000;
+
+fn check_protocol(version: u32) -> ApiResult<()> {
+    if version > PROTOCOL_VERSION || version == 0 {
+        return Err(ApiError::bad_request(format!(
+            "protocol version {version} is not supported; this server speaks 1..={PROTOCOL_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/enroll", request_body = EnrollRequest,
+    responses((status = 200, body = EnrollResponse), (status = 401, body = patchwarden_wire::ErrorBody)), tag = "agent")]
+pub async fn enroll(State(state): State<AppState>, Json(req): Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+    check_protocol(req.protocol_version)?;
+    let hostname = req.hostname.trim();
+    if hostname.is_empty() || hostname.len() > 253 {
+        return Err(ApiError::bad_request("hostname must be 1 to 253 characters"));
+    }
+    let now = now_ms();
+    let secret = new_token(DEVICE_SECRET_PREFIX);
+    let device = Device {
+        id: new_id("dev_"),
+        tenant_id: String::new(),
+        hostname: hostname.to_owned(),
+        machine_id: req.machine_id.chars().take(64).collect(),
+        labels: Default::default(),
+        secret_hash: hash_token(&secret),
+        enroll_token_id: None,
+        enrolled_at: now,
+        last_seen: Some(now),
+        agent_version: req.agent_version.chars().take(64).collect(),
+        checkin_interval_secs: state.config.checkin_interval_secs as i64,
+        inventory_hash: None,
+        inventory_at: None,
+        summary: DeviceInventorySummary::default(),
+    };
+    let device = match state.store.enroll_device(&hash_token(req.token.trim()), now, device).await? {
+        Ok(d) => d,
+        Err(refusal) => {
+            let message = match refusal {
+                EnrollRefusal::UnknownToken => "unknown enrollment token",
+                EnrollRefusal::Expired => "this enrollment token has expired; create a new one",
+                EnrollRefusal::Revoked => "this enrollment token has been revoked",
+                EnrollRefusal::Exhausted => "this enrollment token has been used as many times as it allows",
+            };
+            tracing::warn!(hostname, ?refusal, "enrollment refused");
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_enroll_token", message));
+        }
+    };
+    let tenant = state.store.tenant_by_id(&device.tenant_id).await?.map(|t| t.name).unwrap_or_default();
+    tracing::info!(device = %device.id, hostname = %device.hostname, tenant = %tenant, "device enrolled");
+    Ok(Json(EnrollResponse {
+        device_id: device.id,
+        device_secret: secret,
+        tenant,
+        checkin_interval_secs: state.config.checkin_interval_secs,
+        server_cert_sha256: None,
+        work_signing_key: None,
+    }))
+}
+
+/// The figures a device list shows, derived once when the inventory arrives.
+pub fn summarise(inv: &Inventory) -> DeviceInventorySummary {
+    let os = if inv.os.pretty_name.is_empty() {
+        format!("{} {}", inv.os.id, inv.os.version).trim().to_owned()
+    } else {
+        inv.os.pretty_name.clone()
+    };
+    DeviceInventorySummary {
+        os,
+        kernel: inv.kernel.clone(),
+        pending_updates: inv.upgradable.len() as i64,
+        security_updates: inv.upgradable.iter().filter(|u| u.security).count() as i64,
+        reboot_required: inv.reboot_required,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/checkin", request_body = CheckinRequest,
+    responses((status = 200, body = CheckinResponse)), security(("device" = [])), tag = "agent")]
+pub async fn checkin(
+    State(state): State<AppState>,
+    DeviceAuth(device): DeviceAuth,
+    Json(req): Json<CheckinRequest>,
+) -> ApiResult<Json<CheckinResponse>> {
+    check_protocol(req.protocol_version)?;
+    let now = now_ms();
+    let update = match &req.inventory {
+        Some(inv) => {
+            let json = serde_json::to_string(inv).map_err(|e| ApiError::bad_request(format!("inventory: {e}")))?;
+            // The hash is the agent's (over its canonical serialisation); we keep it as the
+            // key of "what the server holds" and do not recompute it.
+            Some(InventoryUpdate {
+                hash: req.inventory_hash.clone(),
+                json,
+                summary: summarise(inv),
+                hostname: if inv.hostname.is_empty() { device.hostname.clone() } else { inv.hostname.clone() },
+            })
+        }
+        None => None,
+    };
+    state.store.record_checkin(&device.id, now, &req.agent_version, update.as_ref()).await?;
+    let held = update.as_ref().map(|u| &u.hash).or(device.inventory_hash.as_ref());
+    let inventory_wanted = held != Some(&req.inventory_hash);
+    let work_pending = !state.store.offerable_jobs(&device.id, now, JOB_LEASE_GRACE_MS).await?.is_empty();
+    tracing::debug!(device = %device.id, with_inventory = update.is_some(), "check-in");
+    Ok(Json(CheckinResponse { inventory_wanted, checkin_interval_secs: state.config.checkin_interval_secs, work_pending }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WorkQuery {
+    /// Seconds to hold the request open waiting for work (0 to 60).
+    #[serde(default)]
+    pub wait: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/agent/work", params(WorkQuery),
+    responses((status = 200, body = WorkResponse)), security(("device" = [])), tag = "agent")]
+pub async fn work(
+    State(state): State<AppState>,
+    DeviceAuth(device): DeviceAuth,
+    Query(q): Query<WorkQuery>,
+) -> ApiResult<Json<WorkResponse>> {
+    let wait = Duration::from_secs(q.wait.min(MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let notify = state.notifier.handle(&device.id);
+    // A held request is also a sign of life.
+    state.store.record_checkin(&device.id, now_ms(), &device.agent_version, None).await?;
+    loop {
+        // Register interest before looking, so a wake between the look and the wait counts.
+        let notified = notify.notified();
+        let jobs = state.store.offerable_jobs(&device.id, now_ms(), JOB_LEASE_GRACE_MS).await?;
+        if !jobs.is_empty() || tokio::time::Instant::now() >= deadline {
+            let items = jobs
+                .into_iter()
+                .map(|j| WorkEnvelope { job_id: j.id, payload: j.payload, signature: None, key_id: None })
+                .collect();
+            return Ok(Json(WorkResponse { items }));
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Ok(Json(WorkResponse { items: vec![] }));
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/jobs/{job_id}/start", params(("job_id" = String, Path)),
+    responses((status = 204), (status = 404, body = patchwarden_wire::ErrorBody)), security(("device" = [])), tag = "agent")]
+pub async fn job_started(
+    State(state): State<AppState>,
+    DeviceAuth(device): DeviceAuth,
+    Path(job_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.store.mark_job_started(&job_id, &device.id, now_ms()).await? {
+        tracing::info!(device = %device.id, job = %job_id, "job started");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no job {job_id} for this device")))
+    }
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ResultAck {
+    /// False when this was a re-delivery of a result already stored.
+    pub stored: bool,
+}
+
+fn parse_time_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/jobs/{job_id}/result", params(("job_id" = String, Path)), request_body = JobResult,
+    responses((status = 200, body = ResultAck), (status = 404, body = patchwarden_wire::ErrorBody)), security(("device" = [])), tag = "agent")]
+pub async fn job_result(
+    State(state): State<AppState>,
+    DeviceAuth(device): DeviceAuth,
+    Path(job_id): Path<String>,
+    Json(result): Json<JobResult>,
+) -> ApiResult<Json<ResultAck>> {
+    let raw = serde_json::to_string(&result).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let now = now_ms();
+    let jobs_deployment = |job: &str| {
+        // Deployment id and tenant are filled in by the store from the job row.
+        JobPackage {
+            job_id: job.to_owned(),
+            package: String::new(),
+            tenant_id: device.tenant_id.clone(),
+            deployment_id: String::new(),
+            device_id: device.id.clone(),
+            state: String::new(),
+            class: None,
+            from_version: None,
+            to_version: None,
+            installed_version: None,
+            evidence: vec![],
+        }
+    };
+    let packages = result
+        .packages
+        .iter()
+        .map(|p| JobPackage {
+            package: p.package.clone(),
+            state: p.state.as_str().to_owned(),
+            class: p.class.map(|c| c.as_str().to_owned()),
+            from_version: p.from_version.clone(),
+            to_version: p.to_version.clone(),
+            installed_version: p.installed_version.clone(),
+            evidence: p.evidence.iter().take(patchwarden_wire::MAX_EVIDENCE_LINES).cloned().collect(),
+            ..jobs_deployment(&job_id)
+        })
+        .collect();
+    let outcome = JobOutcome {
+        finished_at: parse_time_ms(&result.finished_at).unwrap_or(now),
+        started_at: parse_time_ms(&result.started_at),
+        exit_code: result.exit_code.map(i64::from),
+        commands: result.commands.clone(),
+        duration_ms: result.duration_ms as i64,
+        output: patchwarden_wire::bound_output(&result.output, patchwarden_wire::MAX_OUTPUT_BYTES),
+        error: result.error.clone(),
+        result_json: raw,
+        packages,
+    };
+    match state.store.store_job_result(&job_id, &device.id, &outcome).await? {
+        ResultStored::Stored => {
+            tracing::info!(device = %device.id, job = %job_id, packages = result.packages.len(), "job result stored");
+            Ok(Json(ResultAck { stored: true }))
+        }
+        ResultStored::Duplicate => {
+            tracing::info!(device = %device.id, job = %job_id, "job result re-delivered; already stored");
+            Ok(Json(ResultAck { stored: false }))
+        }
+        ResultStored::UnknownJob => Err(ApiError::not_found(format!("no job {job_id} for this device"))),
+    }
+}

@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers and the wire types.
+
+use crate::{agent_api, operator_api};
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["operator", "device"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Patchwarden API", description = "Agent protocol and operator API. Errors carry an ErrorBody."),
+    paths(
+        agent_api::enroll, agent_api::checkin, agent_api::work, agent_api::job_started, agent_api::job_result,
+        operator_api::create_enroll_token, operator_api::list_enroll_tokens, operator_api::revoke_enroll_token,
+        operator_api::list_devices, operator_api::get_device,
+        operator_api::create_deployment, operator_api::list_deployments, operator_api::get_deployment,
+    ),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,578 @@
+//! The embedded SQLite backend: one file, WAL journal, `synchronous=FULL` so that a
+//! committed change survives a crash before it is acknowledged.
+
+use crate::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn labels_to_json(labels: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn labels_from_json(s: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("labels {s:?}: {e}")))
+}
+
+fn strings_from_json(s: Option<String>) -> Result<Vec<String>> {
+    match s {
+        None => Ok(Vec::new()),
+        Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("list {s:?}: {e}"))),
+    }
+}
+
+fn strings_to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or a plain path)
+    /// and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let url = if url.starts_with("sqlite:") { url.to_owned() } else { format!("sqlite://{url}") };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::InvalidUrl { url: url.clone(), reason: e.to_string() })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
+    Ok(Tenant { id: r.try_get("id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? })
+}
+
+fn api_token_from_row(r: &SqliteRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        token_hash: r.try_get("token_hash")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn enroll_token_from_row(r: &SqliteRow) -> Result<EnrollToken> {
+    Ok(EnrollToken {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        token_hash: r.try_get("token_hash")?,
+        labels: labels_from_json(&r.try_get::<String, _>("labels_json")?)?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        uses: r.try_get("uses")?,
+        max_uses: r.try_get("max_uses")?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "id, tenant_id, hostname, machine_id, labels_json, secret_hash, enroll_token_id, \
+     enrolled_at, last_seen, agent_version, checkin_interval_secs, inventory_hash, inventory_at, \
+     os, kernel, pending_updates, security_updates, reboot_required";
+
+fn device_from_row(r: &SqliteRow) -> Result<Device> {
+    Ok(Device {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        hostname: r.try_get("hostname")?,
+        machine_id: r.try_get("machine_id")?,
+        labels: labels_from_json(&r.try_get::<String, _>("labels_json")?)?,
+        secret_hash: r.try_get("secret_hash")?,
+        enroll_token_id: r.try_get("enroll_token_id")?,
+        enrolled_at: r.try_get("enrolled_at")?,
+        last_seen: r.try_get("last_seen")?,
+        agent_version: r.try_get("agent_version")?,
+        checkin_interval_secs: r.try_get("checkin_interval_secs")?,
+        inventory_hash: r.try_get("inventory_hash")?,
+        inventory_at: r.try_get("inventory_at")?,
+        summary: DeviceInventorySummary {
+            os: r.try_get("os")?,
+            kernel: r.try_get("kernel")?,
+            pending_updates: r.try_get("pending_updates")?,
+            security_updates: r.try_get("security_updates")?,
+            reboot_required: r.try_get::<i64, _>("reboot_required")? != 0,
+        },
+    })
+}
+
+fn deployment_from_row(r: &SqliteRow) -> Result<Deployment> {
+    Ok(Deployment {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+        selection_json: r.try_get("selection_json")?,
+        timeout_secs: r.try_get("timeout_secs")?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, tenant_id, deployment_id, device_id, payload, status, created_at, \
+     started_at, finished_at, exit_code, commands_json, duration_ms, output, error";
+
+fn job_from_row(r: &SqliteRow) -> Result<Job> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        deployment_id: r.try_get("deployment_id")?,
+        device_id: r.try_get("device_id")?,
+        payload: r.try_get("payload")?,
+        status: JobStatus::parse(&r.try_get::<String, _>("status")?)?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        exit_code: r.try_get("exit_code")?,
+        commands: strings_from_json(r.try_get("commands_json")?)?,
+        duration_ms: r.try_get("duration_ms")?,
+        output: r.try_get("output")?,
+        error: r.try_get("error")?,
+    })
+}
+
+fn job_package_from_row(r: &SqliteRow) -> Result<JobPackage> {
+    Ok(JobPackage {
+        job_id: r.try_get("job_id")?,
+        package: r.try_get("package")?,
+        tenant_id: r.try_get("tenant_id")?,
+        deployment_id: r.try_get("deployment_id")?,
+        device_id: r.try_get("device_id")?,
+        state: r.try_get("state")?,
+        class: r.try_get("class")?,
+        from_version: r.try_get("from_version")?,
+        to_version: r.try_get("to_version")?,
+        installed_version: r.try_get("installed_version")?,
+        evidence: strings_from_json(r.try_get("evidence_json")?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
+        let id = format!("t_{name}");
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(&id)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        tenant_from_row(&row)
+    }
+
+    async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn insert_api_token(&self, t: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, name, role, token_hash, created_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.tenant_id)
+        .bind(&t.name)
+        .bind(&t.role)
+        .bind(&t.token_hash)
+        .bind(t.created_at)
+        .bind(t.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_token_from_row).transpose()
+    }
+
+    async fn count_api_tokens(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+
+    async fn insert_enroll_token(&self, t: &EnrollToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO enroll_tokens (id, tenant_id, token_hash, labels_json, created_at, expires_at, \
+             revoked_at, uses, max_uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.tenant_id)
+        .bind(&t.token_hash)
+        .bind(labels_to_json(&t.labels))
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .bind(t.uses)
+        .bind(t.max_uses)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_enroll_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<EnrollToken>> {
+        let rows = sqlx::query("SELECT * FROM enroll_tokens WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at")
+            .bind(tenant_id)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(enroll_token_from_row).collect()
+    }
+
+    async fn revoke_enroll_token(&self, id: &str, now: i64) -> Result<bool> {
+        let found = sqlx::query("UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(found > 0)
+    }
+
+    async fn enroll_device(
+        &self,
+        token_hash: &str,
+        now: i64,
+        mut device: Device,
+    ) -> Result<std::result::Result<Device, EnrollRefusal>> {
+        let mut tx = self.pool.begin().await?;
+        // Count the use first: the UPDATE takes SQLite's write lock, so two enrollments with
+        // a single-use token cannot both pass the check below.
+        let used = sqlx::query(
+            "UPDATE enroll_tokens SET uses = uses + 1 WHERE token_hash = ? AND revoked_at IS NULL \
+             AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let row = sqlx::query("SELECT * FROM enroll_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(EnrollRefusal::UnknownToken));
+        };
+        let token = enroll_token_from_row(&row)?;
+        if used == 0 {
+            let refusal = if token.revoked_at.is_some() {
+                EnrollRefusal::Revoked
+            } else if token.expires_at <= now {
+                EnrollRefusal::Expired
+            } else {
+                EnrollRefusal::Exhausted
+            };
+            return Ok(Err(refusal));
+        }
+        device.tenant_id = token.tenant_id.clone();
+        device.labels = token.labels.clone();
+        device.enroll_token_id = Some(token.id.clone());
+        sqlx::query(
+            "INSERT INTO devices (id, tenant_id, hostname, machine_id, labels_json, secret_hash, \
+             enroll_token_id, enrolled_at, last_seen, agent_version, checkin_interval_secs) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&device.id)
+        .bind(&device.tenant_id)
+        .bind(&device.hostname)
+        .bind(&device.machine_id)
+        .bind(labels_to_json(&device.labels))
+        .bind(&device.secret_hash)
+        .bind(&device.enroll_token_id)
+        .bind(device.enrolled_at)
+        .bind(device.last_seen)
+        .bind(&device.agent_version)
+        .bind(device.checkin_interval_secs)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(device))
+    }
+
+    async fn device_by_secret_hash(&self, hash: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE secret_hash = ?"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn list_devices(&self, tenant_id: Option<&str>) -> Result<Vec<Device>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE (? IS NULL OR tenant_id = ?) ORDER BY hostname, id"
+        ))
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn device_inventory_json(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT inventory_json FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("inventory_json")?,
+            None => None,
+        })
+    }
+
+    async fn record_checkin(
+        &self,
+        device_id: &str,
+        now: i64,
+        agent_version: &str,
+        inventory: Option<&InventoryUpdate>,
+    ) -> Result<()> {
+        match inventory {
+            None => {
+                sqlx::query("UPDATE devices SET last_seen = ?, agent_version = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(agent_version)
+                    .bind(device_id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Some(inv) => {
+                sqlx::query(
+                    "UPDATE devices SET last_seen = ?, agent_version = ?, inventory_hash = ?, \
+                     inventory_json = ?, inventory_at = ?, hostname = ?, os = ?, kernel = ?, \
+                     pending_updates = ?, security_updates = ?, reboot_required = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(agent_version)
+                .bind(&inv.hash)
+                .bind(&inv.json)
+                .bind(now)
+                .bind(&inv.hostname)
+                .bind(&inv.summary.os)
+                .bind(&inv.summary.kernel)
+                .bind(inv.summary.pending_updates)
+                .bind(inv.summary.security_updates)
+                .bind(i64::from(inv.summary.reboot_required))
+                .bind(device_id)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_deployment(&self, d: &Deployment, jobs: &[Job], packages: &[JobPackage]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(d.created_at)
+        .bind(&d.created_by)
+        .bind(&d.selection_json)
+        .bind(d.timeout_secs)
+        .execute(&mut *tx)
+        .await?;
+        for j in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&j.id)
+            .bind(&j.tenant_id)
+            .bind(&j.deployment_id)
+            .bind(&j.device_id)
+            .bind(&j.payload)
+            .bind(j.status.as_str())
+            .bind(j.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in packages {
+            insert_job_package(&mut tx, p).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        let row = sqlx::query("SELECT * FROM deployments WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(deployment_from_row).transpose()
+    }
+
+    async fn list_deployments(&self, tenant_id: Option<&str>) -> Result<Vec<Deployment>> {
+        let rows = sqlx::query(
+            "SELECT * FROM deployments WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at DESC, id",
+        )
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    async fn jobs_of_deployment(&self, deployment_id: &str) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE deployment_id = ? ORDER BY id"))
+            .bind(deployment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn packages_of_deployment(&self, deployment_id: &str) -> Result<Vec<JobPackage>> {
+        let rows = sqlx::query("SELECT * FROM job_packages WHERE deployment_id = ? ORDER BY device_id, package")
+            .bind(deployment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_package_from_row).collect()
+    }
+
+    async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j WHERE device_id = ? AND (status = 'queued' OR \
+             (status = 'running' AND started_at + (SELECT timeout_secs FROM deployments d \
+              WHERE d.id = j.deployment_id) * 1000 + ? < ?)) ORDER BY created_at, id"
+        ))
+        .bind(device_id)
+        .bind(grace_ms)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn mark_job_started(&self, job_id: &str, device_id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND device_id = ? AND status <> 'done'")
+            .bind(now)
+            .bind(job_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM jobs WHERE id = ? AND device_id = ?")
+            .bind(job_id)
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        tx.commit().await?;
+        Ok(exists)
+    }
+
+    async fn store_job_result(&self, job_id: &str, device_id: &str, o: &JobOutcome) -> Result<ResultStored> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT status FROM jobs WHERE id = ? AND device_id = ?")
+            .bind(job_id)
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(ResultStored::UnknownJob);
+        };
+        if JobStatus::parse(&row.try_get::<String, _>("status")?)? == JobStatus::Done {
+            return Ok(ResultStored::Duplicate);
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', started_at = COALESCE(started_at, ?), finished_at = ?, \
+             exit_code = ?, commands_json = ?, duration_ms = ?, output = ?, error = ?, result_json = ? \
+             WHERE id = ? AND device_id = ?",
+        )
+        .bind(o.started_at)
+        .bind(o.finished_at)
+        .bind(o.exit_code)
+        .bind(strings_to_json(&o.commands))
+        .bind(o.duration_ms)
+        .bind(&o.output)
+        .bind(&o.error)
+        .bind(&o.result_json)
+        .bind(job_id)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+        for p in &o.packages {
+            // Keep the planned from/to versions when the agent did not report them.
+            sqlx::query(
+                "INSERT INTO job_packages (job_id, package, tenant_id, deployment_id, device_id, state, class, \
+                 from_version, to_version, installed_version, evidence_json) \
+                 SELECT id, ?, tenant_id, deployment_id, device_id, ?, ?, ?, ?, ?, ? FROM jobs WHERE id = ? \
+                 ON CONFLICT (job_id, package) DO UPDATE SET state = excluded.state, class = excluded.class, \
+                 from_version = COALESCE(excluded.from_version, job_packages.from_version), \
+                 to_version = COALESCE(excluded.to_version, job_packages.to_version), \
+                 installed_version = excluded.installed_version, evidence_json = excluded.evidence_json",
+            )
+            .bind(&p.package)
+            .bind(&p.state)
+            .bind(&p.class)
+            .bind(&p.from_version)
+            .bind(&p.to_version)
+            .bind(&p.installed_version)
+            .bind(strings_to_json(&p.evidence))
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ResultStored::Stored)
+    }
+}
+
+async fn insert_job_package(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, p: &JobPackage) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_packages (job_id, package, tenant_id, deployment_id, device_id, state, class, \
+         from_version, to_version, installed_version, evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&p.job_id)
+    .bind(&p.package)
+    .bind(&p.tenant_id)
+    .bind(&p.deployment_id)
+    .bind(&p.device_id)
+    .bind(&p.state)
+    .bind(&p.class)
+    .bind(&p.from_version)
+    .bind(&p.to_version)
+    .bind(&p.installed_version)
+    .bind(strings_to_json(&p.evidence))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
