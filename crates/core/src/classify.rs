@@ -338,6 +338,8 @@ mod tests {
 
     /// Checks the classes (in order) and the package of each finding, and that each evidence
     /// contains `needle`.
+    type Want<'a> = &'a [(FailureClass, Option<&'a str>)];
+
     fn check(
         stdout: &str,
         stderr: &str,
