@@ -113,12 +113,7 @@ impl BaseRoot {
         fs::create_dir(&tmp_dir).with_context(|| format!("mkdir {}", tmp_dir.display()))?;
         util::run(
             Command::new("tar")
-                .args([
-                    "--numeric-owner",
-                    "--xattrs",
-                    "--xattrs-include=*",
-                    "-xpf",
-                ])
+                .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
                 .arg(&self.tarball)
                 .arg("-C")
                 .arg(&tmp_dir),
@@ -251,10 +246,11 @@ fn mirror_from_deb822(text: &str, suite: &str) -> Option<String> {
         };
         let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
         let types_ok = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
-        let suite_ok =
-            field("Suites").is_some_and(|s| s.split_whitespace().any(|s| s == suite));
+        let suite_ok = field("Suites").is_some_and(|s| s.split_whitespace().any(|s| s == suite));
         if enabled && types_ok && suite_ok {
-            if let Some(uri) = field("URIs").and_then(|u| u.split_whitespace().next().map(String::from)) {
+            if let Some(uri) =
+                field("URIs").and_then(|u| u.split_whitespace().next().map(String::from))
+            {
                 return Some(uri);
             }
         }

@@ -250,11 +250,7 @@ fn mkdirs(root: &Path, dir: &Path) -> Result<()> {
 
 fn write_into(root: &Path, path: &str, contents: &[u8], mode: u32) -> Result<()> {
     let rel = Path::new(path.trim_start_matches('/'));
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-        || rel.as_os_str().is_empty()
-    {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) || rel.as_os_str().is_empty() {
         bail!("invalid file path in package: {path:?}");
     }
     let p = root.join(rel);

@@ -261,7 +261,12 @@ impl Host {
     /// `${Version}` and `${db:Status-Abbrev}` of `pkg` per dpkg inside the host; `None` when
     /// dpkg does not know the package or has no version of it installed.
     pub fn dpkg_version(&self, pkg: &str) -> Result<Option<InstalledPackage>> {
-        let out = self.exec(&["dpkg-query", "-W", "-f=${Version}\t${db:Status-Abbrev}", pkg])?;
+        let out = self.exec(&[
+            "dpkg-query",
+            "-W",
+            "-f=${Version}\t${db:Status-Abbrev}",
+            pkg,
+        ])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -524,7 +529,10 @@ impl HostProcess {
         // PID 1 of a PID namespace becomes a zombie only after the kernel has killed and
         // reaped every other process in it.
         if !util::wait_gone(&inits, KILL_WAIT) {
-            bail!("{}: namespace init {inits:?} still alive after SIGKILL", self.label);
+            bail!(
+                "{}: namespace init {inits:?} still alive after SIGKILL",
+                self.label
+            );
         }
         tracing::debug!(process = %self.label, "killed");
         Ok(())
@@ -559,7 +567,11 @@ mod tests {
             ("/a/./b", "a/b"),
         ];
         for (input, want) in cases {
-            assert_eq!(resolve_in_root(root, Path::new(input))?, root.join(want), "{input}");
+            assert_eq!(
+                resolve_in_root(root, Path::new(input))?,
+                root.join(want),
+                "{input}"
+            );
         }
         Ok(())
     }

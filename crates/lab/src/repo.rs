@@ -234,7 +234,9 @@ fn serve(server: &tiny_http::Server, stop: &AtomicBool, root: &Path, log: &Mutex
             }
             _ => (
                 405,
-                req.respond(tiny_http::Response::from_string("method not allowed\n").with_status_code(405)),
+                req.respond(
+                    tiny_http::Response::from_string("method not allowed\n").with_status_code(405),
+                ),
             ),
         };
         if let Err(e) = result {

@@ -325,7 +325,12 @@ pub(crate) fn unmount(target: &Path) -> Result<()> {
         Command::new("umount").arg("-l").arg(target),
         Duration::from_secs(30),
     )
-    .with_context(|| format!("lazy umount after: {:#}", last.unwrap_or_else(|| anyhow::anyhow!("?"))))?;
+    .with_context(|| {
+        format!(
+            "lazy umount after: {:#}",
+            last.unwrap_or_else(|| anyhow::anyhow!("?"))
+        )
+    })?;
     Ok(())
 }
 

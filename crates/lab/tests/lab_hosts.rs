@@ -31,10 +31,18 @@ fn lab_base_is_cached_and_hosts_have_their_own_identity() -> Result<()> {
     require_lab!(Ok(()));
     let t = Instant::now();
     let b = base()?;
-    eprintln!("base root ready in {:?}: {}", t.elapsed(), b.dir().display());
+    eprintln!(
+        "base root ready in {:?}: {}",
+        t.elapsed(),
+        b.dir().display()
+    );
     let t = Instant::now();
     let again = base()?;
-    ensure!(t.elapsed() < Duration::from_secs(1), "cached base took {:?}", t.elapsed());
+    ensure!(
+        t.elapsed() < Duration::from_secs(1),
+        "cached base took {:?}",
+        t.elapsed()
+    );
     assert_eq!(again.dir(), b.dir());
     ensure!(b.tarball().is_file(), "tarball kept");
     ensure!(
@@ -100,8 +108,10 @@ fn lab_apt_installs_and_upgrades_from_local_repo() -> Result<()> {
     assert_eq!((p.version.as_str(), p.status.as_str()), ("1.1", "ii"));
     assert_eq!(h.read_file("/usr/share/pw-demo/VERSION")?, "1.1\n");
     ensure!(
-        repo.requests().iter().any(|r| r.starts_with("GET /./pw-demo_1.1_all.deb 200")
-            || r.starts_with("GET /pw-demo_1.1_all.deb 200")),
+        repo.requests()
+            .iter()
+            .any(|r| r.starts_with("GET /./pw-demo_1.1_all.deb 200")
+                || r.starts_with("GET /pw-demo_1.1_all.deb 200")),
         "requests: {:?}",
         repo.requests()
     );
@@ -114,7 +124,10 @@ fn lab_apt_installs_and_upgrades_from_local_repo() -> Result<()> {
     ensure!(!h.root().join("run/reboot-required").exists());
     ensure!(h.root().join("run/lock").is_dir(), "base /run content kept");
     assert_ne!(h.boot_id()?, boot);
-    assert_eq!(h.dpkg_version("pw-reboot")?.map(|p| p.status), Some("ii".into()));
+    assert_eq!(
+        h.dpkg_version("pw-reboot")?.map(|p| p.status),
+        Some("ii".into())
+    );
     Ok(())
 }
 
@@ -137,7 +150,9 @@ fn lab_failing_postinst_leaves_package_half_configured() -> Result<()> {
         all.contains("post-installation script subprocess returned error exit status 1"),
         "{all}"
     );
-    let p = h.dpkg_version("pw-fail")?.context("pw-fail known to dpkg")?;
+    let p = h
+        .dpkg_version("pw-fail")?
+        .context("pw-fail known to dpkg")?;
     assert_eq!((p.version.as_str(), p.status.as_str()), ("1.0", "iF"));
     Ok(())
 }
@@ -170,11 +185,21 @@ fn lab_drop_leaves_no_mounts_or_processes() -> Result<()> {
     let b = base()?;
     let h = Host::create(&b, "lab-cleanup")?;
     let dir = h.dir().to_path_buf();
-    ensure!(!mounts_under(&dir)?.is_empty(), "overlay mounted while alive");
-    let mut daemon = h.spawn(&["sh", "-c", "sleep 300 & echo started; exec sleep 301"], &[])?;
+    ensure!(
+        !mounts_under(&dir)?.is_empty(),
+        "overlay mounted while alive"
+    );
+    let mut daemon = h.spawn(
+        &["sh", "-c", "sleep 300 & echo started; exec sleep 301"],
+        &[],
+    )?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while processes_under(h.root()).len() < 2 {
-        ensure!(Instant::now() < deadline, "daemon did not start:\n{}", daemon.logs());
+        ensure!(
+            Instant::now() < deadline,
+            "daemon did not start:\n{}",
+            daemon.logs()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     ensure!(daemon.try_wait()?.is_none(), "still running");
