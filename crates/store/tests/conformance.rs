@@ -1,0 +1,233 @@
+//! The storage conformance suite: every backend must pass every check here. Each check takes
+//! a fresh, empty store. (PostgreSQL joins with its own `fresh()` when that backend lands.)
+
+use patchwarden_store::*;
+use std::collections::BTreeMap;
+
+async fn fresh_sqlite() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("t.db").display().to_string()).await.expect("open");
+    (store, dir)
+}
+
+fn enroll_token(id: &str, tenant: &str, expires_at: i64, max_uses: Option<i64>) -> EnrollToken {
+    EnrollToken {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        token_hash: format!("hash-{id}"),
+        labels: BTreeMap::from([("env".to_owned(), "lab".to_owned())]),
+        created_at: 0,
+        expires_at,
+        revoked_at: None,
+        uses: 0,
+        max_uses,
+    }
+}
+
+fn device(id: &str) -> Device {
+    Device {
+        id: id.into(),
+        tenant_id: String::new(),
+        hostname: format!("host-{id}"),
+        machine_id: "m".into(),
+        labels: BTreeMap::new(),
+        secret_hash: format!("secret-{id}"),
+        enroll_token_id: None,
+        enrolled_at: 10,
+        last_seen: Some(10),
+        agent_version: "1".into(),
+        checkin_interval_secs: 60,
+        inventory_hash: None,
+        inventory_at: None,
+        summary: DeviceInventorySummary::default(),
+    }
+}
+
+async fn enrolled(store: &dyn Store, id: &str) -> Device {
+    let t = store.ensure_tenant("default", 0).await.expect("tenant");
+    store.insert_enroll_token(&enroll_token(&format!("tok-{id}"), &t.id, 1_000, None)).await.expect("token");
+    store.enroll_device(&format!("hash-tok-{id}"), 1, device(id)).await.expect("db").expect("enrolled")
+}
+
+fn job(id: &str, dep: &Deployment, device: &str) -> Job {
+    Job {
+        id: id.into(),
+        tenant_id: dep.tenant_id.clone(),
+        deployment_id: dep.id.clone(),
+        device_id: device.into(),
+        payload: "{}".into(),
+        status: JobStatus::Queued,
+        created_at: 100,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        commands: vec![],
+        duration_ms: None,
+        output: None,
+        error: None,
+    }
+}
+
+fn pkg(job: &Job, name: &str, state: &str) -> JobPackage {
+    JobPackage {
+        job_id: job.id.clone(),
+        package: name.into(),
+        tenant_id: job.tenant_id.clone(),
+        deployment_id: job.deployment_id.clone(),
+        device_id: job.device_id.clone(),
+        state: state.into(),
+        class: None,
+        from_version: Some("1.0".into()),
+        to_version: Some("1.1".into()),
+        installed_version: None,
+        evidence: vec![],
+    }
+}
+
+fn deployment(id: &str, tenant: &str) -> Deployment {
+    Deployment {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        created_at: 100,
+        created_by: "admin".into(),
+        selection_json: "{}".into(),
+        timeout_secs: 60,
+    }
+}
+
+async fn tenants_are_unique_by_name(store: &dyn Store) {
+    let a = store.ensure_tenant("acme", 1).await.expect("create");
+    let b = store.ensure_tenant("acme", 2).await.expect("again");
+    assert_eq!(a, b);
+    assert_eq!(store.list_tenants().await.expect("list").len(), 1);
+}
+
+async fn enrollment_refusals_are_specific(store: &dyn Store) {
+    let t = store.ensure_tenant("default", 0).await.expect("tenant");
+    store.insert_enroll_token(&enroll_token("old", &t.id, 50, None)).await.expect("insert");
+    store.insert_enroll_token(&enroll_token("once", &t.id, 1_000, Some(1))).await.expect("insert");
+    store.insert_enroll_token(&enroll_token("gone", &t.id, 1_000, None)).await.expect("insert");
+    assert!(store.revoke_enroll_token("gone", 60).await.expect("revoke"));
+    assert!(!store.revoke_enroll_token("missing", 60).await.expect("revoke"));
+
+    let r = |hash: &'static str, id: &'static str| async move { store.enroll_device(hash, 100, device(id)).await.expect("db") };
+    assert_eq!(r("hash-none", "d0").await.err(), Some(EnrollRefusal::UnknownToken));
+    assert_eq!(r("hash-old", "d1").await.err(), Some(EnrollRefusal::Expired));
+    assert_eq!(r("hash-gone", "d2").await.err(), Some(EnrollRefusal::Revoked));
+    let ok = r("hash-once", "d3").await.expect("first use");
+    assert_eq!(ok.tenant_id, t.id);
+    assert_eq!(ok.labels.get("env").map(String::as_str), Some("lab"), "labels come from the token");
+    assert_eq!(r("hash-once", "d4").await.err(), Some(EnrollRefusal::Exhausted));
+    assert_eq!(store.list_devices(None).await.expect("list").len(), 1, "refusals create nothing");
+}
+
+async fn checkins_store_inventory_and_summary(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    store.record_checkin(&d.id, 20, "2", None).await.expect("heartbeat");
+    let inv = InventoryUpdate {
+        hash: "h1".into(),
+        json: "{\"x\":1}".into(),
+        summary: DeviceInventorySummary { os: "Debian 12".into(), kernel: "6.1".into(), pending_updates: 3, security_updates: 1, reboot_required: true },
+        hostname: "renamed".into(),
+    };
+    store.record_checkin(&d.id, 30, "2", Some(&inv)).await.expect("inventory");
+    let got = store.device(&d.id).await.expect("db").expect("device");
+    assert_eq!(got.last_seen, Some(30));
+    assert_eq!(got.inventory_hash.as_deref(), Some("h1"));
+    assert_eq!(got.summary, inv.summary);
+    assert_eq!(got.hostname, "renamed");
+    assert_eq!(store.device_inventory_json(&d.id).await.expect("db").as_deref(), Some("{\"x\":1}"));
+    assert_eq!(store.device_by_secret_hash("secret-a").await.expect("db").map(|d| d.id), Some(d.id));
+}
+
+async fn deployments_are_all_or_nothing(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    let dep = deployment("dep1", &d.tenant_id);
+    let j = job("j1", &dep, &d.id);
+    // The same job twice violates a key: nothing of the deployment may remain.
+    let err = store.create_deployment(&dep, &[j.clone(), j.clone()], &[]).await;
+    assert!(err.is_err());
+    assert!(store.deployment("dep1").await.expect("db").is_none());
+    assert!(store.offerable_jobs(&d.id, 100, 0).await.expect("db").is_empty());
+    store.create_deployment(&dep, std::slice::from_ref(&j), &[pkg(&j, "pw-demo", "pending")]).await.expect("create");
+    assert_eq!(store.jobs_of_deployment("dep1").await.expect("db").len(), 1);
+    assert_eq!(store.list_deployments(Some(&d.tenant_id)).await.expect("db").len(), 1);
+    assert_eq!(store.list_deployments(Some("other")).await.expect("db").len(), 0);
+}
+
+async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    let dep = deployment("dep1", &d.tenant_id);
+    let j = job("j1", &dep, &d.id);
+    store.create_deployment(&dep, std::slice::from_ref(&j), &[pkg(&j, "pw-demo", "pending")]).await.expect("create");
+    assert_eq!(store.offerable_jobs(&d.id, 100, 1_000).await.expect("db").len(), 1);
+    assert!(!store.mark_job_started("j1", "someone-else", 200).await.expect("db"));
+    assert!(store.mark_job_started("j1", &d.id, 200).await.expect("db"));
+    assert!(store.mark_job_started("j1", &d.id, 200).await.expect("db"), "idempotent");
+    assert!(store.offerable_jobs(&d.id, 300, 1_000).await.expect("db").is_empty(), "lease holds");
+    // timeout 60 s + grace 1 s after the start at 200 ms.
+    assert_eq!(store.offerable_jobs(&d.id, 200 + 61_001, 1_000).await.expect("db").len(), 1, "lease expired");
+
+    let mut verified = pkg(&j, "pw-demo", "verified");
+    verified.installed_version = Some("1.1".into());
+    verified.from_version = None;
+    let outcome = JobOutcome {
+        finished_at: 400,
+        started_at: Some(200),
+        exit_code: Some(0),
+        commands: vec!["apt-get install".into()],
+        duration_ms: 200,
+        output: "ok".into(),
+        error: None,
+        result_json: "{}".into(),
+        packages: vec![verified],
+    };
+    assert_eq!(store.store_job_result("j1", "intruder", &outcome).await.expect("db"), ResultStored::UnknownJob);
+    assert_eq!(store.store_job_result("j1", &d.id, &outcome).await.expect("db"), ResultStored::Stored);
+    let mut again = outcome.clone();
+    again.packages[0].state = "failed".into();
+    assert_eq!(store.store_job_result("j1", &d.id, &again).await.expect("db"), ResultStored::Duplicate);
+    let rows = store.packages_of_deployment("dep1").await.expect("db");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "verified");
+    assert_eq!(rows[0].from_version.as_deref(), Some("1.0"), "the planned version is kept");
+    assert_eq!(rows[0].installed_version.as_deref(), Some("1.1"));
+    assert!(store.offerable_jobs(&d.id, 1_000_000, 0).await.expect("db").is_empty());
+    let jobs = store.jobs_of_deployment("dep1").await.expect("db");
+    assert_eq!(jobs[0].status, JobStatus::Done);
+    assert_eq!(jobs[0].commands, vec!["apt-get install".to_owned()]);
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (store, _dir) = super::fresh_sqlite().await;
+                    super::$check(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    tenants_are_unique_by_name,
+    enrollment_refusals_are_specific,
+    checkins_store_inventory_and_summary,
+    deployments_are_all_or_nothing,
+    results_are_stored_once_and_jobs_leased,
+);
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db").display().to_string();
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        enrolled(&store, "a").await;
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(store.list_devices(None).await.expect("list").len(), 1);
+}
