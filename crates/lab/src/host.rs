@@ -292,14 +292,22 @@ impl Host {
     /// removes /run/reboot-required) and the boot id changes. The caller restarts the agent.
     pub fn simulate_reboot(&self) -> Result<()> {
         util::kill_processes_under(&self.root, KILL_WAIT)?;
-        // Change the upper layer only while it is not mounted (overlayfs forbids touching
-        // the layers of a live mount).
-        self.unmount()?;
-        let run = self.path.join("upper/run");
-        if run.exists() {
-            fs::remove_dir_all(&run).context("clearing the host's /run")?;
+        // Reset /run through the overlay, not by editing the upper layer and remounting:
+        // other hosts' namespaces may still hold a copy of this overlay mount, and a second
+        // mount on the same upper/work directories is undefined behaviour for overlayfs.
+        let run = self.path("/run")?;
+        if let Ok(entries) = fs::read_dir(&run) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let res = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+                res.with_context(|| format!("clearing {} in host {}", p.display(), self.name))?;
+            }
         }
-        self.mount()?;
+        copy_tree(&self.lower.join("run"), &run).context("restoring the base's /run")?;
         self.new_boot_id()?;
         tracing::debug!(host = %self.name, "rebooted");
         Ok(())
@@ -402,6 +410,34 @@ impl Drop for Host {
             }
         }
     }
+}
+
+/// Copy the contents of `src` into the existing directory `dst`, keeping modes and owners.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(src) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let meta = fs::symlink_metadata(&from)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to)?;
+        } else {
+            continue; // sockets, fifos: runtime state a reboot would not keep either
+        }
+        std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+        if !ft.is_symlink() {
+            fs::set_permissions(&to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 /// Resolve `rel` (absolute or not) inside `root` the way a chrooted process would: `..` stops

@@ -123,6 +123,13 @@ fn lab_apt_installs_and_upgrades_from_local_repo() -> Result<()> {
     h.simulate_reboot()?;
     ensure!(!h.root().join("run/reboot-required").exists());
     ensure!(h.root().join("run/lock").is_dir(), "base /run content kept");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(h.root().join("run/lock"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o1777, "/run/lock mode restored");
+    }
     assert_ne!(h.boot_id()?, boot);
     assert_eq!(
         h.dpkg_version("pw-reboot")?.map(|p| p.status),
@@ -219,5 +226,30 @@ fn lab_drop_leaves_no_mounts_or_processes() -> Result<()> {
     assert_eq!(mounts_under(&dir)?, Vec::<std::path::PathBuf>::new());
     ensure!(processes_under(&dir).is_empty(), "no processes left");
     ensure!(!dir.exists(), "host directory removed");
+    Ok(())
+}
+
+#[test]
+fn lab_hosts_do_not_pin_each_other() -> Result<()> {
+    require_lab!(Ok(()));
+    let b = base()?;
+    let a = Host::create(&b, "lab-pin-a")?;
+    let c = Host::create(&b, "lab-pin-c")?;
+    // c's namespace is created while a is mounted, so it holds a copy of a's overlay mount.
+    let mut daemon = c.spawn(&["sleep", "300"], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_under(c.root()).is_empty() {
+        ensure!(Instant::now() < deadline, "sleep did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.write_file("/run/reboot-required", "", 0o644)?;
+    a.simulate_reboot()?;
+    ensure!(!a.root().join("run/reboot-required").exists());
+    ok(a.exec(&["true"])?)?;
+    let a_dir = a.dir().to_path_buf();
+    drop(a);
+    ensure!(!a_dir.exists(), "a removed while c runs");
+    ensure!(daemon.try_wait()?.is_none(), "c unaffected");
+    daemon.kill()?;
     Ok(())
 }
