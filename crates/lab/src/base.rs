@@ -263,6 +263,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lock_is_exclusive_between_open_files() -> Result<()> {
+        // flock belongs to the open file description: two threads (or processes) opening
+        // the lock file separately exclude each other.
+        let t = tempfile::tempdir()?;
+        let p = t.path().join("x.lock");
+        let held = lock(&p)?;
+        let other = fs::OpenOptions::new().write(true).open(&p)?;
+        let busy = rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert_eq!(busy, Err(rustix::io::Errno::WOULDBLOCK));
+        drop(held);
+        drop(lock(&p)?);
+        Ok(())
+    }
+
+    #[test]
     fn mirror_from_sources_files() {
         // (kind, file text, expected mirror)
         let cases: &[(&str, &str, Option<&str>)] = &[

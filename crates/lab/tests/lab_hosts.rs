@@ -68,6 +68,14 @@ fn lab_base_is_cached_and_hosts_have_their_own_identity() -> Result<()> {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     }
     assert_ne!(ids[0], ids[1]);
+    let out = ok(h1.exec_with_env(
+        &["sh", "-c", "echo $LAB_X; cat $PATCHWARDEN_BOOT_ID_FILE"],
+        &[("LAB_X", "a b")],
+    )?)?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("a b\n{}\n", h1.boot_id()?)
+    );
     assert_ne!(h1.boot_id()?, h2.boot_id()?);
 
     // Files written from outside are seen inside and vice versa, and the base is untouched.
@@ -252,4 +260,59 @@ fn lab_hosts_do_not_pin_each_other() -> Result<()> {
     ensure!(daemon.try_wait()?.is_none(), "c unaffected");
     daemon.kill()?;
     Ok(())
+}
+
+#[test]
+fn lab_deb_builder_composes_scripts_and_payload() -> Result<()> {
+    require_lab!(Ok(()));
+    let out = tempfile::tempdir()?;
+    let deb = DebPackage::new("pw-big", "2:1.0-1")
+        .depends("pw-demo (>= 1.0)")
+        .depends("pw-other")
+        .conflicts("pw-enemy")
+        .slow_postinst(1)
+        .reboot_required()
+        .postinst("#!/bin/sh\necho custom\n")
+        .size_bytes(1 << 20)
+        .build(out.path())?;
+    assert_eq!(
+        deb.file_name().and_then(|n| n.to_str()),
+        Some("pw-big_2%3a1.0-1_all.deb")
+    );
+    // Random payload: gzip cannot shrink it.
+    ensure!(std::fs::metadata(&deb)?.len() > 1 << 20);
+    let info = ok(std::process::Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .output()?)?;
+    let info = String::from_utf8_lossy(&info.stdout);
+    for want in [
+        "Depends: pw-demo (>= 1.0), pw-other",
+        "Conflicts: pw-enemy",
+        "Architecture: all",
+        "Version: 2:1.0-1",
+    ] {
+        ensure!(info.contains(want), "{want} missing in:\n{info}");
+    }
+    let postinst = ok(std::process::Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .arg("postinst")
+        .output()?)?;
+    assert_eq!(
+        String::from_utf8_lossy(&postinst.stdout),
+        "#!/bin/sh\nset -e\nsleep 1\ntouch /run/reboot-required\necho pw-big >> /run/reboot-required.pkgs\necho custom\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn workspace_bin_explains_what_to_build() {
+    match patchwarden_lab::workspace_bin("no-such-binary-here") {
+        Ok(p) => panic!("found {}", p.display()),
+        Err(err) => assert!(
+            format!("{err:#}").contains("cargo build --workspace"),
+            "{err:#}"
+        ),
+    }
 }
