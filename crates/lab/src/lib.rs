@@ -4,6 +4,30 @@
 //! Everything here needs root and a few Debian tools; call [`lab_unavailable`] (or
 //! [`require_lab!`]) first so a test is skipped with a printed reason instead of failing.
 //! See /work/shared/LAB.md for the recipes this automates.
+//!
+//! ```no_run
+//! use patchwarden_lab::{require_lab, AptRepo, BaseRoot, DebPackage, Host};
+//!
+//! fn lab_upgrade() -> anyhow::Result<()> {
+//!     require_lab!(Ok(()));
+//!     let base = BaseRoot::get(&[])?; // cached under /var/cache/patchwarden-lab
+//!     let repo = AptRepo::new()?; // served on 127.0.0.1:<random port>
+//!     repo.add(&DebPackage::new("pw-demo", "1.1"))?;
+//!     repo.publish()?;
+//!     let host = Host::create(&base, "web-1")?;
+//!     host.set_apt_sources(&[repo.source_line()])?;
+//!     host.exec_ok(&["apt-get", "update"])?;
+//!     host.exec_ok(&["apt-get", "install", "-y", "pw-demo"])?;
+//!     let pkg = host.dpkg_version("pw-demo")?;
+//!     assert_eq!(pkg.map(|p| (p.version, p.status)), Some(("1.1".into(), "ii".into())));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Caveats: hosts share the machine's network namespace (they reach loopback, and nothing
+//! else since the base has no apt sources); /dev is the machine's, bind-mounted (so
+//! /dev/pts exists and apt runs dpkg on a pty: dpkg's messages come on apt's stdout);
+//! the kernel boot id is the machine's, hence [`BOOT_ID_FILE`].
 
 mod base;
 mod deb;
