@@ -31,7 +31,9 @@
 
 mod base;
 mod deb;
+pub mod fleet;
 mod host;
+pub mod proxy;
 mod repo;
 mod util;
 
