@@ -19,8 +19,16 @@ const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 impl Client {
     /// URL: flag/env, else the local server's `server-url` file, else 127.0.0.1:8080.
     /// Token: flag/env, else the local server's `admin-token` file.
-    pub fn discover(url: Option<&str>, token: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
-        let read = |name: &str| std::fs::read_to_string(data_dir.join(name)).ok().map(|s| s.trim().to_owned());
+    pub fn discover(
+        url: Option<&str>,
+        token: Option<&str>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let read = |name: &str| {
+            std::fs::read_to_string(data_dir.join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
         let base = match url {
             Some(u) => u.to_owned(),
             None => read("server-url").unwrap_or_else(|| DEFAULT_URL.to_owned()),
@@ -35,17 +43,29 @@ impl Client {
                 )
             })?,
         };
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(60)).build();
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), token, agent })
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build();
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent,
+        })
     }
 
-    fn handle<T: DeserializeOwned>(&self, what: &str, r: Result<ureq::Response, ureq::Error>) -> anyhow::Result<T> {
+    fn handle<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        r: Result<ureq::Response, ureq::Error>,
+    ) -> anyhow::Result<T> {
         match r {
             Ok(resp) => {
                 if resp.status() == 204 {
                     return serde_json::from_str("null").context("empty response");
                 }
-                resp.into_json().with_context(|| format!("{what}: reading the response"))
+                resp.into_json()
+                    .with_context(|| format!("{what}: reading the response"))
             }
             Err(ureq::Error::Status(code, resp)) => {
                 let body = resp.into_string().unwrap_or_default();
@@ -54,16 +74,27 @@ impl Client {
                     Err(_) => Err(anyhow!("{what}: HTTP {code}: {body}")),
                 }
             }
-            Err(e) => Err(anyhow!("{what}: cannot reach the server at {}: {e}", self.base)),
+            Err(e) => Err(anyhow!(
+                "{what}: cannot reach the server at {}: {e}",
+                self.base
+            )),
         }
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self.agent.get(&format!("{}{path}", self.base)).set("Authorization", &format!("Bearer {}", self.token)).call();
+        let r = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call();
         self.handle(&format!("GET {path}"), r)
     }
 
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let r = self
             .agent
             .post(&format!("{}{path}", self.base))
@@ -73,7 +104,12 @@ impl Client {
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let r = self.agent.delete(&format!("{}{path}", self.base)).set("Authorization", &format!("Bearer {}", self.token)).call();
-        self.handle::<Option<serde_json::Value>>(&format!("DELETE {path}"), r).map(|_| ())
+        let r = self
+            .agent
+            .delete(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.handle::<Option<serde_json::Value>>(&format!("DELETE {path}"), r)
+            .map(|_| ())
     }
 }

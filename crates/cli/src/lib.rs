@@ -26,7 +26,11 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "patchwarden", version, about = "Patchwarden: patch management that proves every update installed")]
+#[command(
+    name = "patchwarden",
+    version,
+    about = "Patchwarden: patch management that proves every update installed"
+)]
 pub struct Cli {
     /// Server URL [default: the local server's, from the data directory, else http://127.0.0.1:8080]
     #[arg(long, env = "PATCHWARDEN_URL", global = true)]
@@ -179,11 +183,15 @@ fn parse_package(s: &str) -> Result<PackageTarget, String> {
     if name.is_empty() {
         return Err(format!("empty package name in {s:?}"));
     }
-    Ok(PackageTarget { name: name.to_owned(), version })
+    Ok(PackageTarget {
+        name: name.to_owned(),
+        version,
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30m, 24h, 7d"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30m, 24h, 7d"))
 }
 
 /// Process exit status of a client command.
@@ -195,7 +203,13 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::discover(cli.server.as_deref(), cli.token.as_deref(), &data_dir)?;
     match cli.command {
         Command::Server(_) => bail!("`server` is run by the binary, not the client"),
-        Command::EnrollToken(EnrollTokenCommand::Create { tenant, labels, ttl, max_uses, json }) => {
+        Command::EnrollToken(EnrollTokenCommand::Create {
+            tenant,
+            labels,
+            ttl,
+            max_uses,
+            json,
+        }) => {
             let req = CreateEnrollTokenRequest {
                 tenant,
                 labels: labels.into_iter().collect(),
@@ -207,7 +221,10 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::print_json(&created)?;
             } else {
                 println!("{}", created.token);
-                eprintln!("enrollment token {} for tenant {:?}, expires {}", created.id, created.tenant, created.expires_at);
+                eprintln!(
+                    "enrollment token {} for tenant {:?}, expires {}",
+                    created.id, created.tenant, created.expires_at
+                );
             }
         }
         Command::EnrollToken(EnrollTokenCommand::List { json }) => {
@@ -265,7 +282,9 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
     } else if args.all_updates {
         Selection::AllUpdates
     } else if !args.packages.is_empty() {
-        Selection::Packages { packages: args.packages.clone() }
+        Selection::Packages {
+            packages: args.packages.clone(),
+        }
     } else {
         bail!("say what to install: --security, --all-updates or --package NAME[=VERSION]");
     };
@@ -274,7 +293,11 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
     }
     let req = CreateDeploymentRequest {
         tenant: args.tenant.clone(),
-        target: TargetSpec { devices: args.devices.clone(), labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(), all: args.all },
+        target: TargetSpec {
+            devices: args.devices.clone(),
+            labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+            all: args.all,
+        },
         selection,
         timeout_secs: args.timeout.map(|t| t.as_secs().max(1)),
     };
@@ -298,19 +321,33 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         output::print_deployment(&view);
     }
     if view.status != "completed" {
-        eprintln!("gave up waiting after {}", humantime::format_duration(args.wait_timeout));
+        eprintln!(
+            "gave up waiting after {}",
+            humantime::format_duration(args.wait_timeout)
+        );
         return Ok(3);
     }
     Ok(if view.counts.failed > 0 { 2 } else { 0 })
 }
 
 /// Polls a deployment until every device has an outcome, showing progress on a terminal.
-fn wait_for(client: &Client, id: &str, limit: Duration, show_progress: bool) -> anyhow::Result<DeploymentView> {
+fn wait_for(
+    client: &Client,
+    id: &str,
+    limit: Duration,
+    show_progress: bool,
+) -> anyhow::Result<DeploymentView> {
     let start = Instant::now();
-    let bar = if show_progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+    let bar = if show_progress {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} devices  {msg}")
-            .context("progress template")?,
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} devices  {msg}",
+        )
+        .context("progress template")?,
     );
     loop {
         let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;

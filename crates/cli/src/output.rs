@@ -26,13 +26,29 @@ pub fn print_enroll_tokens(tokens: &[EnrollTokenInfo]) {
             Some(m) => format!("{}/{m}", k.uses),
             None => k.uses.to_string(),
         };
-        t.add_row(vec![k.id.clone(), k.tenant.clone(), labels.join(","), k.expires_at.clone(), opt(&k.revoked_at), uses]);
+        t.add_row(vec![
+            k.id.clone(),
+            k.tenant.clone(),
+            labels.join(","),
+            k.expires_at.clone(),
+            opt(&k.revoked_at),
+            uses,
+        ]);
     }
     println!("{t}");
 }
 
 pub fn print_devices(devices: &[DeviceSummary]) {
-    let mut t = table(&["ID", "HOSTNAME", "STATUS", "LAST SEEN", "OS", "UPDATES", "SECURITY", "REBOOT"]);
+    let mut t = table(&[
+        "ID",
+        "HOSTNAME",
+        "STATUS",
+        "LAST SEEN",
+        "OS",
+        "UPDATES",
+        "SECURITY",
+        "REBOOT",
+    ]);
     for d in devices {
         t.add_row(vec![
             d.id.clone(),
@@ -42,7 +58,11 @@ pub fn print_devices(devices: &[DeviceSummary]) {
             d.os.clone(),
             d.pending_updates.to_string(),
             d.security_updates.to_string(),
-            if d.reboot_required { "yes".into() } else { "no".into() },
+            if d.reboot_required {
+                "yes".into()
+            } else {
+                "no".into()
+            },
         ]);
     }
     println!("{t}");
@@ -57,18 +77,47 @@ pub fn print_device(d: &DeviceDetail) {
         println!("no inventory received yet");
         return;
     };
-    println!("packages  {} installed, {} upgradable ({} security), {} held",
-        inv.packages.len(), inv.upgradable.len(), inv.upgradable.iter().filter(|u| u.security).count(), inv.held.len());
-    println!("reboot    {}{}", if inv.reboot_required { "required" } else { "not required" },
-        if inv.reboot_required_packages.is_empty() { String::new() } else { format!(" (by {})", inv.reboot_required_packages.join(", ")) });
+    println!(
+        "packages  {} installed, {} upgradable ({} security), {} held",
+        inv.packages.len(),
+        inv.upgradable.len(),
+        inv.upgradable.iter().filter(|u| u.security).count(),
+        inv.held.len()
+    );
+    println!(
+        "reboot    {}{}",
+        if inv.reboot_required {
+            "required"
+        } else {
+            "not required"
+        },
+        if inv.reboot_required_packages.is_empty() {
+            String::new()
+        } else {
+            format!(" (by {})", inv.reboot_required_packages.join(", "))
+        }
+    );
     if inv.health.interrupted || !inv.health.broken_packages.is_empty() {
-        println!("health    interrupted={} broken={}", inv.health.interrupted, inv.health.broken_packages.join(","));
+        println!(
+            "health    interrupted={} broken={}",
+            inv.health.interrupted,
+            inv.health.broken_packages.join(",")
+        );
     }
     if !inv.upgradable.is_empty() {
         let mut t = table(&["PACKAGE", "INSTALLED", "CANDIDATE", "SECURITY", "HELD"]);
         for u in &inv.upgradable {
-            t.add_row(vec![u.name.clone(), u.installed_version.clone(), u.candidate_version.clone(),
-                if u.security { "yes".into() } else { String::new() }, if u.held { "held".into() } else { String::new() }]);
+            t.add_row(vec![
+                u.name.clone(),
+                u.installed_version.clone(),
+                u.candidate_version.clone(),
+                if u.security {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+                if u.held { "held".into() } else { String::new() },
+            ]);
         }
         println!("{t}");
     }
@@ -76,14 +125,30 @@ pub fn print_device(d: &DeviceDetail) {
 
 pub fn print_deployment(v: &DeploymentView) {
     let c = &v.counts;
-    println!("deployment {}  tenant {}  created {}  {}  devices {}/{}",
-        v.id, v.tenant, v.created_at, v.status, v.devices_done, v.devices_total);
+    println!(
+        "deployment {}  tenant {}  created {}  {}  devices {}/{}",
+        v.id, v.tenant, v.created_at, v.status, v.devices_done, v.devices_total
+    );
     println!("verified {}  pending_reboot {}  failed {}  not_applicable {}  skipped {}  device_offline {}  pending {}",
         c.verified, c.pending_reboot, c.failed, c.not_applicable, c.skipped, c.device_offline, c.pending);
-    let mut t = table(&["DEVICE", "PACKAGE", "STATE", "CLASS", "FROM", "TO", "INSTALLED", "EXIT", "EVIDENCE"]);
+    let mut t = table(&[
+        "DEVICE",
+        "PACKAGE",
+        "STATE",
+        "CLASS",
+        "FROM",
+        "TO",
+        "INSTALLED",
+        "EXIT",
+        "EVIDENCE",
+    ]);
     for r in &v.results {
         t.add_row(vec![
-            if r.hostname.is_empty() { r.device.clone() } else { r.hostname.clone() },
+            if r.hostname.is_empty() {
+                r.device.clone()
+            } else {
+                r.hostname.clone()
+            },
             r.package.clone(),
             r.state.to_string(),
             r.class.map(|c| c.to_string()).unwrap_or_default(),
@@ -98,11 +163,20 @@ pub fn print_deployment(v: &DeploymentView) {
 }
 
 pub fn print_deployments(list: &[DeploymentSummary]) {
-    let mut t = table(&["ID", "TENANT", "CREATED", "STATUS", "DEVICES", "VERIFIED", "FAILED", "PENDING"]);
+    let mut t = table(&[
+        "ID", "TENANT", "CREATED", "STATUS", "DEVICES", "VERIFIED", "FAILED", "PENDING",
+    ]);
     for d in list {
-        t.add_row(vec![d.id.clone(), d.tenant.clone(), d.created_at.clone(), d.status.clone(),
-            format!("{}/{}", d.devices_done, d.devices_total), d.counts.verified.to_string(),
-            d.counts.failed.to_string(), d.counts.pending.to_string()]);
+        t.add_row(vec![
+            d.id.clone(),
+            d.tenant.clone(),
+            d.created_at.clone(),
+            d.status.clone(),
+            format!("{}/{}", d.devices_done, d.devices_total),
+            d.counts.verified.to_string(),
+            d.counts.failed.to_string(),
+            d.counts.pending.to_string(),
+        ]);
     }
     println!("{t}");
 }

@@ -28,18 +28,32 @@ impl ServerProcess {
 
     /// Starts the server with extra `server` flags (e.g. `--checkin-interval 5`).
     pub fn start_with(extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("pw-server-").tempdir().context("server tempdir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("pw-server-")
+            .tempdir()
+            .context("server tempdir")?;
         let data_dir = dir.path().join("data");
         let log = dir.path().join("server.log");
         let bin = workspace_bin("patchwarden")?;
         let mut cmd = Command::new(&bin);
-        cmd.arg("--data-dir").arg(&data_dir).args(["server", "--listen", "127.0.0.1:0"]).args(extra);
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra);
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(&log)?.try_clone()?)
             .env("RUST_LOG", "info");
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let mut server = ServerProcess { child, url: String::new(), data_dir, log, _dir: dir };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = ServerProcess {
+            child,
+            url: String::new(),
+            data_dir,
+            log,
+            _dir: dir,
+        };
         let url_file = server.data_dir.join("server-url");
         wait_until(Duration::from_secs(30), "the server to listen", || {
             if let Some(status) = server.child.try_wait()? {
@@ -100,7 +114,8 @@ impl ServerProcess {
     /// Runs a `--json` CLI command and parses its output.
     pub fn cli_json(&self, args: &[&str]) -> Result<serde_json::Value> {
         let out = self.cli_ok(args)?;
-        serde_json::from_str(&out).with_context(|| format!("parsing the JSON of patchwarden {}: {out}", args.join(" ")))
+        serde_json::from_str(&out)
+            .with_context(|| format!("parsing the JSON of patchwarden {}: {out}", args.join(" ")))
     }
 
     /// A fresh enrollment token (extra flags such as `--label k=v`).
@@ -144,7 +159,11 @@ impl Drop for ServerProcess {
 }
 
 /// Polls `check` every 100 ms until it returns true, for at most `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         if check()? {
@@ -164,7 +183,16 @@ pub fn install_agent(host: &Host) -> Result<()> {
 
 /// Enrolls the host's agent with `token` against `server_url`.
 pub fn enroll_agent(host: &Host, server_url: &str, token: &str) -> Result<()> {
-    let out = host.exec(&[AGENT_IN_HOST, "--state-dir", AGENT_STATE_IN_HOST, "enroll", "--server", server_url, "--token", token])?;
+    let out = host.exec(&[
+        AGENT_IN_HOST,
+        "--state-dir",
+        AGENT_STATE_IN_HOST,
+        "enroll",
+        "--server",
+        server_url,
+        "--token",
+        token,
+    ])?;
     if !out.status.success() {
         bail!(
             "agent enrollment in host {} failed ({}): {}{}",
@@ -179,14 +207,32 @@ pub fn enroll_agent(host: &Host, server_url: &str, token: &str) -> Result<()> {
 
 /// Runs the agent once in the host (`run --once`) and returns its output.
 pub fn run_agent_once(host: &Host, extra: &[&str]) -> Result<Output> {
-    let mut args = vec![AGENT_IN_HOST, "--state-dir", AGENT_STATE_IN_HOST, "run", "--once"];
+    let mut args = vec![
+        AGENT_IN_HOST,
+        "--state-dir",
+        AGENT_STATE_IN_HOST,
+        "run",
+        "--once",
+    ];
     args.extend_from_slice(extra);
-    host.exec_with_env(&args, &[(crate::BOOT_ID_ENV, crate::BOOT_ID_FILE), ("RUST_LOG", "info")])
+    host.exec_with_env(
+        &args,
+        &[
+            (crate::BOOT_ID_ENV, crate::BOOT_ID_FILE),
+            ("RUST_LOG", "info"),
+        ],
+    )
 }
 
 /// Starts the agent daemon in the host (`run`, with extra flags).
 pub fn spawn_agent(host: &Host, extra: &[&str]) -> Result<HostProcess> {
     let mut args = vec![AGENT_IN_HOST, "--state-dir", AGENT_STATE_IN_HOST, "run"];
     args.extend_from_slice(extra);
-    host.spawn(&args, &[(crate::BOOT_ID_ENV, crate::BOOT_ID_FILE), ("RUST_LOG", "info")])
+    host.spawn(
+        &args,
+        &[
+            (crate::BOOT_ID_ENV, crate::BOOT_ID_FILE),
+            ("RUST_LOG", "info"),
+        ],
+    )
 }

@@ -36,7 +36,10 @@ impl DroppingProxy {
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(ProxyState {
-            upstream: upstream.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+            upstream: upstream
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
             marker: marker.to_owned(),
             drops_left: AtomicUsize::new(drops),
             log: Mutex::new(Vec::new()),
@@ -55,7 +58,12 @@ impl DroppingProxy {
                 }
             }
         });
-        Ok(Self { port, stop, state, thread: Some(thread) })
+        Ok(Self {
+            port,
+            stop,
+            state,
+            thread: Some(thread),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -83,7 +91,11 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Result<Option<(String, Vec
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return if head.is_empty() { Ok(None) } else { bail!("connection closed inside a message head") };
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                bail!("connection closed inside a message head")
+            };
         }
         head.push_str(&line);
         if line == "\r\n" {
@@ -94,7 +106,8 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Result<Option<(String, Vec
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     let mut body = vec![0; length];
@@ -117,7 +130,10 @@ fn serve_connection(client: TcpStream, state: &ProxyState) -> Result<()> {
             bail!("upstream closed without a response");
         };
         let drop_it = request_line.contains(&state.marker)
-            && state.drops_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            && state
+                .drops_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         if let Ok(mut log) = state.log.lock() {
             log.push((request_line, drop_it));
         }

@@ -4,8 +4,12 @@ use clap::Parser;
 use patchwarden_cli::{Cli, Command};
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -30,7 +34,10 @@ fn main() -> anyhow::Result<()> {
         init_logging();
         let config = patchwarden_server::ServerConfig {
             listen: args.listen,
-            data_dir: cli.data_dir.clone().unwrap_or_else(patchwarden_cli::default_data_dir),
+            data_dir: cli
+                .data_dir
+                .clone()
+                .unwrap_or_else(patchwarden_cli::default_data_dir),
             database_url: args.database_url.clone(),
             checkin_interval_secs: args.checkin_interval.max(1),
         };

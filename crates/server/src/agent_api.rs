@@ -6,7 +6,10 @@ use crate::{now_ms, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use patchwarden_store::{Device, DeviceInventorySummary, EnrollRefusal, InventoryUpdate, JobOutcome, JobPackage, ResultStored};
+use patchwarden_store::{
+    Device, DeviceInventorySummary, EnrollRefusal, InventoryUpdate, JobOutcome, JobPackage,
+    ResultStored,
+};
 use patchwarden_wire::agent::*;
 use patchwarden_wire::PROTOCOL_VERSION;
 use serde::Deserialize;
@@ -28,11 +31,16 @@ fn check_protocol(version: u32) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/v1/agent/enroll", request_body = EnrollRequest,
     responses((status = 200, body = EnrollResponse), (status = 401, body = patchwarden_wire::ErrorBody)), tag = "agent")]
-pub async fn enroll(State(state): State<AppState>, Json(req): Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+pub async fn enroll(
+    State(state): State<AppState>,
+    Json(req): Json<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
     check_protocol(req.protocol_version)?;
     let hostname = req.hostname.trim();
     if hostname.is_empty() || hostname.len() > 253 {
-        return Err(ApiError::bad_request("hostname must be 1 to 253 characters"));
+        return Err(ApiError::bad_request(
+            "hostname must be 1 to 253 characters",
+        ));
     }
     let now = now_ms();
     let secret = new_token(DEVICE_SECRET_PREFIX);
@@ -52,20 +60,35 @@ pub async fn enroll(State(state): State<AppState>, Json(req): Json<EnrollRequest
         inventory_at: None,
         summary: DeviceInventorySummary::default(),
     };
-    let device = match state.store.enroll_device(&hash_token(req.token.trim()), now, device).await? {
+    let device = match state
+        .store
+        .enroll_device(&hash_token(req.token.trim()), now, device)
+        .await?
+    {
         Ok(d) => d,
         Err(refusal) => {
             let message = match refusal {
                 EnrollRefusal::UnknownToken => "unknown enrollment token",
                 EnrollRefusal::Expired => "this enrollment token has expired; create a new one",
                 EnrollRefusal::Revoked => "this enrollment token has been revoked",
-                EnrollRefusal::Exhausted => "this enrollment token has been used as many times as it allows",
+                EnrollRefusal::Exhausted => {
+                    "this enrollment token has been used as many times as it allows"
+                }
             };
             tracing::warn!(hostname, ?refusal, "enrollment refused");
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_enroll_token", message));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_enroll_token",
+                message,
+            ));
         }
     };
-    let tenant = state.store.tenant_by_id(&device.tenant_id).await?.map(|t| t.name).unwrap_or_default();
+    let tenant = state
+        .store
+        .tenant_by_id(&device.tenant_id)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default();
     tracing::info!(device = %device.id, hostname = %device.hostname, tenant = %tenant, "device enrolled");
     Ok(Json(EnrollResponse {
         device_id: device.id,
@@ -80,7 +103,9 @@ pub async fn enroll(State(state): State<AppState>, Json(req): Json<EnrollRequest
 /// The figures a device list shows, derived once when the inventory arrives.
 pub fn summarise(inv: &Inventory) -> DeviceInventorySummary {
     let os = if inv.os.pretty_name.is_empty() {
-        format!("{} {}", inv.os.id, inv.os.version).trim().to_owned()
+        format!("{} {}", inv.os.id, inv.os.version)
+            .trim()
+            .to_owned()
     } else {
         inv.os.pretty_name.clone()
     };
@@ -104,24 +129,43 @@ pub async fn checkin(
     let now = now_ms();
     let update = match &req.inventory {
         Some(inv) => {
-            let json = serde_json::to_string(inv).map_err(|e| ApiError::bad_request(format!("inventory: {e}")))?;
+            let json = serde_json::to_string(inv)
+                .map_err(|e| ApiError::bad_request(format!("inventory: {e}")))?;
             // The hash is the agent's (over its canonical serialisation); we keep it as the
             // key of "what the server holds" and do not recompute it.
             Some(InventoryUpdate {
                 hash: req.inventory_hash.clone(),
                 json,
                 summary: summarise(inv),
-                hostname: if inv.hostname.is_empty() { device.hostname.clone() } else { inv.hostname.clone() },
+                hostname: if inv.hostname.is_empty() {
+                    device.hostname.clone()
+                } else {
+                    inv.hostname.clone()
+                },
             })
         }
         None => None,
     };
-    state.store.record_checkin(&device.id, now, &req.agent_version, update.as_ref()).await?;
-    let held = update.as_ref().map(|u| &u.hash).or(device.inventory_hash.as_ref());
+    state
+        .store
+        .record_checkin(&device.id, now, &req.agent_version, update.as_ref())
+        .await?;
+    let held = update
+        .as_ref()
+        .map(|u| &u.hash)
+        .or(device.inventory_hash.as_ref());
     let inventory_wanted = held != Some(&req.inventory_hash);
-    let work_pending = !state.store.offerable_jobs(&device.id, now, JOB_LEASE_GRACE_MS).await?.is_empty();
+    let work_pending = !state
+        .store
+        .offerable_jobs(&device.id, now, JOB_LEASE_GRACE_MS)
+        .await?
+        .is_empty();
     tracing::debug!(device = %device.id, with_inventory = update.is_some(), "check-in");
-    Ok(Json(CheckinResponse { inventory_wanted, checkin_interval_secs: state.config.checkin_interval_secs, work_pending }))
+    Ok(Json(CheckinResponse {
+        inventory_wanted,
+        checkin_interval_secs: state.config.checkin_interval_secs,
+        work_pending,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -142,15 +186,26 @@ pub async fn work(
     let deadline = tokio::time::Instant::now() + wait;
     let notify = state.notifier.handle(&device.id);
     // A held request is also a sign of life.
-    state.store.record_checkin(&device.id, now_ms(), &device.agent_version, None).await?;
+    state
+        .store
+        .record_checkin(&device.id, now_ms(), &device.agent_version, None)
+        .await?;
     loop {
         // Register interest before looking, so a wake between the look and the wait counts.
         let notified = notify.notified();
-        let jobs = state.store.offerable_jobs(&device.id, now_ms(), JOB_LEASE_GRACE_MS).await?;
+        let jobs = state
+            .store
+            .offerable_jobs(&device.id, now_ms(), JOB_LEASE_GRACE_MS)
+            .await?;
         if !jobs.is_empty() || tokio::time::Instant::now() >= deadline {
             let items = jobs
                 .into_iter()
-                .map(|j| WorkEnvelope { job_id: j.id, payload: j.payload, signature: None, key_id: None })
+                .map(|j| WorkEnvelope {
+                    job_id: j.id,
+                    payload: j.payload,
+                    signature: None,
+                    key_id: None,
+                })
                 .collect();
             return Ok(Json(WorkResponse { items }));
         }
@@ -167,11 +222,17 @@ pub async fn job_started(
     DeviceAuth(device): DeviceAuth,
     Path(job_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if state.store.mark_job_started(&job_id, &device.id, now_ms()).await? {
+    if state
+        .store
+        .mark_job_started(&job_id, &device.id, now_ms())
+        .await?
+    {
         tracing::info!(device = %device.id, job = %job_id, "job started");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("no job {job_id} for this device")))
+        Err(ApiError::not_found(format!(
+            "no job {job_id} for this device"
+        )))
     }
 }
 
@@ -222,7 +283,12 @@ pub async fn job_result(
             from_version: p.from_version.clone(),
             to_version: p.to_version.clone(),
             installed_version: p.installed_version.clone(),
-            evidence: p.evidence.iter().take(patchwarden_wire::MAX_EVIDENCE_LINES).cloned().collect(),
+            evidence: p
+                .evidence
+                .iter()
+                .take(patchwarden_wire::MAX_EVIDENCE_LINES)
+                .cloned()
+                .collect(),
             ..jobs_deployment(&job_id)
         })
         .collect();
@@ -237,7 +303,11 @@ pub async fn job_result(
         result_json: raw,
         packages,
     };
-    match state.store.store_job_result(&job_id, &device.id, &outcome).await? {
+    match state
+        .store
+        .store_job_result(&job_id, &device.id, &outcome)
+        .await?
+    {
         ResultStored::Stored => {
             tracing::info!(device = %device.id, job = %job_id, packages = result.packages.len(), "job result stored");
             Ok(Json(ResultAck { stored: true }))
@@ -246,6 +316,8 @@ pub async fn job_result(
             tracing::info!(device = %device.id, job = %job_id, "job result re-delivered; already stored");
             Ok(Json(ResultAck { stored: false }))
         }
-        ResultStored::UnknownJob => Err(ApiError::not_found(format!("no job {job_id} for this device"))),
+        ResultStored::UnknownJob => Err(ApiError::not_found(format!(
+            "no job {job_id} for this device"
+        ))),
     }
 }

@@ -18,7 +18,10 @@ pub const DEVICE_SECRET_PREFIX: &str = "pwd_";
 pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -33,8 +36,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization header (expected `Bearer <token>`)"))?;
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not text"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization header (expected `Bearer <token>`)")
+        })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization header is not text"))?;
     value
         .strip_prefix("Bearer ")
         .map(str::trim)
@@ -57,7 +64,10 @@ impl Operator {
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         match state.store.api_token_by_hash(&hash_token(token)).await? {
             Some(t) if t.revoked_at.is_none() => Ok(Operator(t)),
@@ -73,9 +83,16 @@ pub struct DeviceAuth(pub Device);
 
 impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        match state.store.device_by_secret_hash(&hash_token(token)).await? {
+        match state
+            .store
+            .device_by_secret_hash(&hash_token(token))
+            .await?
+        {
             Some(d) => Ok(DeviceAuth(d)),
             None => Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,

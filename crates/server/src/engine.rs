@@ -14,7 +14,12 @@ pub struct PlannedPackage {
 /// The packages `selection` means for a device with this inventory (empty: nothing to do).
 pub fn plan_device(selection: &Selection, inventory: Option<&Inventory>) -> Vec<PlannedPackage> {
     let installed = |name: &str| {
-        inventory.and_then(|inv| inv.packages.iter().find(|p| p.name == name).map(|p| p.version.clone()))
+        inventory.and_then(|inv| {
+            inv.packages
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.version.clone())
+        })
     };
     let mut planned: Vec<PlannedPackage> = match selection {
         Selection::Security | Selection::AllUpdates => {
@@ -25,7 +30,10 @@ pub fn plan_device(selection: &Selection, inventory: Option<&Inventory>) -> Vec<
                         .iter()
                         .filter(|u| !security_only || u.security)
                         .map(|u| PlannedPackage {
-                            target: PackageTarget { name: u.name.clone(), version: Some(u.candidate_version.clone()) },
+                            target: PackageTarget {
+                                name: u.name.clone(),
+                                version: Some(u.candidate_version.clone()),
+                            },
                             from_version: Some(u.installed_version.clone()),
                         })
                         .collect()
@@ -39,11 +47,17 @@ pub fn plan_device(selection: &Selection, inventory: Option<&Inventory>) -> Vec<
                 // otherwise the agent resolves the candidate itself.
                 let version = t.version.clone().or_else(|| {
                     inventory.and_then(|inv| {
-                        inv.upgradable.iter().find(|u| u.name == t.name).map(|u| u.candidate_version.clone())
+                        inv.upgradable
+                            .iter()
+                            .find(|u| u.name == t.name)
+                            .map(|u| u.candidate_version.clone())
                     })
                 });
                 PlannedPackage {
-                    target: PackageTarget { name: t.name.clone(), version },
+                    target: PackageTarget {
+                        name: t.name.clone(),
+                        version,
+                    },
                     from_version: installed(&t.name),
                 }
             })
@@ -61,13 +75,20 @@ pub fn validate_packages(packages: &[PackageTarget]) -> Result<(), String> {
     }
     for p in packages {
         let ok_name = !p.name.is_empty()
-            && p.name.chars().all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
-            && p.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            && p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+            && p.name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric());
         if !ok_name {
             return Err(format!("invalid package name {:?}", p.name));
         }
         if let Some(v) = &p.version {
-            let ok_version = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "+-.~:_^".contains(c));
+            let ok_version = !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.~:_^".contains(c));
             if !ok_version {
                 return Err(format!("invalid version {v:?} for package {}", p.name));
             }
@@ -100,14 +121,29 @@ mod tests {
             held: false,
         };
         Inventory {
-            packages: vec![pkg("openssl", "3.0.11-1"), pkg("pw-demo", "1.0"), pkg("bash", "5.2.15-2")],
-            upgradable: vec![up("openssl", "3.0.11-1", "3.0.15-1~deb12u1", true), up("pw-demo", "1.0", "1.1", false)],
+            packages: vec![
+                pkg("openssl", "3.0.11-1"),
+                pkg("pw-demo", "1.0"),
+                pkg("bash", "5.2.15-2"),
+            ],
+            upgradable: vec![
+                up("openssl", "3.0.11-1", "3.0.15-1~deb12u1", true),
+                up("pw-demo", "1.0", "1.1", false),
+            ],
             ..Default::default()
         }
     }
 
     fn names(p: &[PlannedPackage]) -> Vec<String> {
-        p.iter().map(|p| format!("{}={}", p.target.name, p.target.version.clone().unwrap_or_default())).collect()
+        p.iter()
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p.target.name,
+                    p.target.version.clone().unwrap_or_default()
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -115,29 +151,56 @@ mod tests {
         let inv = inventory();
         let cases: Vec<(Selection, Vec<&str>)> = vec![
             (Selection::Security, vec!["openssl=3.0.15-1~deb12u1"]),
-            (Selection::AllUpdates, vec!["openssl=3.0.15-1~deb12u1", "pw-demo=1.1"]),
             (
-                Selection::Packages { packages: vec![PackageTarget { name: "pw-demo".into(), version: None }] },
+                Selection::AllUpdates,
+                vec!["openssl=3.0.15-1~deb12u1", "pw-demo=1.1"],
+            ),
+            (
+                Selection::Packages {
+                    packages: vec![PackageTarget {
+                        name: "pw-demo".into(),
+                        version: None,
+                    }],
+                },
                 vec!["pw-demo=1.1"],
             ),
             (
-                Selection::Packages { packages: vec![PackageTarget { name: "bash".into(), version: Some("5.2.15-3".into()) }] },
+                Selection::Packages {
+                    packages: vec![PackageTarget {
+                        name: "bash".into(),
+                        version: Some("5.2.15-3".into()),
+                    }],
+                },
                 vec!["bash=5.2.15-3"],
             ),
             (
-                Selection::Packages { packages: vec![PackageTarget { name: "absent".into(), version: None }] },
+                Selection::Packages {
+                    packages: vec![PackageTarget {
+                        name: "absent".into(),
+                        version: None,
+                    }],
+                },
                 vec!["absent="],
             ),
         ];
         for (selection, want) in cases {
-            assert_eq!(names(&plan_device(&selection, Some(&inv))), want, "{selection:?}");
+            assert_eq!(
+                names(&plan_device(&selection, Some(&inv))),
+                want,
+                "{selection:?}"
+            );
         }
         assert!(plan_device(&Selection::Security, None).is_empty());
     }
 
     #[test]
     fn package_lists_are_validated() {
-        let t = |n: &str, v: Option<&str>| vec![PackageTarget { name: n.into(), version: v.map(Into::into) }];
+        let t = |n: &str, v: Option<&str>| {
+            vec![PackageTarget {
+                name: n.into(),
+                version: v.map(Into::into),
+            }]
+        };
         assert!(validate_packages(&t("libc6", Some("2.36-9+deb12u4"))).is_ok());
         assert!(validate_packages(&t("openssh-server", Some("1:9.2p1-2+deb12u3"))).is_ok());
         assert!(validate_packages(&t("rm -rf", None)).is_err());

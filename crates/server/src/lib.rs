@@ -40,7 +40,9 @@ pub struct AppState {
 }
 
 pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -62,14 +64,32 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agent/enroll", post(agent_api::enroll))
         .route("/api/v1/agent/checkin", post(agent_api::checkin))
         .route("/api/v1/agent/work", get(agent_api::work))
-        .route("/api/v1/agent/jobs/{job_id}/start", post(agent_api::job_started))
-        .route("/api/v1/agent/jobs/{job_id}/result", post(agent_api::job_result))
-        .route("/api/v1/enroll-tokens", post(operator_api::create_enroll_token).get(operator_api::list_enroll_tokens))
-        .route("/api/v1/enroll-tokens/{id}", delete(operator_api::revoke_enroll_token))
+        .route(
+            "/api/v1/agent/jobs/{job_id}/start",
+            post(agent_api::job_started),
+        )
+        .route(
+            "/api/v1/agent/jobs/{job_id}/result",
+            post(agent_api::job_result),
+        )
+        .route(
+            "/api/v1/enroll-tokens",
+            post(operator_api::create_enroll_token).get(operator_api::list_enroll_tokens),
+        )
+        .route(
+            "/api/v1/enroll-tokens/{id}",
+            delete(operator_api::revoke_enroll_token),
+        )
         .route("/api/v1/devices", get(operator_api::list_devices))
         .route("/api/v1/devices/{id}", get(operator_api::get_device))
-        .route("/api/v1/deployments", post(operator_api::create_deployment).get(operator_api::list_deployments))
-        .route("/api/v1/deployments/{id}", get(operator_api::get_deployment))
+        .route(
+            "/api/v1/deployments",
+            post(operator_api::create_deployment).get(operator_api::list_deployments),
+        )
+        .route(
+            "/api/v1/deployments/{id}",
+            get(operator_api::get_deployment),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state)
 }
@@ -77,7 +97,8 @@ pub fn router(state: AppState) -> Router {
 /// Creates the data directory, readable only by its owner.
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting data directory {}", dir.display()))?;
     Ok(())
@@ -130,10 +151,15 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
     let url = match &config.database_url {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", config.data_dir.join("patchwarden.db").display()),
+        None => format!(
+            "sqlite://{}",
+            config.data_dir.join("patchwarden.db").display()
+        ),
     };
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&url).await.with_context(|| format!("opening database {url}"))?;
+        let store = SqliteStore::open(&url)
+            .await
+            .with_context(|| format!("opening database {url}"))?;
         Ok(Arc::new(store))
     } else {
         anyhow::bail!("unsupported database URL {url:?}: this build supports sqlite://PATH")
@@ -141,7 +167,10 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
 }
 
 /// Binds, bootstraps, and serves until `shutdown` resolves.
-pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
@@ -152,7 +181,13 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let url = format!("http://{addr}");
     write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
-    let state = AppState { store, notifier: Arc::default(), config: Arc::new(config) };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    let state = AppState {
+        store,
+        notifier: Arc::default(),
+        config: Arc::new(config),
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -20,10 +20,18 @@ const MAX_ENROLL_TTL_SECS: u64 = 365 * 24 * 3600;
 const DEFAULT_JOB_TIMEOUT_SECS: u64 = 1800;
 
 fn valid_tenant_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-async fn resolve_tenant(state: &AppState, op: &Operator, name: Option<&str>) -> ApiResult<patchwarden_store::Tenant> {
+async fn resolve_tenant(
+    state: &AppState,
+    op: &Operator,
+    name: Option<&str>,
+) -> ApiResult<patchwarden_store::Tenant> {
     let name = name.unwrap_or(DEFAULT_TENANT);
     if !valid_tenant_name(name) {
         return Err(ApiError::bad_request(format!(
@@ -32,13 +40,21 @@ async fn resolve_tenant(state: &AppState, op: &Operator, name: Option<&str>) -> 
     }
     let tenant = state.store.ensure_tenant(name, now_ms()).await?;
     if !op.can_access(&tenant.id) {
-        return Err(ApiError::forbidden(format!("this token may not act on tenant {name:?}")));
+        return Err(ApiError::forbidden(format!(
+            "this token may not act on tenant {name:?}"
+        )));
     }
     Ok(tenant)
 }
 
 async fn tenant_names(state: &AppState) -> ApiResult<HashMap<String, String>> {
-    Ok(state.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect())
+    Ok(state
+        .store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect())
 }
 
 #[utoipa::path(post, path = "/api/v1/enroll-tokens", request_body = CreateEnrollTokenRequest,
@@ -52,10 +68,18 @@ pub async fn create_enroll_token(
     let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
     let ttl = req.ttl_secs.unwrap_or(DEFAULT_ENROLL_TTL_SECS);
     if ttl == 0 || ttl > MAX_ENROLL_TTL_SECS {
-        return Err(ApiError::bad_request(format!("ttl must be between 1 second and 365 days, got {ttl} s")));
+        return Err(ApiError::bad_request(format!(
+            "ttl must be between 1 second and 365 days, got {ttl} s"
+        )));
     }
     for (k, v) in &req.labels {
-        if k.is_empty() || k.len() > 64 || v.len() > 256 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        if k.is_empty()
+            || k.len() > 64
+            || v.len() > 256
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             return Err(ApiError::bad_request(format!("invalid label {k:?}={v:?}")));
         }
     }
@@ -76,13 +100,21 @@ pub async fn create_enroll_token(
     tracing::info!(token_id = %record.id, tenant = %tenant.name, "enrollment token created");
     Ok((
         StatusCode::CREATED,
-        Json(EnrollTokenCreated { id: record.id, token, tenant: tenant.name, expires_at: rfc3339(record.expires_at) }),
+        Json(EnrollTokenCreated {
+            id: record.id,
+            token,
+            tenant: tenant.name,
+            expires_at: rfc3339(record.expires_at),
+        }),
     ))
 }
 
 #[utoipa::path(get, path = "/api/v1/enroll-tokens", responses((status = 200, body = [EnrollTokenInfo])),
     security(("operator" = [])), tag = "enrollment")]
-pub async fn list_enroll_tokens(State(state): State<AppState>, op: Operator) -> ApiResult<Json<Vec<EnrollTokenInfo>>> {
+pub async fn list_enroll_tokens(
+    State(state): State<AppState>,
+    op: Operator,
+) -> ApiResult<Json<Vec<EnrollTokenInfo>>> {
     let names = tenant_names(&state).await?;
     let tokens = state.store.list_enroll_tokens(op.tenant_scope()).await?;
     Ok(Json(
@@ -104,8 +136,17 @@ pub async fn list_enroll_tokens(State(state): State<AppState>, op: Operator) -> 
 
 #[utoipa::path(delete, path = "/api/v1/enroll-tokens/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = patchwarden_wire::ErrorBody)), security(("operator" = [])), tag = "enrollment")]
-pub async fn revoke_enroll_token(State(state): State<AppState>, op: Operator, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let visible = state.store.list_enroll_tokens(op.tenant_scope()).await?.iter().any(|t| t.id == id);
+pub async fn revoke_enroll_token(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let visible = state
+        .store
+        .list_enroll_tokens(op.tenant_scope())
+        .await?
+        .iter()
+        .any(|t| t.id == id);
     if !visible || !state.store.revoke_enroll_token(&id, now_ms()).await? {
         return Err(ApiError::not_found(format!("no enrollment token {id}")));
     }
@@ -150,7 +191,10 @@ fn summary(d: Device, tenant: String, now: i64) -> DeviceSummary {
 
 #[utoipa::path(get, path = "/api/v1/devices", responses((status = 200, body = [DeviceSummary])),
     security(("operator" = [])), tag = "devices")]
-pub async fn list_devices(State(state): State<AppState>, op: Operator) -> ApiResult<Json<Vec<DeviceSummary>>> {
+pub async fn list_devices(
+    State(state): State<AppState>,
+    op: Operator,
+) -> ApiResult<Json<Vec<DeviceSummary>>> {
     let names = tenant_names(&state).await?;
     let now = now_ms();
     let devices = state.store.list_devices(op.tenant_scope()).await?;
@@ -188,11 +232,23 @@ async fn inventory_of(state: &AppState, id: &str) -> ApiResult<Option<Inventory>
 #[utoipa::path(get, path = "/api/v1/devices/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = patchwarden_wire::ErrorBody)),
     security(("operator" = [])), tag = "devices")]
-pub async fn get_device(State(state): State<AppState>, op: Operator, Path(id): Path<String>) -> ApiResult<Json<DeviceDetail>> {
+pub async fn get_device(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceDetail>> {
     let device = visible_device(&state, &op, &id).await?;
-    let tenant = state.store.tenant_by_id(&device.tenant_id).await?.map(|t| t.name).unwrap_or_default();
+    let tenant = state
+        .store
+        .tenant_by_id(&device.tenant_id)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default();
     let inventory = inventory_of(&state, &id).await?;
-    Ok(Json(DeviceDetail { summary: summary(device, tenant, now_ms()), inventory }))
+    Ok(Json(DeviceDetail {
+        summary: summary(device, tenant, now_ms()),
+        inventory,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/deployments", request_body = CreateDeploymentRequest,
@@ -203,16 +259,24 @@ pub async fn create_deployment(
     op: Operator,
     Json(req): Json<CreateDeploymentRequest>,
 ) -> ApiResult<(StatusCode, Json<DeploymentCreated>)> {
-    let forms = [!req.target.devices.is_empty(), !req.target.labels.is_empty(), req.target.all];
+    let forms = [
+        !req.target.devices.is_empty(),
+        !req.target.labels.is_empty(),
+        req.target.all,
+    ];
     if forms.iter().filter(|f| **f).count() != 1 {
-        return Err(ApiError::bad_request("target exactly one of: devices (--device), labels (--label), or all (--all)"));
+        return Err(ApiError::bad_request(
+            "target exactly one of: devices (--device), labels (--label), or all (--all)",
+        ));
     }
     if let Selection::Packages { packages } = &req.selection {
         validate_packages(packages).map_err(ApiError::bad_request)?;
     }
     let timeout_secs = req.timeout_secs.unwrap_or(DEFAULT_JOB_TIMEOUT_SECS);
     if timeout_secs == 0 || timeout_secs > 24 * 3600 {
-        return Err(ApiError::bad_request("timeout must be between 1 second and 24 hours"));
+        return Err(ApiError::bad_request(
+            "timeout must be between 1 second and 24 hours",
+        ));
     }
     let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
     let all = state.store.list_devices(Some(&tenant.id)).await?;
@@ -221,17 +285,32 @@ pub async fn create_deployment(
         for id in &req.target.devices {
             match all.iter().find(|d| &d.id == id || &d.hostname == id) {
                 Some(d) => chosen.push(d.clone()),
-                None => return Err(ApiError::bad_request(format!("no device {id:?} in tenant {:?}", tenant.name))),
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "no device {id:?} in tenant {:?}",
+                        tenant.name
+                    )))
+                }
             }
         }
         chosen
     } else if !req.target.labels.is_empty() {
-        all.into_iter().filter(|d| req.target.labels.iter().all(|(k, v)| d.labels.get(k) == Some(v))).collect()
+        all.into_iter()
+            .filter(|d| {
+                req.target
+                    .labels
+                    .iter()
+                    .all(|(k, v)| d.labels.get(k) == Some(v))
+            })
+            .collect()
     } else {
         all
     };
     if targets.is_empty() {
-        return Err(ApiError::bad_request(format!("no device in tenant {:?} matches the target", tenant.name)));
+        return Err(ApiError::bad_request(format!(
+            "no device in tenant {:?} matches the target",
+            tenant.name
+        )));
     }
 
     let now = now_ms();
@@ -240,7 +319,8 @@ pub async fn create_deployment(
         tenant_id: tenant.id.clone(),
         created_at: now,
         created_by: op.0.name.clone(),
-        selection_json: serde_json::to_string(&req.selection).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        selection_json: serde_json::to_string(&req.selection)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
         timeout_secs: timeout_secs as i64,
     };
     let mut jobs = Vec::new();
@@ -279,7 +359,8 @@ pub async fn create_deployment(
             tenant_id: tenant.id.clone(),
             deployment_id: deployment.id.clone(),
             device_id: device.id.clone(),
-            payload: serde_json::to_string(&op_payload).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            payload: serde_json::to_string(&op_payload)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
             status: JobStatus::Queued,
             created_at: now,
             started_at: None,
@@ -297,14 +378,21 @@ pub async fn create_deployment(
             targets.len()
         )));
     }
-    state.store.create_deployment(&deployment, &jobs, &rows).await?;
+    state
+        .store
+        .create_deployment(&deployment, &jobs, &rows)
+        .await?;
     for job in &jobs {
         state.notifier.wake(&job.device_id);
     }
     tracing::info!(deployment = %deployment.id, tenant = %tenant.name, devices = jobs.len(), "deployment created");
     Ok((
         StatusCode::CREATED,
-        Json(DeploymentCreated { id: deployment.id, devices: jobs.len() as u32, devices_without_work: without_work }),
+        Json(DeploymentCreated {
+            id: deployment.id,
+            devices: jobs.len() as u32,
+            devices_without_work: without_work,
+        }),
     ))
 }
 
@@ -312,7 +400,11 @@ fn parse_selection(json: &str) -> Selection {
     serde_json::from_str(json).unwrap_or(Selection::Packages { packages: vec![] })
 }
 
-async fn deployment_view(state: &AppState, d: Deployment, tenant: String) -> ApiResult<DeploymentView> {
+async fn deployment_view(
+    state: &AppState,
+    d: Deployment,
+    tenant: String,
+) -> ApiResult<DeploymentView> {
     let jobs = state.store.jobs_of_deployment(&d.id).await?;
     let packages = state.store.packages_of_deployment(&d.id).await?;
     let hostnames: HashMap<String, String> = state
@@ -327,7 +419,10 @@ async fn deployment_view(state: &AppState, d: Deployment, tenant: String) -> Api
     let results = packages
         .iter()
         .map(|p| {
-            let state = p.state.parse::<PackageState>().unwrap_or(PackageState::Pending);
+            let state = p
+                .state
+                .parse::<PackageState>()
+                .unwrap_or(PackageState::Pending);
             counts.add(state);
             let job = jobs_by_id.get(p.job_id.as_str());
             ResultRow {
@@ -335,7 +430,10 @@ async fn deployment_view(state: &AppState, d: Deployment, tenant: String) -> Api
                 hostname: hostnames.get(&p.device_id).cloned().unwrap_or_default(),
                 package: p.package.clone(),
                 state,
-                class: p.class.as_deref().map(|c| c.parse().unwrap_or(FailureClass::Unknown)),
+                class: p
+                    .class
+                    .as_deref()
+                    .map(|c| c.parse().unwrap_or(FailureClass::Unknown)),
                 from_version: p.from_version.clone(),
                 to_version: p.to_version.clone(),
                 installed_version: p.installed_version.clone(),
@@ -367,7 +465,12 @@ async fn deployment_view(state: &AppState, d: Deployment, tenant: String) -> Api
         id: d.id,
         tenant,
         created_at: rfc3339(d.created_at),
-        status: if devices_done == devices_total { "completed" } else { "running" }.to_owned(),
+        status: if devices_done == devices_total {
+            "completed"
+        } else {
+            "running"
+        }
+        .to_owned(),
         devices_total,
         devices_done,
         counts,
@@ -379,18 +482,30 @@ async fn deployment_view(state: &AppState, d: Deployment, tenant: String) -> Api
 #[utoipa::path(get, path = "/api/v1/deployments/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DeploymentView), (status = 404, body = patchwarden_wire::ErrorBody)),
     security(("operator" = [])), tag = "deployments")]
-pub async fn get_deployment(State(state): State<AppState>, op: Operator, Path(id): Path<String>) -> ApiResult<Json<DeploymentView>> {
+pub async fn get_deployment(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeploymentView>> {
     let d = match state.store.deployment(&id).await? {
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
     };
-    let tenant = state.store.tenant_by_id(&d.tenant_id).await?.map(|t| t.name).unwrap_or_default();
+    let tenant = state
+        .store
+        .tenant_by_id(&d.tenant_id)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default();
     Ok(Json(deployment_view(&state, d, tenant).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/deployments", responses((status = 200, body = [DeploymentSummary])),
     security(("operator" = [])), tag = "deployments")]
-pub async fn list_deployments(State(state): State<AppState>, op: Operator) -> ApiResult<Json<Vec<DeploymentSummary>>> {
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    op: Operator,
+) -> ApiResult<Json<Vec<DeploymentSummary>>> {
     let names = tenant_names(&state).await?;
     let mut out = Vec::new();
     for d in state.store.list_deployments(op.tenant_scope()).await? {

@@ -63,8 +63,18 @@ fn spawn_on(data_dir: PathBuf) -> App {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let admin = std::fs::read_to_string(data_dir.join("admin-token")).expect("admin token").trim().to_owned();
-    App { url, admin, data_dir, _dir: None, stop: Some(tx), thread: Some(thread) }
+    let admin = std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("admin token")
+        .trim()
+        .to_owned();
+    App {
+        url,
+        admin,
+        data_dir,
+        _dir: None,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
 }
 
 /// (status, body) of a request; `token` goes in the Authorization header.
@@ -89,7 +99,12 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u
 
 impl App {
     fn op(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(method, &format!("{}{path}", self.url), Some(&self.admin), body)
+        call(
+            method,
+            &format!("{}{path}", self.url),
+            Some(&self.admin),
+            body,
+        )
     }
     fn enroll_token(&self, body: Value) -> String {
         let (status, v) = self.op("POST", "/api/v1/enroll-tokens", Some(body));
@@ -104,14 +119,23 @@ impl App {
             agent_version: "test".into(),
             protocol_version: PROTOCOL_VERSION,
         };
-        call("POST", &format!("{}/api/v1/agent/enroll", self.url), None, Some(serde_json::to_value(req).expect("json")))
+        call(
+            "POST",
+            &format!("{}/api/v1/agent/enroll", self.url),
+            None,
+            Some(serde_json::to_value(req).expect("json")),
+        )
     }
     fn device(&self, hostname: &str, labels: Value) -> Agent {
         let token = self.enroll_token(json!({"labels": labels}));
         let (status, v) = self.enroll(&token, hostname);
         assert_eq!(status, 200, "{v}");
         let r: EnrollResponse = serde_json::from_value(v).expect("enroll response");
-        Agent { url: self.url.clone(), id: r.device_id, secret: r.device_secret }
+        Agent {
+            url: self.url.clone(),
+            id: r.device_id,
+            secret: r.device_secret,
+        }
     }
 }
 
@@ -123,7 +147,12 @@ struct Agent {
 
 impl Agent {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(method, &format!("{}{path}", self.url), Some(&self.secret), body)
+        call(
+            method,
+            &format!("{}{path}", self.url),
+            Some(&self.secret),
+            body,
+        )
     }
     fn checkin(&self, inv: Option<&Inventory>, hash: &str) -> CheckinResponse {
         let req = CheckinRequest {
@@ -132,21 +161,32 @@ impl Agent {
             inventory_hash: hash.into(),
             inventory: inv.cloned(),
         };
-        let (status, v) = self.call("POST", "/api/v1/agent/checkin", Some(serde_json::to_value(req).expect("json")));
+        let (status, v) = self.call(
+            "POST",
+            "/api/v1/agent/checkin",
+            Some(serde_json::to_value(req).expect("json")),
+        );
         assert_eq!(status, 200, "{v}");
         serde_json::from_value(v).expect("checkin response")
     }
     fn work(&self, wait: u64) -> Vec<WorkEnvelope> {
         let (status, v) = self.call("GET", &format!("/api/v1/agent/work?wait={wait}"), None);
         assert_eq!(status, 200, "{v}");
-        serde_json::from_value::<WorkResponse>(v).expect("work").items
+        serde_json::from_value::<WorkResponse>(v)
+            .expect("work")
+            .items
     }
 }
 
 fn inventory(demo_version: &str, candidate: Option<&str>) -> Inventory {
     Inventory {
         hostname: "h".into(),
-        os: OsInfo { id: "debian".into(), version: "12".into(), codename: "bookworm".into(), pretty_name: "Debian GNU/Linux 12 (bookworm)".into() },
+        os: OsInfo {
+            id: "debian".into(),
+            version: "12".into(),
+            codename: "bookworm".into(),
+            pretty_name: "Debian GNU/Linux 12 (bookworm)".into(),
+        },
         kernel: "6.1.0".into(),
         boot_id: "b1".into(),
         package_manager: "apt".into(),
@@ -200,10 +240,18 @@ fn result_for(package: &str, state: PackageState, installed: &str) -> JobResult 
 fn first_start_writes_a_private_admin_token_and_the_cli_url() {
     use std::os::unix::fs::PermissionsExt;
     let app = spawn_app();
-    let mode = std::fs::metadata(app.data_dir.join("admin-token")).expect("token file").permissions().mode();
+    let mode = std::fs::metadata(app.data_dir.join("admin-token"))
+        .expect("token file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(app.admin.starts_with("pwa_"));
-    let (status, _) = call("GET", &format!("{}/api/v1/devices", app.url), Some("pwa_wrong"), None);
+    let (status, _) = call(
+        "GET",
+        &format!("{}/api/v1/devices", app.url),
+        Some("pwa_wrong"),
+        None,
+    );
     assert_eq!(status, 401);
     let (status, _) = call("GET", &format!("{}/api/v1/devices", app.url), None, None);
     assert_eq!(status, 401);
@@ -214,29 +262,56 @@ fn enrollment_tokens_expire_are_revocable_limited_and_stored_hashed() {
     let app = spawn_app();
     // Unknown, then single-use.
     let (status, v) = app.enroll("pwe_nope", "a");
-    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_enroll_token")));
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("invalid_enroll_token"))
+    );
     let once = app.enroll_token(json!({"max_uses": 1}));
     assert_eq!(app.enroll(&once, "a").0, 200);
     let (status, v) = app.enroll(&once, "b");
     assert_eq!(status, 401);
-    assert!(v["message"].as_str().unwrap_or("").contains("used as many times"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("used as many times"),
+        "{v}"
+    );
     // Revoked.
     let (_, created) = app.op("POST", "/api/v1/enroll-tokens", Some(json!({})));
     let id = created["id"].as_str().expect("id");
-    assert_eq!(app.op("DELETE", &format!("/api/v1/enroll-tokens/{id}"), None).0, 204);
+    assert_eq!(
+        app.op("DELETE", &format!("/api/v1/enroll-tokens/{id}"), None)
+            .0,
+        204
+    );
     let (status, v) = app.enroll(created["token"].as_str().expect("token"), "c");
     assert_eq!(status, 401);
-    assert!(v["message"].as_str().unwrap_or("").contains("revoked"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("revoked"),
+        "{v}"
+    );
     // Expired.
     let short = app.enroll_token(json!({"ttl_secs": 1}));
     std::thread::sleep(Duration::from_millis(1100));
     let (status, v) = app.enroll(&short, "d");
     assert_eq!(status, 401);
-    assert!(v["message"].as_str().unwrap_or("").contains("expired"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("expired"),
+        "{v}"
+    );
     // Bad input is named.
-    let (status, v) = app.op("POST", "/api/v1/enroll-tokens", Some(json!({"ttl_secs": 0})));
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/enroll-tokens",
+        Some(json!({"ttl_secs": 0})),
+    );
     assert_eq!(status, 400, "{v}");
-    let (status, v) = app.op("POST", "/api/v1/enroll-tokens", Some(json!({"tenant": "no spaces"})));
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/enroll-tokens",
+        Some(json!({"tenant": "no spaces"})),
+    );
     assert_eq!(status, 400, "{v}");
     // Hashed at rest: the token text appears nowhere in the database files.
     let mut db = Vec::new();
@@ -244,7 +319,10 @@ fn enrollment_tokens_expire_are_revocable_limited_and_stored_hashed() {
         db.extend(std::fs::read(app.data_dir.join(f)).unwrap_or_default());
     }
     for secret in [&once, &short, &app.admin] {
-        assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "token stored in clear");
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "token stored in clear"
+        );
     }
 }
 
@@ -254,9 +332,19 @@ fn inventory_is_sent_whole_only_when_it_changed() {
     let agent = app.device("web1", json!({"env": "prod"}));
     let first = agent.checkin(None, "h1");
     assert!(first.inventory_wanted, "the server holds no inventory yet");
-    assert!(!agent.checkin(Some(&inventory("1.0", Some("1.1"))), "h1").inventory_wanted);
-    assert!(!agent.checkin(None, "h1").inventory_wanted, "same hash: a heartbeat is enough");
-    assert!(agent.checkin(None, "h2").inventory_wanted, "new hash without data: ask for it");
+    assert!(
+        !agent
+            .checkin(Some(&inventory("1.0", Some("1.1"))), "h1")
+            .inventory_wanted
+    );
+    assert!(
+        !agent.checkin(None, "h1").inventory_wanted,
+        "same hash: a heartbeat is enough"
+    );
+    assert!(
+        agent.checkin(None, "h2").inventory_wanted,
+        "new hash without data: ask for it"
+    );
     let (_, devices) = app.op("GET", "/api/v1/devices", None);
     let d = &devices[0];
     assert_eq!(d["id"].as_str(), Some(agent.id.as_str()));
@@ -288,27 +376,64 @@ fn deployment_work_reaches_only_its_devices_and_results_are_stored_once() {
     assert_eq!(items.len(), 1);
     let op: Operation = serde_json::from_str(&items[0].payload).expect("operation");
     match op {
-        Operation::Install { packages, deployment_id, .. } => {
+        Operation::Install {
+            packages,
+            deployment_id,
+            ..
+        } => {
             assert_eq!(deployment_id, dep);
-            assert_eq!(packages, vec![PackageTarget { name: "pw-demo".into(), version: Some("1.1".into()) }]);
+            assert_eq!(
+                packages,
+                vec![PackageTarget {
+                    name: "pw-demo".into(),
+                    version: Some("1.1".into())
+                }]
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
     let job = &items[0].job_id;
     // Another device can neither start nor complete this job.
-    assert_eq!(b.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None).0, 404);
-    let body = serde_json::to_value(result_for("pw-demo", PackageState::Verified, "1.1")).expect("json");
-    assert_eq!(b.call("POST", &format!("/api/v1/agent/jobs/{job}/result"), Some(body.clone())).0, 404);
+    assert_eq!(
+        b.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None)
+            .0,
+        404
+    );
+    let body =
+        serde_json::to_value(result_for("pw-demo", PackageState::Verified, "1.1")).expect("json");
+    assert_eq!(
+        b.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(body.clone())
+        )
+        .0,
+        404
+    );
 
-    assert_eq!(a.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None).0, 204);
-    assert!(a.work(0).is_empty(), "a running job is not offered again while its lease holds");
-    let (status, ack) = a.call("POST", &format!("/api/v1/agent/jobs/{job}/result"), Some(body.clone()));
+    assert_eq!(
+        a.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None)
+            .0,
+        204
+    );
+    assert!(
+        a.work(0).is_empty(),
+        "a running job is not offered again while its lease holds"
+    );
+    let (status, ack) = a.call(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/result"),
+        Some(body.clone()),
+    );
     assert_eq!((status, ack["stored"].as_bool()), (200, Some(true)));
     // Re-delivery after a lost response: acknowledged, not stored twice, not changed.
     let mut changed = result_for("pw-demo", PackageState::Failed, "1.0");
     changed.packages[0].class = Some(FailureClass::Unknown);
-    let (status, ack) =
-        a.call("POST", &format!("/api/v1/agent/jobs/{job}/result"), Some(serde_json::to_value(changed).expect("json")));
+    let (status, ack) = a.call(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/result"),
+        Some(serde_json::to_value(changed).expect("json")),
+    );
     assert_eq!((status, ack["stored"].as_bool()), (200, Some(false)));
 
     let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
@@ -343,8 +468,15 @@ fn a_held_work_request_wakes_within_two_seconds_of_new_work() {
     assert_eq!(status, 201, "{v}");
     let (n, waited) = waiter.join().expect("waiter");
     assert_eq!(n, 1);
-    assert!(created.elapsed() < Duration::from_secs(2), "work arrived {:?} after creation", created.elapsed());
-    assert!(waited >= Duration::from_millis(400), "the request was held until work existed");
+    assert!(
+        created.elapsed() < Duration::from_secs(2),
+        "work arrived {:?} after creation",
+        created.elapsed()
+    );
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the request was held until work existed"
+    );
 }
 
 #[test]
@@ -353,20 +485,45 @@ fn deployment_requests_are_validated_with_clear_errors() {
     let a = app.device("a", json!({}));
     a.checkin(Some(&inventory("1.1", None)), "h");
     let cases = [
-        (json!({"target": {}, "selection": {"kind": "security"}}), "exactly one"),
-        (json!({"target": {"all": true, "devices": ["a"]}, "selection": {"kind": "security"}}), "exactly one"),
-        (json!({"target": {"devices": ["nope"]}, "selection": {"kind": "security"}}), "no device \"nope\""),
-        (json!({"target": {"all": true}, "selection": {"kind": "packages", "packages": [{"name": "x; rm"}]}}), "invalid package name"),
-        (json!({"target": {"all": true}, "selection": {"kind": "security"}}), "anything to install"),
-        (json!({"target": {"labels": {"env": "x"}}, "selection": {"kind": "security"}}), "matches the target"),
+        (
+            json!({"target": {}, "selection": {"kind": "security"}}),
+            "exactly one",
+        ),
+        (
+            json!({"target": {"all": true, "devices": ["a"]}, "selection": {"kind": "security"}}),
+            "exactly one",
+        ),
+        (
+            json!({"target": {"devices": ["nope"]}, "selection": {"kind": "security"}}),
+            "no device \"nope\"",
+        ),
+        (
+            json!({"target": {"all": true}, "selection": {"kind": "packages", "packages": [{"name": "x; rm"}]}}),
+            "invalid package name",
+        ),
+        (
+            json!({"target": {"all": true}, "selection": {"kind": "security"}}),
+            "anything to install",
+        ),
+        (
+            json!({"target": {"labels": {"env": "x"}}, "selection": {"kind": "security"}}),
+            "matches the target",
+        ),
     ];
     for (body, want) in cases {
         let (status, v) = app.op("POST", "/api/v1/deployments", Some(body.clone()));
         assert_eq!(status, 400, "{body}: {v}");
-        assert!(v["message"].as_str().unwrap_or("").contains(want), "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(want),
+            "{body}: {v}"
+        );
     }
     let (_, list) = app.op("GET", "/api/v1/deployments", None);
-    assert_eq!(list.as_array().map(Vec::len), Some(0), "nothing half-created");
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(0),
+        "nothing half-created"
+    );
 }
 
 #[test]
@@ -376,11 +533,24 @@ fn acknowledged_results_survive_a_server_restart() {
     let app = spawn_on(data_dir.clone());
     let a = app.device("a", json!({}));
     a.checkin(Some(&inventory("1.0", Some("1.1"))), "h");
-    let (_, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"all": true}, "selection": {"kind": "all_updates"}})));
+    let (_, v) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"all": true}, "selection": {"kind": "all_updates"}})),
+    );
     let dep = v["id"].as_str().expect("id").to_owned();
     let job = a.work(0)[0].job_id.clone();
-    let body = serde_json::to_value(result_for("pw-demo", PackageState::Verified, "1.1")).expect("json");
-    assert_eq!(a.call("POST", &format!("/api/v1/agent/jobs/{job}/result"), Some(body)).0, 200);
+    let body =
+        serde_json::to_value(result_for("pw-demo", PackageState::Verified, "1.1")).expect("json");
+    assert_eq!(
+        a.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(body)
+        )
+        .0,
+        200
+    );
     let admin = app.admin.clone();
     drop(app);
 
@@ -394,7 +564,12 @@ fn acknowledged_results_survive_a_server_restart() {
 #[test]
 fn openapi_documents_every_route() {
     let app = spawn_app();
-    let (status, doc) = call("GET", &format!("{}/api/v1/openapi.json", app.url), None, None);
+    let (status, doc) = call(
+        "GET",
+        &format!("{}/api/v1/openapi.json", app.url),
+        None,
+        None,
+    );
     assert_eq!(status, 200);
     let paths = doc["paths"].as_object().expect("paths");
     for p in [
@@ -412,7 +587,22 @@ fn openapi_documents_every_route() {
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
-    for field in ["device", "package", "state", "from_version", "to_version", "installed_version", "class", "evidence", "exit_code"] {
-        assert!(doc["components"]["schemas"]["ResultRow"]["properties"].get(field).is_some(), "ResultRow.{field}");
+    for field in [
+        "device",
+        "package",
+        "state",
+        "from_version",
+        "to_version",
+        "installed_version",
+        "class",
+        "evidence",
+        "exit_code",
+    ] {
+        assert!(
+            doc["components"]["schemas"]["ResultRow"]["properties"]
+                .get(field)
+                .is_some(),
+            "ResultRow.{field}"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! committed change survives a crash before it is acknowledged.
 
 use crate::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,7 +24,9 @@ fn labels_from_json(s: &str) -> Result<BTreeMap<String, String>> {
 fn strings_from_json(s: Option<String>) -> Result<Vec<String>> {
     match s {
         None => Ok(Vec::new()),
-        Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("list {s:?}: {e}"))),
+        Some(s) => {
+            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("list {s:?}: {e}")))
+        }
     }
 }
 
@@ -34,15 +38,25 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or a plain path)
     /// and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        let url = if url.starts_with("sqlite:") { url.to_owned() } else { format!("sqlite://{url}") };
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
         let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::InvalidUrl { url: url.clone(), reason: e.to_string() })?
+            .map_err(|e| StoreError::InvalidUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -53,7 +67,11 @@ impl SqliteStore {
 }
 
 fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
-    Ok(Tenant { id: r.try_get("id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? })
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 fn api_token_from_row(r: &SqliteRow) -> Result<ApiToken> {
@@ -82,7 +100,8 @@ fn enroll_token_from_row(r: &SqliteRow) -> Result<EnrollToken> {
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, tenant_id, hostname, machine_id, labels_json, secret_hash, enroll_token_id, \
+const DEVICE_COLUMNS: &str =
+    "id, tenant_id, hostname, machine_id, labels_json, secret_hash, enroll_token_id, \
      enrolled_at, last_seen, agent_version, checkin_interval_secs, inventory_hash, inventory_at, \
      os, kernel, pending_updates, security_updates, reboot_required";
 
@@ -218,7 +237,10 @@ impl Store for SqliteStore {
     }
 
     async fn count_api_tokens(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens").fetch_one(&self.pool).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     async fn insert_enroll_token(&self, t: &EnrollToken) -> Result<()> {
@@ -241,21 +263,25 @@ impl Store for SqliteStore {
     }
 
     async fn list_enroll_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<EnrollToken>> {
-        let rows = sqlx::query("SELECT * FROM enroll_tokens WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at")
-            .bind(tenant_id)
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM enroll_tokens WHERE (? IS NULL OR tenant_id = ?) ORDER BY created_at",
+        )
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(enroll_token_from_row).collect()
     }
 
     async fn revoke_enroll_token(&self, id: &str, now: i64) -> Result<bool> {
-        let found = sqlx::query("UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let found = sqlx::query(
+            "UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(found > 0)
     }
 
@@ -321,18 +347,22 @@ impl Store for SqliteStore {
     }
 
     async fn device_by_secret_hash(&self, hash: &str) -> Result<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE secret_hash = ?"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE secret_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_from_row).transpose()
     }
 
     async fn device(&self, id: &str) -> Result<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_from_row).transpose()
     }
 
@@ -399,7 +429,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_deployment(&self, d: &Deployment, jobs: &[Job], packages: &[JobPackage]) -> Result<()> {
+    async fn create_deployment(
+        &self,
+        d: &Deployment,
+        jobs: &[Job],
+        packages: &[JobPackage],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs) \
@@ -436,7 +471,10 @@ impl Store for SqliteStore {
     }
 
     async fn deployment(&self, id: &str) -> Result<Option<Deployment>> {
-        let row = sqlx::query("SELECT * FROM deployments WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM deployments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(deployment_from_row).transpose()
     }
 
@@ -452,18 +490,22 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_of_deployment(&self, deployment_id: &str) -> Result<Vec<Job>> {
-        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE deployment_id = ? ORDER BY id"))
-            .bind(deployment_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE deployment_id = ? ORDER BY id"
+        ))
+        .bind(deployment_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
     async fn packages_of_deployment(&self, deployment_id: &str) -> Result<Vec<JobPackage>> {
-        let rows = sqlx::query("SELECT * FROM job_packages WHERE deployment_id = ? ORDER BY device_id, package")
-            .bind(deployment_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM job_packages WHERE deployment_id = ? ORDER BY device_id, package",
+        )
+        .bind(deployment_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_package_from_row).collect()
     }
 
@@ -499,7 +541,12 @@ impl Store for SqliteStore {
         Ok(exists)
     }
 
-    async fn store_job_result(&self, job_id: &str, device_id: &str, o: &JobOutcome) -> Result<ResultStored> {
+    async fn store_job_result(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        o: &JobOutcome,
+    ) -> Result<ResultStored> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT status FROM jobs WHERE id = ? AND device_id = ?")
             .bind(job_id)
@@ -556,7 +603,10 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert_job_package(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, p: &JobPackage) -> Result<()> {
+async fn insert_job_package(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    p: &JobPackage,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO job_packages (job_id, package, tenant_id, deployment_id, device_id, state, class, \
          from_version, to_version, installed_version, evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 async fn fresh_sqlite() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("t.db").display().to_string()).await.expect("open");
+    let store = SqliteStore::open(&dir.path().join("t.db").display().to_string())
+        .await
+        .expect("open");
     (store, dir)
 }
 
@@ -45,8 +47,15 @@ fn device(id: &str) -> Device {
 
 async fn enrolled(store: &dyn Store, id: &str) -> Device {
     let t = store.ensure_tenant("default", 0).await.expect("tenant");
-    store.insert_enroll_token(&enroll_token(&format!("tok-{id}"), &t.id, 1_000, None)).await.expect("token");
-    store.enroll_device(&format!("hash-tok-{id}"), 1, device(id)).await.expect("db").expect("enrolled")
+    store
+        .insert_enroll_token(&enroll_token(&format!("tok-{id}"), &t.id, 1_000, None))
+        .await
+        .expect("token");
+    store
+        .enroll_device(&format!("hash-tok-{id}"), 1, device(id))
+        .await
+        .expect("db")
+        .expect("enrolled")
 }
 
 fn job(id: &str, dep: &Deployment, device: &str) -> Job {
@@ -104,40 +113,103 @@ async fn tenants_are_unique_by_name(store: &dyn Store) {
 
 async fn enrollment_refusals_are_specific(store: &dyn Store) {
     let t = store.ensure_tenant("default", 0).await.expect("tenant");
-    store.insert_enroll_token(&enroll_token("old", &t.id, 50, None)).await.expect("insert");
-    store.insert_enroll_token(&enroll_token("once", &t.id, 1_000, Some(1))).await.expect("insert");
-    store.insert_enroll_token(&enroll_token("gone", &t.id, 1_000, None)).await.expect("insert");
+    store
+        .insert_enroll_token(&enroll_token("old", &t.id, 50, None))
+        .await
+        .expect("insert");
+    store
+        .insert_enroll_token(&enroll_token("once", &t.id, 1_000, Some(1)))
+        .await
+        .expect("insert");
+    store
+        .insert_enroll_token(&enroll_token("gone", &t.id, 1_000, None))
+        .await
+        .expect("insert");
     assert!(store.revoke_enroll_token("gone", 60).await.expect("revoke"));
-    assert!(!store.revoke_enroll_token("missing", 60).await.expect("revoke"));
+    assert!(!store
+        .revoke_enroll_token("missing", 60)
+        .await
+        .expect("revoke"));
 
-    let r = |hash: &'static str, id: &'static str| async move { store.enroll_device(hash, 100, device(id)).await.expect("db") };
-    assert_eq!(r("hash-none", "d0").await.err(), Some(EnrollRefusal::UnknownToken));
-    assert_eq!(r("hash-old", "d1").await.err(), Some(EnrollRefusal::Expired));
-    assert_eq!(r("hash-gone", "d2").await.err(), Some(EnrollRefusal::Revoked));
+    let r = |hash: &'static str, id: &'static str| async move {
+        store
+            .enroll_device(hash, 100, device(id))
+            .await
+            .expect("db")
+    };
+    assert_eq!(
+        r("hash-none", "d0").await.err(),
+        Some(EnrollRefusal::UnknownToken)
+    );
+    assert_eq!(
+        r("hash-old", "d1").await.err(),
+        Some(EnrollRefusal::Expired)
+    );
+    assert_eq!(
+        r("hash-gone", "d2").await.err(),
+        Some(EnrollRefusal::Revoked)
+    );
     let ok = r("hash-once", "d3").await.expect("first use");
     assert_eq!(ok.tenant_id, t.id);
-    assert_eq!(ok.labels.get("env").map(String::as_str), Some("lab"), "labels come from the token");
-    assert_eq!(r("hash-once", "d4").await.err(), Some(EnrollRefusal::Exhausted));
-    assert_eq!(store.list_devices(None).await.expect("list").len(), 1, "refusals create nothing");
+    assert_eq!(
+        ok.labels.get("env").map(String::as_str),
+        Some("lab"),
+        "labels come from the token"
+    );
+    assert_eq!(
+        r("hash-once", "d4").await.err(),
+        Some(EnrollRefusal::Exhausted)
+    );
+    assert_eq!(
+        store.list_devices(None).await.expect("list").len(),
+        1,
+        "refusals create nothing"
+    );
 }
 
 async fn checkins_store_inventory_and_summary(store: &dyn Store) {
     let d = enrolled(store, "a").await;
-    store.record_checkin(&d.id, 20, "2", None).await.expect("heartbeat");
+    store
+        .record_checkin(&d.id, 20, "2", None)
+        .await
+        .expect("heartbeat");
     let inv = InventoryUpdate {
         hash: "h1".into(),
         json: "{\"x\":1}".into(),
-        summary: DeviceInventorySummary { os: "Debian 12".into(), kernel: "6.1".into(), pending_updates: 3, security_updates: 1, reboot_required: true },
+        summary: DeviceInventorySummary {
+            os: "Debian 12".into(),
+            kernel: "6.1".into(),
+            pending_updates: 3,
+            security_updates: 1,
+            reboot_required: true,
+        },
         hostname: "renamed".into(),
     };
-    store.record_checkin(&d.id, 30, "2", Some(&inv)).await.expect("inventory");
+    store
+        .record_checkin(&d.id, 30, "2", Some(&inv))
+        .await
+        .expect("inventory");
     let got = store.device(&d.id).await.expect("db").expect("device");
     assert_eq!(got.last_seen, Some(30));
     assert_eq!(got.inventory_hash.as_deref(), Some("h1"));
     assert_eq!(got.summary, inv.summary);
     assert_eq!(got.hostname, "renamed");
-    assert_eq!(store.device_inventory_json(&d.id).await.expect("db").as_deref(), Some("{\"x\":1}"));
-    assert_eq!(store.device_by_secret_hash("secret-a").await.expect("db").map(|d| d.id), Some(d.id));
+    assert_eq!(
+        store
+            .device_inventory_json(&d.id)
+            .await
+            .expect("db")
+            .as_deref(),
+        Some("{\"x\":1}")
+    );
+    assert_eq!(
+        store
+            .device_by_secret_hash("secret-a")
+            .await
+            .expect("db")
+            .map(|d| d.id),
+        Some(d.id)
+    );
 }
 
 async fn deployments_are_all_or_nothing(store: &dyn Store) {
@@ -145,28 +217,90 @@ async fn deployments_are_all_or_nothing(store: &dyn Store) {
     let dep = deployment("dep1", &d.tenant_id);
     let j = job("j1", &dep, &d.id);
     // The same job twice violates a key: nothing of the deployment may remain.
-    let err = store.create_deployment(&dep, &[j.clone(), j.clone()], &[]).await;
+    let err = store
+        .create_deployment(&dep, &[j.clone(), j.clone()], &[])
+        .await;
     assert!(err.is_err());
     assert!(store.deployment("dep1").await.expect("db").is_none());
-    assert!(store.offerable_jobs(&d.id, 100, 0).await.expect("db").is_empty());
-    store.create_deployment(&dep, std::slice::from_ref(&j), &[pkg(&j, "pw-demo", "pending")]).await.expect("create");
+    assert!(store
+        .offerable_jobs(&d.id, 100, 0)
+        .await
+        .expect("db")
+        .is_empty());
+    store
+        .create_deployment(
+            &dep,
+            std::slice::from_ref(&j),
+            &[pkg(&j, "pw-demo", "pending")],
+        )
+        .await
+        .expect("create");
     assert_eq!(store.jobs_of_deployment("dep1").await.expect("db").len(), 1);
-    assert_eq!(store.list_deployments(Some(&d.tenant_id)).await.expect("db").len(), 1);
-    assert_eq!(store.list_deployments(Some("other")).await.expect("db").len(), 0);
+    assert_eq!(
+        store
+            .list_deployments(Some(&d.tenant_id))
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_deployments(Some("other"))
+            .await
+            .expect("db")
+            .len(),
+        0
+    );
 }
 
 async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
     let d = enrolled(store, "a").await;
     let dep = deployment("dep1", &d.tenant_id);
     let j = job("j1", &dep, &d.id);
-    store.create_deployment(&dep, std::slice::from_ref(&j), &[pkg(&j, "pw-demo", "pending")]).await.expect("create");
-    assert_eq!(store.offerable_jobs(&d.id, 100, 1_000).await.expect("db").len(), 1);
-    assert!(!store.mark_job_started("j1", "someone-else", 200).await.expect("db"));
+    store
+        .create_deployment(
+            &dep,
+            std::slice::from_ref(&j),
+            &[pkg(&j, "pw-demo", "pending")],
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .offerable_jobs(&d.id, 100, 1_000)
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    assert!(!store
+        .mark_job_started("j1", "someone-else", 200)
+        .await
+        .expect("db"));
     assert!(store.mark_job_started("j1", &d.id, 200).await.expect("db"));
-    assert!(store.mark_job_started("j1", &d.id, 200).await.expect("db"), "idempotent");
-    assert!(store.offerable_jobs(&d.id, 300, 1_000).await.expect("db").is_empty(), "lease holds");
+    assert!(
+        store.mark_job_started("j1", &d.id, 200).await.expect("db"),
+        "idempotent"
+    );
+    assert!(
+        store
+            .offerable_jobs(&d.id, 300, 1_000)
+            .await
+            .expect("db")
+            .is_empty(),
+        "lease holds"
+    );
     // timeout 60 s + grace 1 s after the start at 200 ms.
-    assert_eq!(store.offerable_jobs(&d.id, 200 + 61_001, 1_000).await.expect("db").len(), 1, "lease expired");
+    assert_eq!(
+        store
+            .offerable_jobs(&d.id, 200 + 61_001, 1_000)
+            .await
+            .expect("db")
+            .len(),
+        1,
+        "lease expired"
+    );
 
     let mut verified = pkg(&j, "pw-demo", "verified");
     verified.installed_version = Some("1.1".into());
@@ -182,17 +316,43 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         result_json: "{}".into(),
         packages: vec![verified],
     };
-    assert_eq!(store.store_job_result("j1", "intruder", &outcome).await.expect("db"), ResultStored::UnknownJob);
-    assert_eq!(store.store_job_result("j1", &d.id, &outcome).await.expect("db"), ResultStored::Stored);
+    assert_eq!(
+        store
+            .store_job_result("j1", "intruder", &outcome)
+            .await
+            .expect("db"),
+        ResultStored::UnknownJob
+    );
+    assert_eq!(
+        store
+            .store_job_result("j1", &d.id, &outcome)
+            .await
+            .expect("db"),
+        ResultStored::Stored
+    );
     let mut again = outcome.clone();
     again.packages[0].state = "failed".into();
-    assert_eq!(store.store_job_result("j1", &d.id, &again).await.expect("db"), ResultStored::Duplicate);
+    assert_eq!(
+        store
+            .store_job_result("j1", &d.id, &again)
+            .await
+            .expect("db"),
+        ResultStored::Duplicate
+    );
     let rows = store.packages_of_deployment("dep1").await.expect("db");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, "verified");
-    assert_eq!(rows[0].from_version.as_deref(), Some("1.0"), "the planned version is kept");
+    assert_eq!(
+        rows[0].from_version.as_deref(),
+        Some("1.0"),
+        "the planned version is kept"
+    );
     assert_eq!(rows[0].installed_version.as_deref(), Some("1.1"));
-    assert!(store.offerable_jobs(&d.id, 1_000_000, 0).await.expect("db").is_empty());
+    assert!(store
+        .offerable_jobs(&d.id, 1_000_000, 0)
+        .await
+        .expect("db")
+        .is_empty());
     let jobs = store.jobs_of_deployment("dep1").await.expect("db");
     assert_eq!(jobs[0].status, JobStatus::Done);
     assert_eq!(jobs[0].commands, vec!["apt-get install".to_owned()]);
