@@ -17,6 +17,8 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Long-poll hold time asked of the server.
 const POLL_WAIT_SECS: u64 = 30;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Mean delay of the check-in that follows a job.
+const POST_JOB_CHECKIN_DELAY: Duration = Duration::from_secs(8);
 /// Result upload retries within one flush: 1 s, 2 s, 4 s ... capped at 30 s.
 const UPLOAD_ATTEMPTS: u32 = 6;
 const UPLOAD_MAX_DELAY: Duration = Duration::from_secs(30);
@@ -278,6 +280,10 @@ impl Agent {
             };
             match wake.recv_timeout(pause) {
                 Ok(Wake::CheckinNow) => {
+                    // The result already told the server what was installed; the fresh
+                    // inventory can wait a few seconds, so that a fleet finishing a deployment
+                    // does not simulate upgrades while its slower members still install.
+                    thread::sleep(POST_JOB_CHECKIN_DELAY.mul_f64(0.5 + fastrand::f64()));
                     // Collapse a burst of wake-ups into one check-in.
                     while wake.try_recv().is_ok() {}
                 }

@@ -453,6 +453,8 @@ async fn deployment_view(
             id: j.id,
             device: j.device_id,
             status: j.status.as_str().to_owned(),
+            started_at: j.started_at.map(rfc3339),
+            finished_at: j.finished_at.map(rfc3339),
             exit_code: j.exit_code.map(|c| c as i32),
             commands: j.commands,
             duration_ms: j.duration_ms.map(|d| d as u64),

@@ -548,21 +548,12 @@ impl Store for SqliteStore {
         o: &JobOutcome,
     ) -> Result<ResultStored> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT status FROM jobs WHERE id = ? AND device_id = ?")
-            .bind(job_id)
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Ok(ResultStored::UnknownJob);
-        };
-        if JobStatus::parse(&row.try_get::<String, _>("status")?)? == JobStatus::Done {
-            return Ok(ResultStored::Duplicate);
-        }
-        sqlx::query(
+        // Write first: a transaction that reads and then writes cannot wait for SQLite's
+        // write lock (SQLITE_BUSY at once under concurrent writers); one that writes first can.
+        let updated = sqlx::query(
             "UPDATE jobs SET status = 'done', started_at = COALESCE(started_at, ?), finished_at = ?, \
              exit_code = ?, commands_json = ?, duration_ms = ?, output = ?, error = ?, result_json = ? \
-             WHERE id = ? AND device_id = ?",
+             WHERE id = ? AND device_id = ? AND status <> 'done'",
         )
         .bind(o.started_at)
         .bind(o.finished_at)
@@ -575,7 +566,21 @@ impl Store for SqliteStore {
         .bind(job_id)
         .bind(device_id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM jobs WHERE id = ? AND device_id = ?")
+                .bind(job_id)
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Ok(if exists {
+                ResultStored::Duplicate
+            } else {
+                ResultStored::UnknownJob
+            });
+        }
         for p in &o.packages {
             // Keep the planned from/to versions when the agent did not report them.
             sqlx::query(

@@ -358,6 +358,87 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
     assert_eq!(jobs[0].commands, vec!["apt-get install".to_owned()]);
 }
 
+/// Many devices reporting at once (a fleet finishing a deployment): every result is stored
+/// at the first try, none is refused as "database busy".
+async fn concurrent_results_are_all_stored(store: &dyn Store) {
+    let t = store.ensure_tenant("default", 0).await.expect("tenant");
+    store
+        .insert_enroll_token(&enroll_token("tok", &t.id, 1_000, None))
+        .await
+        .expect("token");
+    let dep = deployment("dep1", &t.id);
+    let mut jobs = Vec::new();
+    for i in 0..20 {
+        let d = store
+            .enroll_device("hash-tok", 1, device(&format!("d{i}")))
+            .await
+            .expect("db")
+            .expect("enrolled");
+        jobs.push(job(&format!("j{i}"), &dep, &d.id));
+    }
+    let rows: Vec<JobPackage> = jobs.iter().map(|j| pkg(j, "pw-demo", "pending")).collect();
+    store
+        .create_deployment(&dep, &jobs, &rows)
+        .await
+        .expect("create");
+    let outcome = |j: &Job| JobOutcome {
+        finished_at: 400,
+        started_at: Some(200),
+        exit_code: Some(0),
+        commands: vec![],
+        duration_ms: 200,
+        output: String::new(),
+        error: None,
+        result_json: "{}".into(),
+        packages: vec![pkg(j, "pw-demo", "verified")],
+    };
+    let results = futures_join_all(jobs.iter().map(|j| {
+        let o = outcome(j);
+        async move { store.store_job_result(&j.id, &j.device_id, &o).await }
+    }))
+    .await;
+    for r in results {
+        assert_eq!(
+            r.expect("stored without a busy error"),
+            ResultStored::Stored
+        );
+    }
+}
+
+/// Runs futures concurrently on the current task (enough to interleave database calls).
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    // Poll all of them together by joining pairwise through a select-free loop.
+    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().flatten());
+    out
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -378,6 +459,7 @@ conformance!(
     checkins_store_inventory_and_summary,
     deployments_are_all_or_nothing,
     results_are_stored_once_and_jobs_leased,
+    concurrent_results_are_all_stored,
 );
 
 #[tokio::test]

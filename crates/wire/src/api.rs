@@ -195,6 +195,10 @@ pub struct JobView {
     /// `queued`, `running`, `done`.
     pub status: String,
     #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub commands: Vec<String>,

@@ -220,6 +220,37 @@ fn reset(hosts: &[Host]) -> Result<()> {
     })
 }
 
+fn seconds(v: &serde_json::Value) -> Option<f64> {
+    let t =
+        time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// When the agents started and finished, relative to the deployment's creation.
+fn job_spread(view: &serde_json::Value) -> String {
+    let Some(created) = seconds(&view["created_at"]) else {
+        return String::new();
+    };
+    let jobs = view["jobs"].as_array().cloned().unwrap_or_default();
+    let last = |field: &str| {
+        jobs.iter()
+            .filter_map(|j| seconds(&j[field]))
+            .map(|t| t - created)
+            .fold(0.0, f64::max)
+    };
+    let longest = jobs
+        .iter()
+        .filter_map(|j| j["duration_ms"].as_f64())
+        .fold(0.0, f64::max)
+        / 1000.0;
+    format!(
+        "last job started +{:.2} s, last finished +{:.2} s, longest job {longest:.2} s",
+        last("started_at"),
+        last("finished_at")
+    )
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -281,9 +312,18 @@ fn bench_deploy(n: usize, rounds: usize) -> Result<()> {
             bail!("round {round}: only {verified}/{n} verified: {view:#}");
         }
         patchwarden.push(p);
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            let logs = server.logs();
+            let tail: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("deployment created") || l.contains("result stored"))
+                .collect();
+            eprintln!("{}", tail[tail.len().saturating_sub(21)..].join("\n"));
+        }
         println!(
-            "round {round}: direct {d:.2} s, patchwarden {p:.2} s, ratio {:.2}",
-            p / d
+            "round {round}: direct {d:.2} s, patchwarden {p:.2} s, ratio {:.2}  ({})",
+            p / d,
+            job_spread(&view)
         );
     }
     let (d, p) = (median(direct), median(patchwarden));
