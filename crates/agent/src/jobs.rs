@@ -86,6 +86,7 @@ pub fn error_result(error: String) -> JobResult {
         output: String::new(),
         packages: vec![],
         error: Some(error),
+        boot_id: None,
     }
 }
 

@@ -282,6 +282,7 @@ mod tests {
             output: "ok".into(),
             packages: vec![],
             error: None,
+            boot_id: None,
         }
     }
 

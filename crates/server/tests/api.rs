@@ -233,6 +233,7 @@ fn result_for(package: &str, state: PackageState, installed: &str) -> JobResult 
             evidence: vec![],
         }],
         error: None,
+        boot_id: None,
     }
 }
 

@@ -214,6 +214,10 @@ pub struct JobResult {
     /// Set when the agent could not run the job at all.
     #[serde(default)]
     pub error: Option<String>,
+    /// The boot id when the job finished: a `pending_reboot` package becomes `verified` once
+    /// the device reports another boot id (and, for a kernel, runs the installed one).
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -365,6 +365,7 @@ impl<R: Runner> PackageManager for Apt<R> {
                 output: bound_output(&log.output, MAX_OUTPUT_BYTES),
                 packages,
                 error,
+                boot_id: None,
             }
         };
         let fail_all = |results: &mut BTreeMap<String, PackageResult>,
