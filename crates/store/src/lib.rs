@@ -187,6 +187,42 @@ pub struct JobOutcome {
     /// The result exactly as received, kept for audit.
     pub result_json: String,
     pub packages: Vec<JobPackage>,
+    /// The device's boot id when the job finished.
+    pub boot_id: Option<String>,
+}
+
+/// One attempt at one package on one device (the history behind a state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub tenant_id: String,
+    pub device_id: String,
+    pub deployment_id: String,
+    pub job_id: String,
+    pub package: String,
+    pub at: i64,
+    pub state: String,
+    pub class: Option<String>,
+    pub installed_version: Option<String>,
+    pub evidence: Vec<String>,
+    /// What was done: the command, or e.g. "confirmed after reboot".
+    pub action: String,
+    pub exit_code: Option<i64>,
+}
+
+/// A package left `pending_reboot`, with the boot id its job finished under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingReboot {
+    pub package: JobPackage,
+    pub boot_id: Option<String>,
+}
+
+/// Which current failures to list.
+#[derive(Debug, Clone, Default)]
+pub struct FailureFilter {
+    pub tenant_id: Option<String>,
+    pub device_id: Option<String>,
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +291,17 @@ pub trait Store: Send + Sync + 'static {
     async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>>;
     /// Marks a job running. Idempotent; false when the job is not this device's.
     async fn mark_job_started(&self, job_id: &str, device_id: &str, now: i64) -> Result<bool>;
-    /// Stores a job's outcome once; re-deliveries are recognised and change nothing.
+    /// Packages of this device still `pending_reboot`.
+    async fn pending_reboots(&self, device_id: &str) -> Result<Vec<PendingReboot>>;
+    /// Records a later outcome of one package (e.g. confirmed after a reboot) and its attempt.
+    async fn update_package_outcome(&self, row: &JobPackage, attempt: &Attempt) -> Result<()>;
+    /// A device's attempts, newest first (at most `limit`).
+    async fn attempts_of_device(&self, device_id: &str, limit: i64) -> Result<Vec<Attempt>>;
+    /// Current failures: (device, package) pairs whose latest attempt failed, newest first.
+    async fn current_failures(&self, filter: &FailureFilter) -> Result<Vec<Attempt>>;
+
+    /// Stores a job's outcome once (with one attempt per package); re-deliveries are
+    /// recognised and change nothing.
     async fn store_job_result(
         &self,
         job_id: &str,

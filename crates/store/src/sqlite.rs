@@ -552,8 +552,8 @@ impl Store for SqliteStore {
         // write lock (SQLITE_BUSY at once under concurrent writers); one that writes first can.
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'done', started_at = COALESCE(started_at, ?), finished_at = ?, \
-             exit_code = ?, commands_json = ?, duration_ms = ?, output = ?, error = ?, result_json = ? \
-             WHERE id = ? AND device_id = ? AND status <> 'done'",
+             exit_code = ?, commands_json = ?, duration_ms = ?, output = ?, error = ?, result_json = ?, \
+             boot_id = ? WHERE id = ? AND device_id = ? AND status <> 'done'",
         )
         .bind(o.started_at)
         .bind(o.finished_at)
@@ -563,6 +563,7 @@ impl Store for SqliteStore {
         .bind(&o.output)
         .bind(&o.error)
         .bind(&o.result_json)
+        .bind(&o.boot_id)
         .bind(job_id)
         .bind(device_id)
         .execute(&mut *tx)
@@ -603,9 +604,128 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        let action = o.commands.last().cloned().unwrap_or_else(|| "none".to_owned());
+        for p in &o.packages {
+            sqlx::query(
+                "INSERT INTO attempts (tenant_id, device_id, deployment_id, job_id, package, at, state, class, \
+                 installed_version, evidence_json, action, exit_code) \
+                 SELECT tenant_id, device_id, deployment_id, id, ?, ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE id = ?",
+            )
+            .bind(&p.package)
+            .bind(o.finished_at)
+            .bind(&p.state)
+            .bind(&p.class)
+            .bind(&p.installed_version)
+            .bind(strings_to_json(&p.evidence))
+            .bind(&action)
+            .bind(o.exit_code)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(ResultStored::Stored)
     }
+
+    async fn pending_reboots(&self, device_id: &str) -> Result<Vec<PendingReboot>> {
+        let rows = sqlx::query(
+            "SELECT p.*, j.boot_id AS job_boot_id FROM job_packages p JOIN jobs j ON j.id = p.job_id \
+             WHERE p.device_id = ? AND p.state = 'pending_reboot' ORDER BY p.job_id, p.package",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(PendingReboot { package: job_package_from_row(r)?, boot_id: r.try_get("job_boot_id")? }))
+            .collect()
+    }
+
+    async fn update_package_outcome(&self, row: &JobPackage, a: &Attempt) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE job_packages SET state = ?, class = ?, installed_version = ?, evidence_json = ? \
+             WHERE job_id = ? AND package = ?",
+        )
+        .bind(&row.state)
+        .bind(&row.class)
+        .bind(&row.installed_version)
+        .bind(strings_to_json(&row.evidence))
+        .bind(&row.job_id)
+        .bind(&row.package)
+        .execute(&mut *tx)
+        .await?;
+        insert_attempt(&mut tx, a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn attempts_of_device(&self, device_id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query("SELECT * FROM attempts WHERE device_id = ? ORDER BY at DESC, id DESC LIMIT ?")
+            .bind(device_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn current_failures(&self, f: &FailureFilter) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT a.* FROM attempts a WHERE a.state = 'failed' \
+             AND (? IS NULL OR a.tenant_id = ?) AND (? IS NULL OR a.device_id = ?) AND (? IS NULL OR a.class = ?) \
+             AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.device_id = a.device_id AND b.package = a.package \
+                             AND (b.at > a.at OR (b.at = a.at AND b.id > a.id))) \
+             ORDER BY a.at DESC, a.id DESC",
+        )
+        .bind(&f.tenant_id)
+        .bind(&f.tenant_id)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.class)
+        .bind(&f.class)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+}
+
+fn attempt_from_row(r: &SqliteRow) -> Result<Attempt> {
+    Ok(Attempt {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        device_id: r.try_get("device_id")?,
+        deployment_id: r.try_get("deployment_id")?,
+        job_id: r.try_get("job_id")?,
+        package: r.try_get("package")?,
+        at: r.try_get("at")?,
+        state: r.try_get("state")?,
+        class: r.try_get("class")?,
+        installed_version: r.try_get("installed_version")?,
+        evidence: strings_from_json(r.try_get("evidence_json")?)?,
+        action: r.try_get("action")?,
+        exit_code: r.try_get("exit_code")?,
+    })
+}
+
+async fn insert_attempt(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, a: &Attempt) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO attempts (tenant_id, device_id, deployment_id, job_id, package, at, state, class, \
+         installed_version, evidence_json, action, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&a.tenant_id)
+    .bind(&a.device_id)
+    .bind(&a.deployment_id)
+    .bind(&a.job_id)
+    .bind(&a.package)
+    .bind(a.at)
+    .bind(&a.state)
+    .bind(&a.class)
+    .bind(&a.installed_version)
+    .bind(strings_to_json(&a.evidence))
+    .bind(&a.action)
+    .bind(a.exit_code)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_job_package(

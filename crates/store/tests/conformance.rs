@@ -315,6 +315,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         error: None,
         result_json: "{}".into(),
         packages: vec![verified],
+        boot_id: Some("boot-1".into()),
     };
     assert_eq!(
         store
@@ -391,6 +392,7 @@ async fn concurrent_results_are_all_stored(store: &dyn Store) {
         error: None,
         result_json: "{}".into(),
         packages: vec![pkg(j, "pw-demo", "verified")],
+        boot_id: None,
     };
     let results = futures_join_all(jobs.iter().map(|j| {
         let o = outcome(j);
@@ -439,6 +441,77 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     out
 }
 
+fn outcome_of(j: &Job, at: i64, rows: Vec<JobPackage>) -> JobOutcome {
+    JobOutcome {
+        finished_at: at,
+        started_at: Some(at - 1),
+        exit_code: Some(100),
+        commands: vec!["apt-get install -y x".into()],
+        duration_ms: 1,
+        output: String::new(),
+        error: None,
+        result_json: format!("{{\"job\":\"{}\"}}", j.id),
+        packages: rows,
+        boot_id: Some("boot-1".into()),
+    }
+}
+
+/// Attempts are kept per package; a failure is current until a later attempt succeeds; a
+/// pending reboot is listed until confirmed.
+async fn attempts_history_and_current_failures(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    let t = d.tenant_id.clone();
+    let (dep1, dep2) = (deployment("dep1", &t), deployment("dep2", &t));
+    let (j1, j2) = (job("j1", &dep1, &d.id), job("j2", &dep2, &d.id));
+    store.create_deployment(&dep1, std::slice::from_ref(&j1), &[pkg(&j1, "tool", "pending"), pkg(&j1, "kern", "pending")]).await.expect("dep1");
+    store.create_deployment(&dep2, std::slice::from_ref(&j2), &[pkg(&j2, "tool", "pending")]).await.expect("dep2");
+
+    let mut failed = pkg(&j1, "tool", "failed");
+    failed.class = Some("install_script_failed".into());
+    failed.evidence = vec!["post-installation script subprocess returned error exit status 1".into()];
+    let reboot = pkg(&j1, "kern", "pending_reboot");
+    store.store_job_result("j1", &d.id, &outcome_of(&j1, 1_000, vec![failed, reboot])).await.expect("j1");
+
+    let current = store.current_failures(&FailureFilter::default()).await.expect("failures");
+    assert_eq!(current.iter().map(|a| (a.package.as_str(), a.class.as_deref())).collect::<Vec<_>>(), vec![("tool", Some("install_script_failed"))]);
+    let by_class = FailureFilter { class: Some("lock_held".into()), ..Default::default() };
+    assert!(store.current_failures(&by_class).await.expect("failures").is_empty());
+    let other = FailureFilter { tenant_id: Some("other".into()), ..Default::default() };
+    assert!(store.current_failures(&other).await.expect("failures").is_empty(), "tenant filter");
+
+    let pending = store.pending_reboots(&d.id).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].package.package.as_str(), pending[0].boot_id.as_deref()), ("kern", Some("boot-1")));
+    let mut confirmed = pending[0].package.clone();
+    confirmed.state = "verified".into();
+    let attempt = Attempt {
+        id: 0,
+        tenant_id: t.clone(),
+        device_id: d.id.clone(),
+        deployment_id: "dep1".into(),
+        job_id: "j1".into(),
+        package: "kern".into(),
+        at: 1_500,
+        state: "verified".into(),
+        class: None,
+        installed_version: Some("1.1".into()),
+        evidence: vec!["boot id changed".into()],
+        action: "confirmed after reboot".into(),
+        exit_code: None,
+    };
+    store.update_package_outcome(&confirmed, &attempt).await.expect("confirm");
+    assert!(store.pending_reboots(&d.id).await.expect("pending").is_empty());
+
+    // A later successful attempt at the same package clears the failure; history keeps all.
+    store.store_job_result("j2", &d.id, &outcome_of(&j2, 2_000, vec![pkg(&j2, "tool", "verified")])).await.expect("j2");
+    assert!(store.current_failures(&FailureFilter::default()).await.expect("failures").is_empty());
+    let history = store.attempts_of_device(&d.id, 10).await.expect("history");
+    let summary: Vec<(&str, &str, i64)> = history.iter().map(|a| (a.package.as_str(), a.state.as_str(), a.at)).collect();
+    assert_eq!(summary, vec![("tool", "verified", 2_000), ("kern", "verified", 1_500), ("kern", "pending_reboot", 1_000), ("tool", "failed", 1_000)]);
+    assert_eq!(history[3].action, "apt-get install -y x");
+    assert_eq!(history[3].exit_code, Some(100));
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -460,6 +533,7 @@ conformance!(
     deployments_are_all_or_nothing,
     results_are_stored_once_and_jobs_leased,
     concurrent_results_are_all_stored,
+    attempts_history_and_current_failures,
 );
 
 #[tokio::test]
