@@ -5,6 +5,7 @@ pub mod apt;
 pub mod class;
 pub mod classify;
 pub mod outcome;
+pub mod reboot;
 pub mod state;
 pub mod version;
 
