@@ -65,6 +65,17 @@ pub enum Command {
     /// Deployments: show, list
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Current failures (latest attempt failed), grouped by class
+    Failures {
+        /// Only this class, e.g. lock_held
+        #[arg(long)]
+        class: Option<String>,
+        /// Only this device (id or hostname)
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +205,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30m, 24h, 7d"))
 }
 
+/// Percent-encodes a query value (the few characters that matter in our ids and names).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Process exit status of a client command.
 pub type ExitCode = i32;
 
@@ -256,6 +279,30 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Deploy(args) => return deploy(&client, args),
+        Command::Failures {
+            class,
+            device,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(c) = &class {
+                query.push(format!("class={}", encode(c)));
+            }
+            if let Some(d) = &device {
+                query.push(format!("device={}", encode(d)));
+            }
+            let path = if query.is_empty() {
+                "/api/v1/failures".to_owned()
+            } else {
+                format!("/api/v1/failures?{}", query.join("&"))
+            };
+            let view: FailuresView = client.get(&path)?;
+            if json {
+                output::print_json(&view)?;
+            } else {
+                output::print_failures(&view);
+            }
+        }
         Command::Deployment(DeploymentCommand::Show { id, json }) => {
             let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;
             if json {

@@ -75,6 +75,7 @@ pub fn print_device(d: &DeviceDetail) {
         s.id, s.hostname, s.tenant, s.status, opt(&s.last_seen), s.os, s.kernel);
     let Some(inv) = &d.inventory else {
         println!("no inventory received yet");
+        print_history(d);
         return;
     };
     println!(
@@ -119,8 +120,20 @@ pub fn print_device(d: &DeviceDetail) {
                 if u.held { "held".into() } else { String::new() },
             ]);
         }
-        println!("{t}");
+        println!("pending updates:\n{t}");
     }
+    let mut t = table(&["PACKAGE", "VERSION", "SOURCE", "ARCH", "STATUS"]);
+    for p in &inv.packages {
+        t.add_row(vec![
+            p.name.clone(),
+            p.version.clone(),
+            p.source.clone(),
+            p.arch.clone(),
+            p.status.clone(),
+        ]);
+    }
+    println!("installed packages:\n{t}");
+    print_history(d);
 }
 
 pub fn print_deployment(v: &DeploymentView) {
@@ -176,6 +189,80 @@ pub fn print_deployments(list: &[DeploymentSummary]) {
             d.counts.verified.to_string(),
             d.counts.failed.to_string(),
             d.counts.pending.to_string(),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn first(v: &[String]) -> String {
+    v.first().cloned().unwrap_or_default()
+}
+
+pub fn print_failures(view: &FailuresView) {
+    if view.groups.is_empty() {
+        println!("no current failures");
+        return;
+    }
+    for g in &view.groups {
+        println!("{} ({})", g.class, g.count);
+        let mut t = table(&["DEVICE", "PACKAGE", "SINCE", "EXIT", "EVIDENCE"]);
+        for f in &g.failures {
+            t.add_row(vec![
+                if f.hostname.is_empty() {
+                    f.device.clone()
+                } else {
+                    f.hostname.clone()
+                },
+                f.package.clone(),
+                f.at.clone(),
+                f.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                first(&f.evidence),
+            ]);
+        }
+        println!("{t}");
+    }
+    println!("{} current failure(s)", view.total);
+}
+
+pub fn print_history(d: &DeviceDetail) {
+    if !d.failures.is_empty() {
+        println!("current failures:");
+        let mut t = table(&["PACKAGE", "CLASS", "SINCE", "EVIDENCE"]);
+        for f in &d.failures {
+            t.add_row(vec![
+                f.package.clone(),
+                f.class.to_string(),
+                f.at.clone(),
+                first(&f.evidence),
+            ]);
+        }
+        println!("{t}");
+    }
+    if d.history.is_empty() {
+        println!("no attempts yet");
+        return;
+    }
+    println!("attempt history (newest first):");
+    let mut t = table(&[
+        "AT",
+        "PACKAGE",
+        "STATE",
+        "CLASS",
+        "INSTALLED",
+        "DEPLOYMENT",
+        "ACTION",
+        "EVIDENCE",
+    ]);
+    for a in &d.history {
+        t.add_row(vec![
+            a.at.clone(),
+            a.package.clone(),
+            a.state.to_string(),
+            a.class.map(|c| c.to_string()).unwrap_or_default(),
+            opt(&a.installed_version),
+            a.deployment.clone(),
+            a.action.clone(),
+            first(&a.evidence),
         ]);
     }
     println!("{t}");

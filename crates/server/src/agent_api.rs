@@ -150,6 +150,9 @@ pub async fn checkin(
         .store
         .record_checkin(&device.id, now, &req.agent_version, update.as_ref())
         .await?;
+    if let Some(inv) = &req.inventory {
+        crate::history::confirm_reboots(&state, &device, inv).await?;
+    }
     let held = update
         .as_ref()
         .map(|u| &u.hash)
@@ -302,6 +305,7 @@ pub async fn job_result(
         error: result.error.clone(),
         result_json: raw,
         packages,
+        boot_id: result.boot_id.clone(),
     };
     match state
         .store

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod auth;
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod notify;
 pub mod openapi;
 pub mod operator_api;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/deployments/{id}",
             get(operator_api::get_deployment),
         )
+        .route("/api/v1/failures", get(history::list_failures))
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state)
 }

@@ -27,6 +27,7 @@ impl Modify for Security {
         operator_api::create_enroll_token, operator_api::list_enroll_tokens, operator_api::revoke_enroll_token,
         operator_api::list_devices, operator_api::get_device,
         operator_api::create_deployment, operator_api::list_deployments, operator_api::get_deployment,
+        crate::history::list_failures,
     ),
     modifiers(&Security)
 )]

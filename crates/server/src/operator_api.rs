@@ -245,9 +245,29 @@ pub async fn get_device(
         .map(|t| t.name)
         .unwrap_or_default();
     let inventory = inventory_of(&state, &id).await?;
+    let history = state
+        .store
+        .attempts_of_device(&id, 200)
+        .await?
+        .into_iter()
+        .map(crate::history::attempt_view)
+        .collect();
+    let filter = patchwarden_store::FailureFilter {
+        device_id: Some(id.clone()),
+        ..Default::default()
+    };
+    let failures = state
+        .store
+        .current_failures(&filter)
+        .await?
+        .into_iter()
+        .map(|a| crate::history::failure_row(a, device.hostname.clone()))
+        .collect();
     Ok(Json(DeviceDetail {
         summary: summary(device, tenant, now_ms()),
         inventory,
+        history,
+        failures,
     }))
 }
 

@@ -585,8 +585,34 @@ fn openapi_documents_every_route() {
         "/api/v1/devices/{id}",
         "/api/v1/deployments",
         "/api/v1/deployments/{id}",
+        "/api/v1/failures",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    // Every documented operation is routed: an unrouted path gets axum's bare 404 with no
+    // body, while our handlers always answer with an ErrorBody.
+    for (path, item) in paths {
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let concrete = path.replace("{job_id}", "nope").replace("{id}", "nope");
+            let body = (method == "post").then(|| json!({}));
+            let (status, v) = call(
+                &method.to_uppercase(),
+                &format!("{}{concrete}", app.url),
+                Some(&app.admin),
+                body,
+            );
+            assert!(
+                !(status == 404 && v.is_null()),
+                "{method} {path} is documented but not routed"
+            );
+            assert!(
+                status != 405,
+                "{method} {path} is documented but not routed for that method"
+            );
+        }
     }
     for field in [
         "device",
@@ -606,4 +632,131 @@ fn openapi_documents_every_route() {
             "ResultRow.{field}"
         );
     }
+}
+
+fn with_boot(mut inv: Inventory, boot: &str, demo_version: &str) -> Inventory {
+    inv.boot_id = boot.into();
+    inv.packages[0].version = demo_version.into();
+    inv
+}
+
+#[test]
+fn pending_reboot_becomes_verified_only_after_a_new_boot_id() {
+    let app = spawn_app();
+    let a = app.device("a", json!({}));
+    a.checkin(
+        Some(&with_boot(inventory("1.0", Some("1.1")), "boot-1", "1.0")),
+        "h0",
+    );
+    let (_, v) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"all": true}, "selection": {"kind": "all_updates"}})),
+    );
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let job = a.work(0)[0].job_id.clone();
+    let mut result = result_for("pw-demo", PackageState::PendingReboot, "1.1");
+    result.packages[0].class = Some(FailureClass::RebootPending);
+    result.boot_id = Some("boot-1".into());
+    let body = serde_json::to_value(result).expect("json");
+    assert_eq!(
+        a.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(body)
+        )
+        .0,
+        200
+    );
+    let state = |app: &App| {
+        let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+        view["results"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(state(&app), "pending_reboot");
+    // Same boot, new inventory: still pending.
+    a.checkin(
+        Some(&with_boot(inventory("1.0", None), "boot-1", "1.1")),
+        "h1",
+    );
+    assert_eq!(state(&app), "pending_reboot");
+    // A new boot with the version in place: verified, and the history says how.
+    a.checkin(
+        Some(&with_boot(inventory("1.0", None), "boot-2", "1.1")),
+        "h2",
+    );
+    assert_eq!(state(&app), "verified");
+    let (_, detail) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
+    let history = detail["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(history.len(), 2, "{detail:#}");
+    assert_eq!(history[0]["action"], "confirmed after reboot");
+    assert_eq!(history[0]["state"], "verified");
+    assert!(
+        history[0]["evidence"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("boot-1 → boot-2"),
+        "{history:#?}"
+    );
+    assert_eq!(history[1]["state"], "pending_reboot");
+}
+
+#[test]
+fn current_failures_are_grouped_by_class_and_filterable() {
+    let app = spawn_app();
+    let a = app.device("a", json!({}));
+    let b = app.device("b", json!({}));
+    for (agent, hash) in [(&a, "ha"), (&b, "hb")] {
+        agent.checkin(Some(&inventory("1.0", Some("1.1"))), hash);
+    }
+    let (_, _) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"all": true}, "selection": {"kind": "all_updates"}})),
+    );
+    for (agent, class) in [
+        (&a, FailureClass::InstallScriptFailed),
+        (&b, FailureClass::LockHeld),
+    ] {
+        let job = agent.work(0)[0].job_id.clone();
+        let mut r = result_for("pw-demo", PackageState::Failed, "1.0");
+        r.packages[0].class = Some(class);
+        r.packages[0].evidence = vec![format!("evidence for {class}")];
+        r.exit_code = Some(100);
+        let body = serde_json::to_value(r).expect("json");
+        assert_eq!(
+            agent
+                .call(
+                    "POST",
+                    &format!("/api/v1/agent/jobs/{job}/result"),
+                    Some(body)
+                )
+                .0,
+            200
+        );
+    }
+    let (status, all) = app.op("GET", "/api/v1/failures", None);
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 2, "{all:#}");
+    let classes: Vec<&str> = all["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["class"].as_str())
+        .collect();
+    assert_eq!(classes, vec!["lock_held", "install_script_failed"]);
+    let (_, locks) = app.op("GET", "/api/v1/failures?class=lock_held", None);
+    assert_eq!(locks["total"], 1);
+    assert_eq!(
+        locks["groups"][0]["failures"][0]["evidence"][0],
+        "evidence for lock_held"
+    );
+    assert_eq!(locks["groups"][0]["failures"][0]["exit_code"], 100);
+    let (_, of_a) = app.op("GET", &format!("/api/v1/failures?device={}", a.id), None);
+    assert_eq!(of_a["groups"][0]["class"], "install_script_failed");
+    let (status, bad) = app.op("GET", "/api/v1/failures?class=bogus", None);
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["message"].as_str().unwrap_or("").contains("bogus"));
 }

@@ -604,7 +604,11 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let action = o.commands.last().cloned().unwrap_or_else(|| "none".to_owned());
+        let action = o
+            .commands
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "none".to_owned());
         for p in &o.packages {
             sqlx::query(
                 "INSERT INTO attempts (tenant_id, device_id, deployment_id, job_id, package, at, state, class, \
@@ -636,7 +640,12 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(PendingReboot { package: job_package_from_row(r)?, boot_id: r.try_get("job_boot_id")? }))
+            .map(|r| {
+                Ok(PendingReboot {
+                    package: job_package_from_row(r)?,
+                    boot_id: r.try_get("job_boot_id")?,
+                })
+            })
             .collect()
     }
 
@@ -660,11 +669,13 @@ impl Store for SqliteStore {
     }
 
     async fn attempts_of_device(&self, device_id: &str, limit: i64) -> Result<Vec<Attempt>> {
-        let rows = sqlx::query("SELECT * FROM attempts WHERE device_id = ? ORDER BY at DESC, id DESC LIMIT ?")
-            .bind(device_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM attempts WHERE device_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(device_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(attempt_from_row).collect()
     }
 

@@ -463,25 +463,75 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
     let t = d.tenant_id.clone();
     let (dep1, dep2) = (deployment("dep1", &t), deployment("dep2", &t));
     let (j1, j2) = (job("j1", &dep1, &d.id), job("j2", &dep2, &d.id));
-    store.create_deployment(&dep1, std::slice::from_ref(&j1), &[pkg(&j1, "tool", "pending"), pkg(&j1, "kern", "pending")]).await.expect("dep1");
-    store.create_deployment(&dep2, std::slice::from_ref(&j2), &[pkg(&j2, "tool", "pending")]).await.expect("dep2");
+    store
+        .create_deployment(
+            &dep1,
+            std::slice::from_ref(&j1),
+            &[pkg(&j1, "tool", "pending"), pkg(&j1, "kern", "pending")],
+        )
+        .await
+        .expect("dep1");
+    store
+        .create_deployment(
+            &dep2,
+            std::slice::from_ref(&j2),
+            &[pkg(&j2, "tool", "pending")],
+        )
+        .await
+        .expect("dep2");
 
     let mut failed = pkg(&j1, "tool", "failed");
     failed.class = Some("install_script_failed".into());
-    failed.evidence = vec!["post-installation script subprocess returned error exit status 1".into()];
+    failed.evidence =
+        vec!["post-installation script subprocess returned error exit status 1".into()];
     let reboot = pkg(&j1, "kern", "pending_reboot");
-    store.store_job_result("j1", &d.id, &outcome_of(&j1, 1_000, vec![failed, reboot])).await.expect("j1");
+    store
+        .store_job_result("j1", &d.id, &outcome_of(&j1, 1_000, vec![failed, reboot]))
+        .await
+        .expect("j1");
 
-    let current = store.current_failures(&FailureFilter::default()).await.expect("failures");
-    assert_eq!(current.iter().map(|a| (a.package.as_str(), a.class.as_deref())).collect::<Vec<_>>(), vec![("tool", Some("install_script_failed"))]);
-    let by_class = FailureFilter { class: Some("lock_held".into()), ..Default::default() };
-    assert!(store.current_failures(&by_class).await.expect("failures").is_empty());
-    let other = FailureFilter { tenant_id: Some("other".into()), ..Default::default() };
-    assert!(store.current_failures(&other).await.expect("failures").is_empty(), "tenant filter");
+    let current = store
+        .current_failures(&FailureFilter::default())
+        .await
+        .expect("failures");
+    assert_eq!(
+        current
+            .iter()
+            .map(|a| (a.package.as_str(), a.class.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("tool", Some("install_script_failed"))]
+    );
+    let by_class = FailureFilter {
+        class: Some("lock_held".into()),
+        ..Default::default()
+    };
+    assert!(store
+        .current_failures(&by_class)
+        .await
+        .expect("failures")
+        .is_empty());
+    let other = FailureFilter {
+        tenant_id: Some("other".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .current_failures(&other)
+            .await
+            .expect("failures")
+            .is_empty(),
+        "tenant filter"
+    );
 
     let pending = store.pending_reboots(&d.id).await.expect("pending");
     assert_eq!(pending.len(), 1);
-    assert_eq!((pending[0].package.package.as_str(), pending[0].boot_id.as_deref()), ("kern", Some("boot-1")));
+    assert_eq!(
+        (
+            pending[0].package.package.as_str(),
+            pending[0].boot_id.as_deref()
+        ),
+        ("kern", Some("boot-1"))
+    );
     let mut confirmed = pending[0].package.clone();
     confirmed.state = "verified".into();
     let attempt = Attempt {
@@ -499,15 +549,44 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         action: "confirmed after reboot".into(),
         exit_code: None,
     };
-    store.update_package_outcome(&confirmed, &attempt).await.expect("confirm");
-    assert!(store.pending_reboots(&d.id).await.expect("pending").is_empty());
+    store
+        .update_package_outcome(&confirmed, &attempt)
+        .await
+        .expect("confirm");
+    assert!(store
+        .pending_reboots(&d.id)
+        .await
+        .expect("pending")
+        .is_empty());
 
     // A later successful attempt at the same package clears the failure; history keeps all.
-    store.store_job_result("j2", &d.id, &outcome_of(&j2, 2_000, vec![pkg(&j2, "tool", "verified")])).await.expect("j2");
-    assert!(store.current_failures(&FailureFilter::default()).await.expect("failures").is_empty());
+    store
+        .store_job_result(
+            "j2",
+            &d.id,
+            &outcome_of(&j2, 2_000, vec![pkg(&j2, "tool", "verified")]),
+        )
+        .await
+        .expect("j2");
+    assert!(store
+        .current_failures(&FailureFilter::default())
+        .await
+        .expect("failures")
+        .is_empty());
     let history = store.attempts_of_device(&d.id, 10).await.expect("history");
-    let summary: Vec<(&str, &str, i64)> = history.iter().map(|a| (a.package.as_str(), a.state.as_str(), a.at)).collect();
-    assert_eq!(summary, vec![("tool", "verified", 2_000), ("kern", "verified", 1_500), ("kern", "pending_reboot", 1_000), ("tool", "failed", 1_000)]);
+    let summary: Vec<(&str, &str, i64)> = history
+        .iter()
+        .map(|a| (a.package.as_str(), a.state.as_str(), a.at))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("tool", "verified", 2_000),
+            ("kern", "verified", 1_500),
+            ("kern", "pending_reboot", 1_000),
+            ("tool", "failed", 1_000)
+        ]
+    );
     assert_eq!(history[3].action, "apt-get install -y x");
     assert_eq!(history[3].exit_code, Some(100));
 }

@@ -79,6 +79,12 @@ pub struct DeviceDetail {
     pub summary: DeviceSummary,
     #[serde(default)]
     pub inventory: Option<crate::agent::Inventory>,
+    /// The device's latest attempts (at most 200), newest first.
+    #[serde(default)]
+    pub history: Vec<AttemptView>,
+    /// Its current failures.
+    #[serde(default)]
+    pub failures: Vec<FailureRow>,
 }
 
 /// Which devices a deployment targets. Exactly one of the three forms.
@@ -248,4 +254,59 @@ pub struct DeploymentSummary {
     pub devices_total: u32,
     pub devices_done: u32,
     pub counts: OutcomeCounts,
+}
+
+/// One attempt at one package on one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AttemptView {
+    pub deployment: String,
+    pub job: String,
+    pub package: String,
+    pub at: String,
+    pub state: PackageState,
+    #[serde(default)]
+    pub class: Option<FailureClass>,
+    #[serde(default)]
+    pub installed_version: Option<String>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// What was done: the command, or e.g. `confirmed after reboot`.
+    pub action: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// A (device, package) whose latest attempt failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailureRow {
+    pub device: String,
+    pub hostname: String,
+    pub package: String,
+    pub deployment: String,
+    pub class: FailureClass,
+    pub at: String,
+    #[serde(default)]
+    pub installed_version: Option<String>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailureGroup {
+    pub class: FailureClass,
+    pub count: u32,
+    pub failures: Vec<FailureRow>,
+}
+
+/// `GET /api/v1/failures`: current failures grouped by class, largest group first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailuresView {
+    pub total: u32,
+    pub groups: Vec<FailureGroup>,
 }
