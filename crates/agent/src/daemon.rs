@@ -2,6 +2,7 @@
 //! run jobs one at a time, and deliver results at least once through the outbox.
 
 use crate::client::{Client, ClientError};
+use crate::inventory::{current_boot_id, HostPaths};
 use crate::jobs::{execute, WorkVerifier};
 use crate::pkg::PackageManager;
 use crate::state::{checked_job_id, State, StateDir, StateError};
@@ -201,7 +202,7 @@ impl Agent {
             warn!(job = %job_id, error = %e, "could not report the job as started; running it anyway");
         }
         info!(job = %job_id, "running job");
-        let result = {
+        let mut result = {
             let _pm = lock(&self.pm_lock);
             execute(
                 envelope,
@@ -210,6 +211,11 @@ impl Agent {
                 self.options.report_only,
             )
         };
+        // The boot the job ended in: the server confirms a `pending_reboot` package once a
+        // later check-in reports another one.
+        if result.boot_id.is_none() {
+            result.boot_id = current_boot_id(&HostPaths::default());
+        }
         info!(job = %job_id, exit_code = ?result.exit_code, error = ?result.error,
             states = ?result.packages.iter().map(|p| (p.package.as_str(), p.state.as_str())).collect::<Vec<_>>(), "job finished");
         self.dir.outbox_put(job_id, &result)?;

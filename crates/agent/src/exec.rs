@@ -1,7 +1,9 @@
 //! Running package-manager commands: C locale, no prompts, stdin closed, both output streams
 //! captured, each command in its own process group so a time budget can kill all of it.
+//! apt runs dpkg on a pty in a session of its own, so a kill also walks the process tree.
 
-use rustix::process::{kill_process_group, Pid, Signal};
+use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -72,9 +74,7 @@ impl Runner for SystemRunner {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 timed_out = true;
-                // The group id is the child's pid (process_group(0)); dpkg and the maintainer
-                // scripts it runs are in that group.
-                let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
+                kill_tree(child.id());
                 break child.wait()?;
             }
             thread::sleep(POLL);
@@ -103,6 +103,73 @@ impl Runner for SystemRunner {
             duration: start.elapsed(),
         })
     }
+}
+
+/// SIGKILLs `root`, its process group and every descendant. apt-get starts dpkg with
+/// `setsid()` (to give it a pty), so dpkg and the maintainer scripts are NOT in apt's process
+/// group: killing the group alone would leave a postinst running and holding the dpkg lock.
+/// The tree is frozen first (SIGSTOP, repeated until no new descendant appears) so that no
+/// process can fork or be orphaned out of it between the scan and the kill.
+pub fn kill_tree(root: u32) {
+    let Some(root_pid) = i32::try_from(root).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    let mut frozen: BTreeSet<i32> = BTreeSet::new();
+    for _ in 0..20 {
+        let mut tree = descendants(root_pid.as_raw_nonzero().get());
+        tree.insert(root_pid.as_raw_nonzero().get());
+        let new: Vec<i32> = tree.difference(&frozen).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        for p in new {
+            if let Some(pid) = Pid::from_raw(p) {
+                let _ = kill_process(pid, Signal::STOP);
+            }
+            frozen.insert(p);
+        }
+    }
+    let _ = kill_process_group(root_pid, Signal::KILL);
+    for p in frozen {
+        if let Some(pid) = Pid::from_raw(p) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+    }
+}
+
+/// The live descendants of `root`, from the parent ids in /proc/PID/stat.
+fn descendants(root: i32) -> BTreeSet<i32> {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            if let Some(ppid) = parent_from_stat(&stat) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    let mut queue = vec![root];
+    while let Some(p) = queue.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            if found.insert(c) {
+                queue.push(c);
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid in a /proc/PID/stat line: `pid (comm) state ppid ...`; comm may contain
+/// spaces and parentheses, so the fields are counted from the last `)`.
+fn parent_from_stat(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Reads a pipe to its end on a thread, into a buffer readable even before the end.
@@ -173,6 +240,50 @@ mod tests {
             "took {:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn a_budget_kills_descendants_that_left_the_process_group() {
+        let start = Instant::now();
+        // `setsid` puts the sleeper in a new session and group, as apt does with dpkg; it
+        // writes its pid so that the test can check it is gone.
+        let dir = std::env::temp_dir().join(format!("pw-exec-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let pidfile = dir.join("pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 30' </dev/null >/dev/null 2>&1 & sleep 30",
+            pidfile.display()
+        );
+        let out = SystemRunner
+            .run(
+                &["sh", "-c", &script],
+                Some(Instant::now() + Duration::from_millis(500)),
+            )
+            .expect("run");
+        assert!(out.timed_out);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = std::fs::remove_dir_all(&dir);
+        // Killed (possibly a zombie until its reaper notices): not sleeping any more.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = parent_from_stat(&state).is_some()
+            && !state[state.rfind(')').map_or(0, |i| i + 2)..].starts_with('Z');
+        assert!(!alive, "the setsid sleeper survived: {state}");
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn parent_pid_from_stat_lines() {
+        assert_eq!(parent_from_stat("42 (sh) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_from_stat("42 (a (b) c) R 9 1 1"), Some(9));
+        assert_eq!(parent_from_stat("garbage"), None);
     }
 
     #[test]

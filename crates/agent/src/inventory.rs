@@ -54,7 +54,7 @@ pub fn collect_host_facts(paths: &HostPaths, inv: &mut Inventory) {
         pretty_name: os.pretty_name,
     };
     inv.kernel = paths.read_trimmed("/proc/sys/kernel/osrelease", errors);
-    inv.boot_id = paths.read_trimmed("/proc/sys/kernel/random/boot_id", errors);
+    inv.boot_id = paths.read_trimmed(&boot_id_path(), errors);
     inv.timezone = timezone(paths);
     inv.reboot_required = paths.at("/run/reboot-required").exists();
     inv.reboot_required_packages = reboot_required_packages(paths);
@@ -62,6 +62,26 @@ pub fn collect_host_facts(paths: &HostPaths, inv: &mut Inventory) {
         root_free_bytes: free_bytes(&paths.root, errors),
         cache_free_bytes: free_bytes(&paths.at("/var/cache/apt/archives"), errors),
     };
+}
+
+/// Environment variable naming a file to read the boot id from instead of the kernel's (for
+/// containers and lab hosts that share the machine's kernel but "reboot" on their own).
+pub const BOOT_ID_ENV: &str = "PATCHWARDEN_BOOT_ID_FILE";
+const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Where the boot id is read from: `$PATCHWARDEN_BOOT_ID_FILE` when set, else the kernel's.
+pub fn boot_id_path() -> String {
+    std::env::var(BOOT_ID_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| KERNEL_BOOT_ID.to_owned())
+}
+
+/// The current boot id, `None` when it cannot be read.
+pub fn current_boot_id(paths: &HostPaths) -> Option<String> {
+    let id = fs::read_to_string(paths.at(&boot_id_path())).ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
 }
 
 fn hostname(paths: &HostPaths, errors: &mut Vec<String>) -> String {

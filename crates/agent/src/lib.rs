@@ -21,9 +21,9 @@ use pkg::apt::Apt;
 use pkg::PackageManager;
 
 /// The package manager of this host.
-pub fn system_package_manager() -> Box<dyn PackageManager> {
-    Box::new(Apt::new(
-        exec::SystemRunner,
-        inventory::HostPaths::default(),
-    ))
+pub fn system_package_manager(settings: &pkg::Settings) -> Box<dyn PackageManager> {
+    Box::new(
+        Apt::new(exec::SystemRunner, inventory::HostPaths::default())
+            .with_lock_wait(settings.lock_wait),
+    )
 }

@@ -3,6 +3,7 @@ use clap::Parser;
 use patchwarden_agent::cli::{Cli, Command};
 use patchwarden_agent::daemon::{Agent, Options};
 use patchwarden_agent::jobs::AcceptUnsigned;
+use patchwarden_agent::pkg::Settings;
 use patchwarden_agent::state::StateDir;
 use patchwarden_agent::{enroll, system_package_manager};
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inventory => {
-            let inv = system_package_manager().collect_inventory();
+            let inv = system_package_manager(&Settings::default()).collect_inventory();
             println!("{}", serde_json::to_string_pretty(&inv)?);
         }
         Command::Enroll {
@@ -47,15 +48,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             once,
             report_only,
             checkin_interval,
+            lock_wait,
         } => {
             let dir = open(&cli.state_dir)?;
             let options = Options {
                 report_only,
                 checkin_interval: checkin_interval.map(Duration::from_secs),
             };
+            let settings = Settings {
+                lock_wait: Duration::from_secs(lock_wait),
+            };
             let agent = Agent::new(
                 dir,
-                system_package_manager(),
+                system_package_manager(&settings),
                 Box::new(AcceptUnsigned),
                 options,
             )?;

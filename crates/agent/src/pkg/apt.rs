@@ -18,6 +18,7 @@ use patchwarden_wire::agent::{
     UpgradablePackage,
 };
 use patchwarden_wire::{bound_output, MAX_OUTPUT_BYTES};
+use rustix::process::{fcntl_getlk, Flock, FlockType};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
@@ -45,7 +46,22 @@ pub struct Apt<R: Runner> {
     /// The last simulation and the fingerprint of the files it depended on: `apt-get -s
     /// dist-upgrade` takes seconds on a big system, and a check-in runs every minute.
     sim_cache: Mutex<Option<(Vec<FileStamp>, CommandOutput)>>,
+    /// How long a job waits for another apt/dpkg to release its locks.
+    lock_wait: Duration,
 }
+
+/// The locks apt and dpkg take (fcntl write locks over the whole file): the frontend lock
+/// first, as apt takes them.
+const LOCK_FILES: [&str; 4] = [
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/lock",
+    "/var/lib/apt/lists/lock",
+    "/var/cache/apt/archives/lock",
+];
+/// How often a held lock is probed again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
+/// dpkg's journal: files named by digits only, merged into `status` when dpkg exits cleanly.
+const DPKG_JOURNAL: &str = "/var/lib/dpkg/updates";
 
 /// Files whose change can change what apt would upgrade: the dpkg database (versions, holds),
 /// the package lists, and apt's configuration.
@@ -67,7 +83,103 @@ impl<R: Runner> Apt<R> {
             runner,
             paths,
             sim_cache: Mutex::new(None),
+            lock_wait: crate::pkg::DEFAULT_LOCK_WAIT,
         }
+    }
+
+    /// How long a job waits for the package-manager locks (`run --lock-wait`).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The first held package-manager lock, described (`None`: all free). Uses `F_GETLK`,
+    /// which tests without taking the lock, so a probe never makes an administrator's apt fail.
+    fn held_lock(&self) -> Option<String> {
+        LOCK_FILES.iter().find_map(|path| {
+            let file = fs::File::open(self.paths.at(path)).ok()?;
+            let probe = Flock::from(FlockType::WriteLock);
+            let holder = fcntl_getlk(&file, &probe).ok()??;
+            if holder.typ == FlockType::Unlocked {
+                return None;
+            }
+            // The pid is 0 (None) when the holder is in another PID namespace.
+            Some(match holder.pid {
+                Some(pid) => {
+                    let comm = fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero()))
+                        .map(|c| c.trim().to_owned())
+                        .unwrap_or_else(|_| "?".into());
+                    format!(
+                        "{path} is locked by process {} ({comm})",
+                        pid.as_raw_nonzero()
+                    )
+                }
+                None => format!("{path} is locked by another process"),
+            })
+        })
+    }
+
+    /// Waits until no package-manager lock is held, for at most the lock wait (and never past
+    /// `deadline`). `Err` carries the evidence when a lock is still held.
+    fn wait_for_locks(&self, deadline: Instant, log: &mut RunLog) -> Result<(), Vec<String>> {
+        let start = Instant::now();
+        let until = (start + self.lock_wait).min(deadline);
+        let mut first: Option<String> = None;
+        loop {
+            let Some(held) = self.held_lock() else {
+                if let Some(first) = first {
+                    let waited = start.elapsed().as_secs_f32();
+                    log.note(&format!("{first}; it was released after {waited:.1} s"));
+                    info!(waited_secs = waited, "package-manager lock released");
+                }
+                return Ok(());
+            };
+            if first.is_none() {
+                info!(lock = %held, wait_secs = self.lock_wait.as_secs(), "waiting for the package-manager lock");
+                first = Some(held.clone());
+            }
+            if Instant::now() >= until {
+                let waited = start.elapsed().as_secs();
+                let line = format!(
+                    "{held}: still held after waiting {waited} s (lock wait {} s); nothing was installed",
+                    self.lock_wait.as_secs()
+                );
+                log.note(&line);
+                warn!(class = "lock_held", lock = %held, waited_secs = waited, "giving up on the package-manager lock");
+                return Err(vec![line]);
+            }
+            std::thread::sleep(LOCK_POLL);
+        }
+    }
+
+    /// Evidence that dpkg was interrupted: journal entries left in /var/lib/dpkg/updates (apt
+    /// refuses to run until `dpkg --configure -a`), or packages dpkg marks half-installed or
+    /// reinstall-required. `None` when the database is consistent.
+    fn interrupted_evidence(&self, entries: &[DpkgEntry]) -> Option<Vec<String>> {
+        let journal = journal_entries(&self.paths);
+        let stuck: Vec<&DpkgEntry> = entries
+            .iter()
+            .filter(|e| {
+                let b = e.status.as_bytes();
+                b.get(1) == Some(&b'H') || b.get(2) == Some(&b'R')
+            })
+            .collect();
+        if journal == 0 && stuck.is_empty() {
+            return None;
+        }
+        let mut evidence = Vec::new();
+        if journal > 0 {
+            evidence.push(format!(
+                "dpkg was interrupted: {DPKG_JOURNAL} holds {journal} journal entries; `dpkg --configure -a` must run before anything is installed"
+            ));
+        }
+        for e in entries.iter().filter(|e| is_broken_status(&e.status)) {
+            evidence.push(format!("dpkg: {} {} {}", e.name, e.version, e.status));
+        }
+        if journal == 0 {
+            evidence.push("dpkg left half-installed packages: the database needs `dpkg --configure -a` or a reinstall".into());
+        }
+        Some(evidence)
     }
 
     /// Modification times and sizes of the simulation's inputs (and of a directory's entries).
@@ -162,6 +274,11 @@ struct RunLog {
 }
 
 impl RunLog {
+    /// A line of the agent's own, in the job output.
+    fn note(&mut self, line: &str) {
+        self.output.push_str(&format!("[agent] {line}\n"));
+    }
+
     fn record(&mut self, out: &CommandOutput) {
         self.commands.push(out.command.clone());
         self.output.push_str(&format!("$ {}\n", out.command));
@@ -173,6 +290,21 @@ impl RunLog {
             (false, None) => self.output.push_str("[killed by a signal]\n"),
         }
     }
+}
+
+/// Number of dpkg journal entries (files named by digits only, as apt counts them).
+pub(crate) fn journal_entries(paths: &HostPaths) -> usize {
+    fs::read_dir(paths.at(DPKG_JOURNAL))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 fn db_of(entries: &[DpkgEntry], name: &str) -> PkgDb {
@@ -242,23 +374,11 @@ impl<R: Runner> PackageManager for Apt<R> {
                     .push(format!("dpkg: {} {} {}", e.name, e.version, e.status));
             }
         }
-        let journal = self.paths.at("/var/lib/dpkg/updates");
-        let pending = fs::read_dir(&journal)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        e.file_name()
-                            .to_str()
-                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
+        let pending = journal_entries(&self.paths);
         if pending > 0 {
             health.interrupted = true;
             health.evidence.push(format!(
-                "{} holds {pending} journal entries: dpkg was interrupted (`dpkg --configure -a` needed)",
-                journal.display()
+                "{DPKG_JOURNAL} holds {pending} journal entries: dpkg was interrupted (`dpkg --configure -a` needed)"
             ));
         }
         health.evidence.truncate(MAX_EVIDENCE_LINES);
@@ -389,9 +509,9 @@ impl<R: Runner> PackageManager for Apt<R> {
             }
         };
 
-        // 1. What is installed now, and what is held.
-        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        let before = match self.dpkg_query(&names, deadline, &mut log) {
+        // 1. What is installed now (every package: the health check below needs them all),
+        //    and what is held.
+        let before = match self.dpkg_query(&[], deadline, &mut log) {
             Ok(b) => b,
             Err(e) => {
                 let all: Vec<&PackageTarget> = targets.iter().collect();
@@ -470,7 +590,38 @@ impl<R: Runner> PackageManager for Apt<R> {
             return finish(log, None, results, None);
         }
 
-        // 2. Fresh package lists; a repository error fails the update instead of being a warning.
+        // 2. Package-manager health, before acting: wait (bounded) for another apt or dpkg to
+        //    finish, then refuse to build on a database an earlier run left half-done. Either
+        //    would otherwise surface as confusing errors of the commands below.
+        if let Err(evidence) = self.wait_for_locks(deadline, &mut log) {
+            fail_all(
+                &mut results,
+                &remaining,
+                &before,
+                FailureClass::LockHeld,
+                &evidence,
+            );
+            return finish(log, None, results, None);
+        }
+        if let Some(evidence) = self.interrupted_evidence(&before) {
+            for line in &evidence {
+                log.note(line);
+            }
+            warn!(
+                class = "interrupted_state",
+                "dpkg was interrupted; nothing installed"
+            );
+            fail_all(
+                &mut results,
+                &remaining,
+                &before,
+                FailureClass::InterruptedState,
+                &evidence,
+            );
+            return finish(log, None, results, None);
+        }
+
+        // 3. Fresh package lists; a repository error fails the update instead of being a warning.
         let update = self.run(
             &["apt-get", "update", "-o", "APT::Update::Error-Mode=any"],
             deadline,
@@ -498,7 +649,7 @@ impl<R: Runner> PackageManager for Apt<R> {
             return finish(log, None, results, None);
         }
 
-        // 3. The version to install: the job's, or the candidate.
+        // 4. The version to install: the job's, or the candidate.
         let without_version: Vec<&str> = remaining
             .iter()
             .filter(|t| t.version.is_none())
@@ -572,18 +723,26 @@ impl<R: Runner> PackageManager for Apt<R> {
             return finish(log, None, results, None);
         }
 
-        // 4. One transaction for every remaining target.
+        // 5. One transaction for every remaining target. apt itself waits for the frontend
+        //    lock should another apt have taken it since the check above.
         let specs: Vec<String> = plan
             .iter()
             .map(|(t, v)| format!("{}={v}", t.name))
             .collect();
+        let lock_timeout = format!(
+            "DPkg::Lock::Timeout={}",
+            self.lock_wait
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .as_secs()
+        );
         let mut argv = vec!["apt-get", "install", "-y", "--no-remove", "--only-upgrade"];
         argv.extend(DPKG_OPTIONS);
+        argv.extend(["-o", lock_timeout.as_str()]);
         argv.extend(specs.iter().map(String::as_str));
         info!(packages = %specs.join(" "), "installing");
         let install = self.run(&argv, deadline, &mut log);
 
-        // 5. The package database decides.
+        // 6. The package database decides.
         let inspect = Instant::now() + INSPECT_BUDGET;
         let plan_names: Vec<&str> = plan.iter().map(|(t, _)| t.name.as_str()).collect();
         let after = self.dpkg_query(&plan_names, inspect, &mut log);
@@ -596,13 +755,28 @@ impl<R: Runner> PackageManager for Apt<R> {
         };
         let findings = classify_apt(&install.stdout, &install.stderr, install.exit_code);
         let error = after.as_ref().err().cloned();
+        // A kill in the middle of dpkg leaves its journal behind: say so, since the next run
+        // will find the database interrupted.
+        let after_kill = (install.timed_out && journal_entries(&self.paths) > 0).then(|| {
+            let line = format!(
+                "after the kill dpkg's journal ({DPKG_JOURNAL}) is not empty: the package database is left interrupted and needs `dpkg --configure -a`"
+            );
+            log.note(&line);
+            line
+        });
         for (t, intended) in &plan {
             let b = db_of(&before, &t.name);
             let (state, class, evidence, installed_version) = match &after {
                 Ok(after) => {
                     let a = db_of(after, &t.name);
-                    let d =
+                    let mut d =
                         decide_with_findings(&t.name, intended, &b, &a, &run, &findings, &reboot);
+                    if let Some(line) = &after_kill {
+                        if d.class == Some(FailureClass::Timeout) {
+                            d.evidence.push(line.clone());
+                            d.evidence.truncate(MAX_EVIDENCE_LINES);
+                        }
+                    }
                     (d.state, d.class, d.evidence, a.version)
                 }
                 Err(e) => (

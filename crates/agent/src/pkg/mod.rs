@@ -5,6 +5,25 @@ pub mod apt;
 use patchwarden_wire::agent::{Inventory, JobResult, PackageTarget};
 use std::time::Duration;
 
+/// Default of `patchwarden-agent run --lock-wait`.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// How the agent drives its package manager, from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long to wait for another package-manager process to release its lock before the
+    /// job's packages fail as `lock_held`.
+    pub lock_wait: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+}
+
 pub trait PackageManager: Send + Sync {
     /// `apt` or `dnf`, as the inventory reports it.
     fn name(&self) -> &'static str;
