@@ -6,6 +6,7 @@ pub mod class;
 pub mod classify;
 pub mod outcome;
 pub mod reboot;
+pub mod rpm;
 pub mod state;
 pub mod version;
 
