@@ -1,7 +1,7 @@
 //! The agent protocol: enroll, check in, long-poll for work, report results.
 
 use crate::auth::{hash_token, new_id, new_token, DeviceAuth, DEVICE_SECRET_PREFIX};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::{now_ms, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -33,7 +33,7 @@ fn check_protocol(version: u32) -> ApiResult<()> {
     responses((status = 200, body = EnrollResponse), (status = 401, body = patchwarden_wire::ErrorBody)), tag = "agent")]
 pub async fn enroll(
     State(state): State<AppState>,
-    Json(req): Json<EnrollRequest>,
+    Body(req): Body<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     check_protocol(req.protocol_version)?;
     let hostname = req.hostname.trim();
@@ -123,7 +123,7 @@ pub fn summarise(inv: &Inventory) -> DeviceInventorySummary {
 pub async fn checkin(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
-    Json(req): Json<CheckinRequest>,
+    Body(req): Body<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
     check_protocol(req.protocol_version)?;
     let now = now_ms();
@@ -256,7 +256,7 @@ pub async fn job_result(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
     Path(job_id): Path<String>,
-    Json(result): Json<JobResult>,
+    Body(result): Body<JobResult>,
 ) -> ApiResult<Json<ResultAck>> {
     let raw = serde_json::to_string(&result).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = now_ms();

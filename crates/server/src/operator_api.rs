@@ -3,7 +3,7 @@
 
 use crate::auth::{hash_token, new_id, new_token, Operator, ENROLL_TOKEN_PREFIX};
 use crate::engine::{plan_device, validate_packages};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Body};
 use crate::{now_ms, rfc3339, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -63,7 +63,7 @@ async fn tenant_names(state: &AppState) -> ApiResult<HashMap<String, String>> {
 pub async fn create_enroll_token(
     State(state): State<AppState>,
     op: Operator,
-    Json(req): Json<CreateEnrollTokenRequest>,
+    Body(req): Body<CreateEnrollTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<EnrollTokenCreated>)> {
     let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
     let ttl = req.ttl_secs.unwrap_or(DEFAULT_ENROLL_TTL_SECS);
@@ -277,7 +277,7 @@ pub async fn get_device(
 pub async fn create_deployment(
     State(state): State<AppState>,
     op: Operator,
-    Json(req): Json<CreateDeploymentRequest>,
+    Body(req): Body<CreateDeploymentRequest>,
 ) -> ApiResult<(StatusCode, Json<DeploymentCreated>)> {
     let forms = [
         !req.target.devices.is_empty(),

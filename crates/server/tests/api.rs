@@ -519,6 +519,29 @@ fn deployment_requests_are_validated_with_clear_errors() {
             "{body}: {v}"
         );
     }
+    // Malformed bodies get an ErrorBody naming the problem, not a bare text response.
+    for (body, want) in [
+        (
+            json!({"target": {"all": true}}),
+            "missing field `selection`",
+        ),
+        (
+            json!({"target": {"all": "yes"}, "selection": {"kind": "security"}}),
+            "invalid type",
+        ),
+        (
+            json!({"target": {"all": true}, "selection": {"kind": "everything"}}),
+            "unknown variant `everything`",
+        ),
+    ] {
+        let (status, v) = app.op("POST", "/api/v1/deployments", Some(body.clone()));
+        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(v["error"], "invalid_body", "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(want),
+            "{body}: {v}"
+        );
+    }
     let (_, list) = app.op("GET", "/api/v1/deployments", None);
     assert_eq!(
         list.as_array().map(Vec::len),
