@@ -4,7 +4,9 @@
 pub mod apt;
 pub mod class;
 pub mod classify;
+pub mod classify_dnf;
 pub mod outcome;
+pub mod outcome_rpm;
 pub mod reboot;
 pub mod rpm;
 pub mod state;
