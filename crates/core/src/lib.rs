@@ -8,6 +8,7 @@ pub mod classify_dnf;
 pub mod outcome;
 pub mod outcome_rpm;
 pub mod reboot;
+pub mod rings;
 pub mod schedule;
 pub mod rpm;
 pub mod state;
