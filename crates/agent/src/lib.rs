@@ -18,12 +18,23 @@ pub mod state;
 pub mod timefmt;
 
 use pkg::apt::Apt;
+use pkg::dnf::Dnf;
 use pkg::PackageManager;
 
-/// The package manager of this host.
+/// The package manager of this host: dnf on the RHEL family (os-release ID or ID_LIKE) when
+/// `dnf` is installed, else apt (Debian, Ubuntu, and the fallback).
 pub fn system_package_manager(settings: &pkg::Settings) -> Box<dyn PackageManager> {
-    Box::new(
-        Apt::new(exec::SystemRunner, inventory::HostPaths::default())
-            .with_lock_wait(settings.lock_wait),
-    )
+    let paths = inventory::HostPaths::default();
+    let os = std::fs::read_to_string(paths.at("/etc/os-release"))
+        .map(|t| patchwarden_core::apt::parse_os_release(&t))
+        .unwrap_or_default();
+    let has = |tool: &str| {
+        ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .any(|d| paths.at(&format!("{d}/{tool}")).is_file())
+    };
+    if has("dnf") && patchwarden_core::rpm::is_rhel_family(&os.id, &os.id_like) {
+        return Box::new(Dnf::new(exec::SystemRunner, paths));
+    }
+    Box::new(Apt::new(exec::SystemRunner, paths).with_lock_wait(settings.lock_wait))
 }

@@ -1,6 +1,7 @@
 //! The package-manager layer: what the agent needs from apt (and later dnf), behind one trait.
 
 pub mod apt;
+pub mod dnf;
 
 use patchwarden_wire::agent::{Inventory, JobResult, PackageTarget};
 use std::time::Duration;

@@ -1,0 +1,875 @@
+//! dnf/rpm driven through their command-line tools: `rpm -qa`, `dnf repoquery`, `dnf updateinfo`,
+//! `dnf versionlock`, `dnf upgrade`. Parsing and decisions live in `patchwarden_core` (`rpm`,
+//! `classify_dnf`, `outcome_rpm`); the rpm database decides, never dnf's exit code.
+//!
+//! Choices, and why:
+//! - Upgrades and candidates come from `dnf -q repoquery --upgrades --queryformat`, dnf's
+//!   scriptable query interface, not `check-update`/`list --upgrades` (columns for humans).
+//! - Installs are `dnf upgrade NAME-EVR` with `--best` (Debian's and some distributions' dnf.conf
+//!   set `best=False`, which silently skips an upgrade with unmet dependencies),
+//!   `skip_if_unavailable=False` (a repository down is an error, not a warning), and never
+//!   `--allowerasing`: dnf then refuses any solution that would remove a package.
+//! - Holds are `dnf versionlock` entries when the plugin is installed, else none.
+//! - Reboot: `needs-restarting -r` where installed; else a package among [`REBOOT_PACKAGES`]
+//!   installed after the current boot (RHEL's own list for `needs-restarting -r`).
+
+use super::PackageManager;
+use crate::exec::{CommandOutput, Runner};
+use crate::inventory::{canonicalize, collect_host_facts, reboot_required_packages, HostPaths};
+use crate::timefmt::now_rfc3339;
+use patchwarden_core::apt::parse_os_release;
+use patchwarden_core::classify_dnf::{attribute_specs, classify_dnf};
+use patchwarden_core::outcome::{RunEvidence, MAX_EVIDENCE_LINES};
+use patchwarden_core::outcome_rpm::{decide_rpm, reaches};
+use patchwarden_core::rpm::{
+    compare_rpm, parse_repoquery, parse_rpm_query, parse_updateinfo_list, parse_versionlock_list,
+    releasever, AvailableUpdate, RpmEntry, REPOQUERY_FORMAT, RPM_QUERY_FORMAT,
+};
+use patchwarden_core::{FailureClass, PackageState};
+use patchwarden_wire::agent::{
+    InstalledPackage, Inventory, JobResult, PackageManagerHealth, PackageResult, PackageTarget,
+    UpgradablePackage,
+};
+use patchwarden_wire::{bound_output, MAX_OUTPUT_BYTES};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Budget of each inventory command.
+const INVENTORY_COMMAND_BUDGET: Duration = Duration::from_secs(120);
+/// Budget of the commands that inspect rpm after an install, even when the job's budget ran out.
+const INSPECT_BUDGET: Duration = Duration::from_secs(60);
+
+/// Packages whose update needs a reboot to take effect (the list `needs-restarting -r` uses).
+pub const REBOOT_PACKAGES: &[&str] = &[
+    "kernel",
+    "kernel-core",
+    "kernel-rt",
+    "kernel-rt-core",
+    "glibc",
+    "linux-firmware",
+    "systemd",
+    "udev",
+    "openssl-libs",
+    "gnutls",
+    "dbus",
+    "dbus-broker",
+];
+
+/// Names that legitimately have several versions installed at once (dnf's installonlypkgs).
+fn is_install_only(name: &str) -> bool {
+    name == "gpg-pubkey" || name.starts_with("kernel") || name.starts_with("installonlypkg")
+}
+
+pub struct Dnf<R: Runner> {
+    runner: R,
+    paths: HostPaths,
+    /// `--releasever=` from os-release VERSION_ID's major (`9.4` → `9`), when known.
+    releasever: Option<String>,
+}
+
+impl<R: Runner> Dnf<R> {
+    pub fn new(runner: R, paths: HostPaths) -> Self {
+        let os = fs::read_to_string(paths.at("/etc/os-release"))
+            .map(|t| parse_os_release(&t))
+            .unwrap_or_default();
+        Dnf {
+            runner,
+            releasever: releasever(&os.version_id),
+            paths,
+        }
+    }
+
+    fn run(&self, argv: &[&str], deadline: Instant, log: &mut RunLog) -> CommandOutput {
+        let out = match self.runner.run(argv, Some(deadline)) {
+            Ok(out) => out,
+            Err(e) => CommandOutput {
+                command: argv.join(" "),
+                exit_code: None,
+                stderr: format!("could not start {}: {e}", argv[0]),
+                ..Default::default()
+            },
+        };
+        log.record(&out);
+        out
+    }
+
+    /// `dnf [-q|-y] --releasever=N ARGS`.
+    fn dnf(
+        &self,
+        quiet: bool,
+        args: &[&str],
+        deadline: Instant,
+        log: &mut RunLog,
+    ) -> CommandOutput {
+        let rv = self
+            .releasever
+            .as_ref()
+            .map(|r| format!("--releasever={r}"));
+        let mut argv = vec!["dnf", if quiet { "-q" } else { "-y" }];
+        argv.extend(rv.as_deref());
+        argv.extend_from_slice(args);
+        self.run(&argv, deadline, log)
+    }
+
+    /// Every installed package per rpm (the `gpg-pubkey` pseudo-packages left out).
+    fn rpm_query(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<RpmEntry>, String> {
+        let out = self.run(
+            &["rpm", "-qa", "--queryformat", RPM_QUERY_FORMAT],
+            deadline,
+            log,
+        );
+        if !out.success() {
+            return Err(format!(
+                "rpm -qa exited {:?}: {}",
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        let mut entries =
+            parse_rpm_query(&out.stdout).map_err(|e| format!("rpm -qa output: {e}"))?;
+        entries.retain(|e| e.name != "gpg-pubkey");
+        Ok(entries)
+    }
+
+    /// Newer versions available, newest per (name, arch); `names` limits the query.
+    fn upgrades(
+        &self,
+        names: &[&str],
+        refresh: bool,
+        deadline: Instant,
+        log: &mut RunLog,
+    ) -> Result<Vec<AvailableUpdate>, CommandOutput> {
+        let mut args = Vec::new();
+        if refresh {
+            args.push("--refresh");
+        }
+        args.extend(["repoquery", "--upgrades", "--queryformat", REPOQUERY_FORMAT]);
+        args.extend_from_slice(names);
+        let out = self.dnf(true, &args, deadline, log);
+        if out.success() {
+            Ok(parse_repoquery(&out.stdout))
+        } else {
+            Err(out)
+        }
+    }
+
+    /// Locked names (`dnf versionlock list`); empty when the plugin is not installed.
+    fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, String> {
+        let out = self.dnf(true, &["versionlock", "list"], deadline, log);
+        if out.success() {
+            return Ok(parse_versionlock_list(&out.stdout));
+        }
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if text.contains("No such command") || text.contains("no such command") {
+            return Ok(Vec::new());
+        }
+        Err(format!(
+            "dnf versionlock list exited {:?}: {}",
+            out.exit_code,
+            last_lines(&out.stderr, 3)
+        ))
+    }
+
+    fn has_tool(&self, name: &str) -> bool {
+        ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .any(|d| self.paths.at(&format!("{d}/{name}")).is_file())
+    }
+
+    /// Packages that need a reboot: `needs-restarting -r` where installed (it names none, so
+    /// the list is then [`REBOOT_PACKAGES`] installed after boot, possibly empty), else those
+    /// packages installed after the boot time in /proc/stat.
+    fn reboot_needed(
+        &self,
+        entries: &[RpmEntry],
+        deadline: Instant,
+        log: &mut RunLog,
+    ) -> (bool, Vec<String>) {
+        let btime = fs::read_to_string(self.paths.at("/proc/stat"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            });
+        let newer: Vec<String> = match btime {
+            Some(bt) => entries
+                .iter()
+                .filter(|e| REBOOT_PACKAGES.contains(&e.name.as_str()) && e.install_time > bt)
+                .map(|e| e.name.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        if self.has_tool("needs-restarting") {
+            let out = self.run(&["needs-restarting", "-r"], deadline, log);
+            // Exit 1: a reboot is needed; 0: not needed.
+            if out.exit_code == Some(1) {
+                return (true, newer);
+            }
+            if out.exit_code == Some(0) {
+                return (false, Vec::new());
+            }
+        }
+        (!newer.is_empty(), newer)
+    }
+}
+
+/// Accumulates what the commands of one job did.
+#[derive(Default)]
+struct RunLog {
+    commands: Vec<String>,
+    output: String,
+}
+
+impl RunLog {
+    fn record(&mut self, out: &CommandOutput) {
+        self.commands.push(out.command.clone());
+        self.output.push_str(&format!("$ {}\n", out.command));
+        self.output.push_str(&out.stdout);
+        self.output.push_str(&out.stderr);
+        match (out.timed_out, out.exit_code) {
+            (true, _) => self.output.push_str("[killed: time budget exhausted]\n"),
+            (false, Some(c)) => self.output.push_str(&format!("[exit {c}]\n")),
+            (false, None) => self.output.push_str("[killed by a signal]\n"),
+        }
+    }
+}
+
+/// The newest installed version of `name` (several when an install was interrupted).
+fn installed(entries: &[RpmEntry], name: &str) -> Option<String> {
+    entries
+        .iter()
+        .filter(|e| e.name == name)
+        .map(|e| e.evr.clone())
+        .max_by(|a, b| compare_rpm(a, b).unwrap_or(Ordering::Equal))
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    let bytes = s.f_bavail.saturating_mul(s.f_frsize);
+    Some(bytes - bytes % crate::inventory::DISK_GRANULARITY)
+}
+
+impl<R: Runner> PackageManager for Dnf<R> {
+    fn name(&self) -> &'static str {
+        "dnf"
+    }
+
+    fn collect_inventory(&self) -> Inventory {
+        let mut inv = Inventory {
+            package_manager: "dnf".into(),
+            ..Default::default()
+        };
+        collect_host_facts(&self.paths, &mut inv);
+        // The host facts measure apt's cache; dnf's is /var/cache/dnf.
+        inv.collection_errors
+            .retain(|e| !e.contains("/var/cache/apt/archives"));
+        let cache = self.paths.at("/var/cache/dnf");
+        inv.disk.cache_free_bytes = free_bytes(&cache)
+            .or_else(|| free_bytes(&self.paths.root))
+            .unwrap_or(0);
+        let deadline = Instant::now() + INVENTORY_COMMAND_BUDGET;
+        let mut log = RunLog::default();
+
+        let entries = self.rpm_query(deadline, &mut log).unwrap_or_else(|e| {
+            inv.collection_errors.push(e);
+            Vec::new()
+        });
+        // Two versions of one package installed at once: a transaction was interrupted
+        // between installing the new one and erasing the old one.
+        let mut health = PackageManagerHealth::default();
+        let mut versions: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+        for e in entries.iter().filter(|e| !is_install_only(&e.name)) {
+            versions
+                .entry((e.name.as_str(), e.arch.as_str()))
+                .or_default()
+                .push(e.evr.as_str());
+        }
+        for ((name, arch), evrs) in versions.iter().filter(|(_, v)| v.len() > 1) {
+            health.interrupted = true;
+            health.broken_packages.push((*name).to_owned());
+            health.evidence.push(format!(
+                "rpm: {name}.{arch} installed at {} versions ({}): an interrupted transaction",
+                evrs.len(),
+                evrs.join(", ")
+            ));
+        }
+        health.evidence.truncate(MAX_EVIDENCE_LINES);
+        inv.health = health;
+        inv.packages = entries
+            .iter()
+            .map(|e| InstalledPackage {
+                name: e.name.clone(),
+                source: e.source.clone(),
+                version: e.evr.clone(),
+                source_version: e.source_version.clone(),
+                arch: e.arch.clone(),
+                status: "installed".into(),
+            })
+            .collect();
+
+        match self.upgrades(&[], false, deadline, &mut log) {
+            Ok(ups) => {
+                inv.upgradable = ups
+                    .into_iter()
+                    .filter_map(|u| {
+                        let installed = installed(&entries, &u.name)?;
+                        Some(UpgradablePackage {
+                            name: u.name,
+                            installed_version: installed,
+                            candidate_version: u.evr,
+                            arch: u.arch,
+                            security: false,
+                            origins: vec![u.repo],
+                            held: false,
+                        })
+                    })
+                    .collect();
+            }
+            Err(out) => inv.collection_errors.push(format!(
+                "dnf repoquery --upgrades exited {:?}: {}",
+                out.exit_code,
+                last_lines(&out.stderr, 3)
+            )),
+        }
+
+        // Security flags from updateinfo; a repository without it lists nothing.
+        if !inv.upgradable.is_empty() {
+            let out = self.dnf(
+                true,
+                &["updateinfo", "list", "--updates"],
+                deadline,
+                &mut log,
+            );
+            if out.success() {
+                for adv in parse_updateinfo_list(&out.stdout)
+                    .iter()
+                    .filter(|a| a.is_security())
+                {
+                    for u in inv.upgradable.iter_mut().filter(|u| {
+                        u.name == adv.package.name
+                            && reaches(&u.candidate_version, &adv.package.evr)
+                    }) {
+                        u.security = true;
+                        if !u.origins.contains(&adv.advisory) {
+                            u.origins.push(adv.advisory.clone());
+                        }
+                    }
+                }
+            } else {
+                inv.collection_errors.push(format!(
+                    "dnf updateinfo list exited {:?}: {}",
+                    out.exit_code,
+                    last_lines(&out.stderr, 3)
+                ));
+            }
+        }
+
+        match self.held(deadline, &mut log) {
+            Ok(held) => inv.held = held,
+            Err(e) => inv.collection_errors.push(e),
+        }
+        let (reboot, pkgs) = self.reboot_needed(&entries, deadline, &mut log);
+        inv.reboot_required |= reboot;
+        inv.reboot_required_packages.extend(pkgs);
+        canonicalize(&mut inv);
+        inv
+    }
+
+    fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult {
+        let started_at = now_rfc3339();
+        let start = Instant::now();
+        let deadline = start + budget;
+        let mut log = RunLog::default();
+        let mut results: BTreeMap<String, PackageResult> = BTreeMap::new();
+        let finish = |log: RunLog,
+                      exit_code: Option<i32>,
+                      mut results: BTreeMap<String, PackageResult>,
+                      error: Option<String>| {
+            let packages = targets
+                .iter()
+                .filter_map(|t| results.remove(&t.name))
+                .collect();
+            JobResult {
+                started_at: started_at.clone(),
+                finished_at: now_rfc3339(),
+                commands: log.commands,
+                exit_code,
+                duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                output: bound_output(&log.output, MAX_OUTPUT_BYTES),
+                packages,
+                error,
+                boot_id: None,
+            }
+        };
+        let result = |t: &PackageTarget,
+                      state: PackageState,
+                      class: Option<FailureClass>,
+                      from: Option<String>,
+                      to: Option<String>,
+                      mut evidence: Vec<String>| {
+            evidence.truncate(MAX_EVIDENCE_LINES);
+            PackageResult {
+                package: t.name.clone(),
+                state,
+                class,
+                from_version: from.clone(),
+                to_version: to,
+                installed_version: from,
+                evidence,
+            }
+        };
+
+        // 1. What rpm has now.
+        let before = match self.rpm_query(deadline, &mut log) {
+            Ok(e) => e,
+            Err(e) => {
+                for t in targets {
+                    results.insert(
+                        t.name.clone(),
+                        result(
+                            t,
+                            PackageState::Failed,
+                            Some(FailureClass::AgentError),
+                            None,
+                            t.version.clone(),
+                            vec![e.clone()],
+                        ),
+                    );
+                }
+                return finish(log, None, results, Some(e));
+            }
+        };
+        let held = self.held(deadline, &mut log).unwrap_or_else(|e| {
+            warn!(error = %e, "could not list version locks");
+            Vec::new()
+        });
+        let mut remaining: Vec<&PackageTarget> = Vec::new();
+        for t in targets {
+            let Some(current) = installed(&before, &t.name) else {
+                results.insert(
+                    t.name.clone(),
+                    result(
+                        t,
+                        PackageState::NotApplicable,
+                        None,
+                        None,
+                        t.version.clone(),
+                        vec!["not installed".into()],
+                    ),
+                );
+                continue;
+            };
+            if held.contains(&t.name) {
+                results.insert(
+                    t.name.clone(),
+                    result(
+                        t,
+                        PackageState::Skipped,
+                        Some(FailureClass::HeldBack),
+                        Some(current),
+                        t.version.clone(),
+                        vec!["locked by dnf versionlock".into()],
+                    ),
+                );
+                continue;
+            }
+            if let Some(v) = &t.version {
+                if reaches(&current, v) {
+                    let ev = vec![format!("already at {current} (target {v})")];
+                    results.insert(
+                        t.name.clone(),
+                        result(
+                            t,
+                            PackageState::NotApplicable,
+                            None,
+                            Some(current),
+                            t.version.clone(),
+                            ev,
+                        ),
+                    );
+                    continue;
+                }
+            }
+            remaining.push(t);
+        }
+        if remaining.is_empty() {
+            return finish(log, None, results, None);
+        }
+
+        // 2. Fresh metadata and the candidates; a repository error fails every remaining target
+        // without installing anything.
+        let names: Vec<&str> = remaining.iter().map(|t| t.name.as_str()).collect();
+        let candidates = match self.upgrades(&names, true, deadline, &mut log) {
+            Ok(c) => c,
+            Err(out) => {
+                let (class, mut evidence) = if out.timed_out {
+                    (
+                        FailureClass::Timeout,
+                        vec!["dnf repoquery ran out of the time budget".to_owned()],
+                    )
+                } else {
+                    let findings = classify_dnf(&out.stdout, &out.stderr, out.exit_code);
+                    match findings.into_iter().next() {
+                        Some(f) => (f.class, f.evidence),
+                        None => (
+                            FailureClass::Unknown,
+                            vec![format!("dnf repoquery exited {:?}", out.exit_code)],
+                        ),
+                    }
+                };
+                evidence.insert(
+                    0,
+                    "refreshing the repository metadata failed; nothing was installed".to_owned(),
+                );
+                for t in &remaining {
+                    let from = installed(&before, &t.name);
+                    results.insert(
+                        t.name.clone(),
+                        result(
+                            t,
+                            PackageState::Failed,
+                            Some(class),
+                            from,
+                            t.version.clone(),
+                            evidence.clone(),
+                        ),
+                    );
+                }
+                return finish(log, out.exit_code, results, None);
+            }
+        };
+
+        // 3. The version to install: the job's, or the newest candidate.
+        let mut plan: Vec<(&PackageTarget, String, String)> = Vec::new(); // (target, intended, spec)
+        for t in remaining {
+            let current = installed(&before, &t.name);
+            match &t.version {
+                Some(v) => plan.push((t, v.clone(), format!("{}-{v}", t.name))),
+                None => {
+                    let newest = candidates
+                        .iter()
+                        .filter(|c| c.name == t.name)
+                        .max_by(|a, b| compare_rpm(&a.evr, &b.evr).unwrap_or(Ordering::Equal));
+                    match newest {
+                        Some(c) => plan.push((t, c.evr.clone(), format!("{}-{}", t.name, c.evr))),
+                        None => {
+                            let ev = vec![format!(
+                                "already at the newest available version {}",
+                                current.clone().unwrap_or_default()
+                            )];
+                            results.insert(
+                                t.name.clone(),
+                                result(t, PackageState::NotApplicable, None, current, None, ev),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if plan.is_empty() {
+            return finish(log, None, results, None);
+        }
+
+        // 4. One transaction for every remaining target; nothing may be removed.
+        let specs: Vec<&str> = plan.iter().map(|(_, _, s)| s.as_str()).collect();
+        let mut args = vec![
+            "--best",
+            "--setopt=skip_if_unavailable=False",
+            "--setopt=clean_requirements_on_remove=False",
+            "upgrade",
+        ];
+        args.extend(specs.iter().copied());
+        info!(packages = %specs.join(" "), "installing");
+        let install = self.dnf(false, &args, deadline, &mut log);
+
+        // 5. The rpm database decides.
+        let after = self.rpm_query(Instant::now() + INSPECT_BUDGET, &mut log);
+        let run = RunEvidence {
+            exit_code: install.exit_code,
+            stdout: &install.stdout,
+            stderr: &install.stderr,
+            timed_out: install.timed_out,
+        };
+        let mut findings = classify_dnf(&install.stdout, &install.stderr, install.exit_code);
+        let spec_names: Vec<(String, String)> = plan
+            .iter()
+            .map(|(t, _, s)| (s.clone(), t.name.clone()))
+            .collect();
+        attribute_specs(&mut findings, &spec_names);
+        let mut reboot = reboot_required_packages(&self.paths);
+        reboot.extend(REBOOT_PACKAGES.iter().map(|s| s.to_string()));
+        let error = after.as_ref().err().cloned();
+        for (t, intended, _) in &plan {
+            let b = installed(&before, &t.name);
+            let r = match &after {
+                Ok(after) => {
+                    let a = installed(after, &t.name);
+                    let d = decide_rpm(
+                        &t.name,
+                        intended,
+                        b.as_deref(),
+                        a.as_deref(),
+                        &run,
+                        &findings,
+                        &reboot,
+                    );
+                    PackageResult {
+                        package: t.name.clone(),
+                        state: d.state,
+                        class: d.class,
+                        from_version: b,
+                        to_version: Some(intended.clone()),
+                        installed_version: a,
+                        evidence: d.evidence,
+                    }
+                }
+                Err(e) => result(
+                    t,
+                    PackageState::Failed,
+                    Some(FailureClass::AgentError),
+                    b,
+                    Some(intended.clone()),
+                    vec![e.clone()],
+                ),
+            };
+            results.insert(t.name.clone(), r);
+        }
+        finish(log, install.exit_code, results, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::Mutex;
+
+    /// Answers commands from a script: the first unused entry whose words start the command.
+    struct Scripted {
+        script: Mutex<Vec<(&'static str, CommandOutput)>>,
+    }
+
+    impl Runner for Scripted {
+        fn run(&self, argv: &[&str], _deadline: Option<Instant>) -> io::Result<CommandOutput> {
+            let command = argv.join(" ");
+            let mut script = self.script.lock().expect("lock");
+            let i = script
+                .iter()
+                .position(|(prefix, _)| command.starts_with(prefix))
+                .unwrap_or_else(|| panic!("unexpected command {command:?}"));
+            let (_, mut out) = script.remove(i);
+            out.command = command;
+            Ok(out)
+        }
+    }
+
+    fn out(exit: i32, stdout: &str, stderr: &str) -> CommandOutput {
+        CommandOutput {
+            exit_code: Some(exit),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A captured lab fixture of patchwarden-core (see its tests/fixtures/dnf/README.md).
+    fn captured(name: &str) -> CommandOutput {
+        let path = format!(
+            "{}/../core/tests/fixtures/dnf/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if !text.starts_with("# command") {
+            return out(0, &text, "");
+        }
+        let exit = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# exit: "))
+            .and_then(|c| c.trim().parse().ok());
+        let o = text.find("--- stdout\n").expect("stdout") + 11;
+        let e = text.find("--- stderr\n").expect("stderr");
+        CommandOutput {
+            exit_code: exit,
+            stdout: text[o..e].into(),
+            stderr: text[e + 11..].into(),
+            ..Default::default()
+        }
+    }
+
+    fn row(name: &str, version: &str, release: &str) -> String {
+        format!("{name}\t\t{version}\t{release}\tnoarch\t{name}-{version}-{release}.src.rpm\t1795646239\n")
+    }
+
+    fn dnf(script: Vec<(&'static str, CommandOutput)>) -> (Dnf<Scripted>, tempfile::TempDir) {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            root.path().join("etc/os-release"),
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n",
+        )
+        .expect("write");
+        let runner = Scripted {
+            script: Mutex::new(script),
+        };
+        (
+            Dnf::new(
+                runner,
+                HostPaths {
+                    root: root.path().to_owned(),
+                },
+            ),
+            root,
+        )
+    }
+
+    fn target(name: &str, version: Option<&str>) -> PackageTarget {
+        PackageTarget {
+            name: name.into(),
+            version: version.map(Into::into),
+        }
+    }
+
+    const NO_PLUGIN: &str = "No such command: versionlock. Please use /usr/bin/dnf --help\n";
+
+    #[test]
+    fn a_failed_post_at_the_new_version_fails_while_its_neighbour_verifies() {
+        let before = [row("pw-ok", "1.0", "1"), row("pw-postfail", "1.0", "1")].concat();
+        let after = [row("pw-ok", "2.0", "1"), row("pw-postfail", "2.0", "1")].concat();
+        let (dnf, _root) = dnf(vec![
+            ("rpm -qa", out(0, &before, "")),
+            ("dnf -q --releasever=9 versionlock list", out(1, "", NO_PLUGIN)),
+            (
+                "dnf -q --releasever=9 --refresh repoquery --upgrades",
+                out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n\npw-postfail\t0\t2.0\t1\tnoarch\tlab\n", ""),
+            ),
+            (
+                "dnf -y --releasever=9 --best --setopt=skip_if_unavailable=False --setopt=clean_requirements_on_remove=False upgrade pw-ok-2.0-1 pw-postfail-2.0-1",
+                captured("install-two-postfail.txt"),
+            ),
+            ("rpm -qa", out(0, &after, "")),
+        ]);
+        let r = dnf.install(
+            &[
+                target("pw-ok", None),
+                target("pw-postfail", Some("2.0-1")),
+                target("pw-gone", Some("1.0-1")),
+            ],
+            Duration::from_secs(600),
+        );
+        let states: Vec<_> = r
+            .packages
+            .iter()
+            .map(|p| (p.package.as_str(), p.state, p.class))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("pw-ok", PackageState::Verified, None),
+                (
+                    "pw-postfail",
+                    PackageState::Failed,
+                    Some(FailureClass::InstallScriptFailed)
+                ),
+                ("pw-gone", PackageState::NotApplicable, None),
+            ]
+        );
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(r.packages[1].installed_version.as_deref(), Some("2.0-1"));
+        assert!(r.packages[1]
+            .evidence
+            .iter()
+            .any(|e| e.contains("scriptlet failed")));
+    }
+
+    #[test]
+    fn a_repository_down_fails_every_target_without_installing() {
+        let (dnf, _root) = dnf(vec![
+            ("rpm -qa", out(0, &row("pw-ok", "1.0", "1"), "")),
+            (
+                "dnf -q --releasever=9 versionlock list",
+                out(1, "", NO_PLUGIN),
+            ),
+            (
+                "dnf -q --releasever=9 --refresh repoquery",
+                captured("repoquery-repo-down.txt"),
+            ),
+        ]);
+        let r = dnf.install(&[target("pw-ok", Some("2.0-1"))], Duration::from_secs(600));
+        assert_eq!(r.packages[0].state, PackageState::Failed);
+        assert_eq!(r.packages[0].class, Some(FailureClass::RepoUnreachable));
+        assert!(!r.commands.iter().any(|c| c.contains(" upgrade ")));
+    }
+
+    #[test]
+    fn inventory_from_captured_outputs() {
+        let rpm = [
+            captured("rpm-qa.tsv").stdout,
+            // An interrupted transaction left two versions of pw-sec.
+            row("pw-sec", "0.9", "1"),
+            "gpg-pubkey\t\tabc\t123\t(none)\t(none)\t1795646239\n".to_owned(),
+        ]
+        .concat();
+        let (dnf, root) = dnf(vec![
+            ("rpm -qa", out(0, &rpm, "")),
+            (
+                "dnf -q --releasever=9 repoquery --upgrades",
+                captured("repoquery-upgrades.txt"),
+            ),
+            (
+                "dnf -q --releasever=9 updateinfo list",
+                captured("updateinfo-list.txt"),
+            ),
+            (
+                "dnf -q --releasever=9 versionlock list",
+                out(1, "", NO_PLUGIN),
+            ),
+        ]);
+        std::fs::create_dir_all(root.path().join("proc")).expect("mkdir");
+        std::fs::write(
+            root.path().join("proc/stat"),
+            "cpu 1 2 3\nbtime 1700000000\n",
+        )
+        .expect("write");
+        let inv = dnf.collect_inventory();
+        assert_eq!(inv.package_manager, "dnf");
+        assert_eq!(inv.packages.len(), 12, "{:?}", inv.packages);
+        assert!(inv.packages.iter().all(|p| p.status == "installed"));
+        let epoch = inv
+            .packages
+            .iter()
+            .find(|p| p.name == "pw-epoch")
+            .expect("pw-epoch");
+        assert_eq!(epoch.version, "2:1.0-1");
+        assert!(inv.health.interrupted);
+        assert_eq!(inv.health.broken_packages, ["pw-sec"]);
+        let find = |n: &str| inv.upgradable.iter().find(|u| u.name == n).expect(n);
+        assert_eq!(
+            (
+                find("pw-ok").candidate_version.as_str(),
+                find("pw-ok").security
+            ),
+            ("2.0-1", false)
+        );
+        assert!(find("pw-sec").security);
+        assert!(find("pw-sec").origins.contains(&"PW-2026-0001".to_owned()));
+        assert_eq!(find("pw-epoch").candidate_version, "3:0.9-1");
+        assert!(inv.held.is_empty());
+        assert!(!inv.reboot_required);
+        assert!(
+            !inv.collection_errors
+                .iter()
+                .any(|e| e.contains("dnf") || e.contains("rpm")),
+            "{:?}",
+            inv.collection_errors
+        );
+    }
+}
