@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Where, inside a host, the lab writes the host's current boot id (a random UUID, renewed
@@ -46,6 +47,8 @@ pub struct Host {
     mounted: AtomicBool,
     exec_timeout: Duration,
     spawn_seq: AtomicU32,
+    /// Mounts made on top of the overlay ([`Host::mount_tmpfs`]), unmounted before it.
+    extra_mounts: Mutex<Vec<PathBuf>>,
 }
 
 /// A package as dpkg sees it: `${Version}` and `${db:Status-Abbrev}` (e.g. `ii`, `iF`, `iU`,
@@ -96,6 +99,7 @@ impl Host {
             mounted: AtomicBool::new(false),
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
             spawn_seq: AtomicU32::new(0),
+            extra_mounts: Mutex::new(Vec::new()),
         };
         host.mount()?;
         // Overlays share the base's identity files; give each host its own.
@@ -313,6 +317,74 @@ impl Host {
         Ok(())
     }
 
+    /// Mount a tmpfs of `size_bytes` on `path_in_host` (e.g. a 2 MB /var/cache/apt/archives
+    /// for disk-full cases), from the machine side: commands started afterwards see it.
+    /// The subdirectories it hides (apt's `partial/`) are recreated on it with their modes and
+    /// owners. Unmounted by [`Host::unmount_tmpfs`] or, at the latest, when the host is dropped.
+    pub fn mount_tmpfs(&self, path_in_host: &str, size_bytes: u64) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let target = self.path(path_in_host)?;
+        fs::create_dir_all(&target)?;
+        let meta = fs::metadata(&target)?;
+        let subdirs: Vec<(OsString, fs::Metadata)> = fs::read_dir(&target)?
+            .flatten()
+            .filter_map(|e| {
+                let m = fs::symlink_metadata(e.path()).ok()?;
+                m.is_dir().then(|| (e.file_name(), m))
+            })
+            .collect();
+        util::run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size_bytes},mode={:o}", meta.mode() & 0o7777))
+                .arg("tmpfs")
+                .arg(&target),
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("mounting a tmpfs on {path_in_host} in host {}", self.name))?;
+        self.lock_mounts().push(target.clone());
+        for (name, m) in subdirs {
+            let d = target.join(name);
+            fs::create_dir(&d)?;
+            std::os::unix::fs::chown(&d, Some(m.uid()), Some(m.gid()))?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        }
+        Ok(())
+    }
+
+    /// Unmount a tmpfs mounted by [`Host::mount_tmpfs`].
+    pub fn unmount_tmpfs(&self, path_in_host: &str) -> Result<()> {
+        let target = self.path(path_in_host)?;
+        let mut mounts = self.lock_mounts();
+        let Some(i) = mounts.iter().rposition(|m| *m == target) else {
+            bail!(
+                "nothing mounted on {path_in_host} in host {} by the lab",
+                self.name
+            );
+        };
+        util::unmount(&target)?;
+        mounts.remove(i);
+        Ok(())
+    }
+
+    fn lock_mounts(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.extra_mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unmount every extra mount, most recent first; the first error is returned.
+    fn unmount_extras(&self) -> Result<()> {
+        let mut mounts = self.lock_mounts();
+        let mut first = Ok(());
+        while let Some(m) = mounts.pop() {
+            if let Err(e) = util::unmount(&m) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
     /// The host's current boot id (see [`BOOT_ID_FILE`]).
     pub fn boot_id(&self) -> Result<String> {
         Ok(self.read_file(BOOT_ID_FILE)?.trim().to_string())
@@ -380,6 +452,8 @@ impl Host {
     }
 
     fn unmount(&self) -> Result<()> {
+        self.unmount_extras()
+            .with_context(|| format!("unmounting the extra mounts of host {}", self.name))?;
         if self.mounted.load(Ordering::SeqCst) {
             util::unmount(&self.root).with_context(|| format!("unmounting host {}", self.name))?;
             self.mounted.store(false, Ordering::SeqCst);

@@ -1,5 +1,7 @@
 //! A flat apt repository in a temporary folder, indexed with apt-ftparchive and served over
-//! HTTP on 127.0.0.1; it can be taken down and brought back on the same port.
+//! HTTP on 127.0.0.1; it can be taken down and brought back on the same port. Optionally
+//! signed (InRelease, throwaway gpg key), with ways to break it: tamper with a file after
+//! signing, remove a file, publish an expired Release.
 
 use crate::deb::DebPackage;
 use crate::util;
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 
 const INDEX_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A local repository for `deb [trusted=yes] http://127.0.0.1:PORT/ ./`.
+/// A local repository for `deb [trusted=yes] http://127.0.0.1:PORT/ ./`, or, signed, for
+/// `deb [signed-by=/etc/apt/keyrings/lab-PORT.gpg] http://127.0.0.1:PORT/ ./`.
 #[derive(Debug)]
 pub struct AptRepo {
     tmp: tempfile::TempDir,
@@ -23,6 +26,96 @@ pub struct AptRepo {
     port: u16,
     running: Option<Running>,
     requests: Arc<Mutex<Vec<String>>>,
+    signing: Option<Signing>,
+    valid_until: Mutex<Option<String>>,
+}
+
+/// A throwaway gpg key in its own GNUPGHOME inside the repository's temporary folder.
+#[derive(Debug)]
+struct Signing {
+    home: PathBuf,
+    fingerprint: String,
+    /// The public key, binary (a keyring file for `signed-by=`).
+    keyring: Vec<u8>,
+}
+
+impl Signing {
+    fn create(home: PathBuf) -> Result<Signing> {
+        fs::create_dir(&home)?;
+        fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let gpg = |args: &[&str]| -> Result<std::process::Output> {
+            util::run(
+                Command::new("gpg")
+                    .arg("--homedir")
+                    .arg(&home)
+                    .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+                    .args(args),
+                INDEX_TIMEOUT,
+            )
+        };
+        gpg(&[
+            "--quick-gen-key",
+            "Patchwarden Lab <lab@patchwarden.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ])
+        .context("generating the repository's gpg key")?;
+        let listing = gpg(&["--with-colons", "--list-secret-keys"])?;
+        let fingerprint = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').find(|f| !f.is_empty()))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no fingerprint in gpg's key listing"))?;
+        let keyring = gpg(&["--export", &fingerprint])?.stdout;
+        if keyring.is_empty() {
+            bail!("gpg exported an empty public key");
+        }
+        Ok(Signing {
+            home,
+            fingerprint,
+            keyring,
+        })
+    }
+
+    /// `gpg --clearsign` of `release` into `out` (an InRelease file).
+    fn clearsign(&self, release: &Path, out: &Path) -> Result<()> {
+        util::run(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(&self.home)
+                .args([
+                    "--batch",
+                    "--yes",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                ])
+                .args(["--local-user", &self.fingerprint, "--digest-algo", "SHA256"])
+                .arg("--output")
+                .arg(out)
+                .arg("--clearsign")
+                .arg(release),
+            INDEX_TIMEOUT,
+        )
+        .map(|_| ())
+        .context("signing Release")
+    }
+}
+
+impl Drop for Signing {
+    fn drop(&mut self) {
+        // gpg started an agent for this home directory; stop it (by its home, not by name).
+        let _ = util::output(
+            Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(&self.home)
+                .args(["--kill", "gpg-agent"]),
+            Duration::from_secs(10),
+        );
+    }
 }
 
 struct Running {
@@ -53,10 +146,71 @@ impl AptRepo {
             port: 0,
             running: None,
             requests: Arc::new(Mutex::new(Vec::new())),
+            signing: None,
+            valid_until: Mutex::new(None),
         };
         repo.publish()?;
         repo.start()?;
         Ok(repo)
+    }
+
+    /// Like [`AptRepo::new`], but signed: every [`AptRepo::publish`] clearsigns Release into
+    /// InRelease with a throwaway ed25519 key (its own GNUPGHOME, in the repository's
+    /// temporary folder). Hosts need [`AptRepo::install_key`] and the signed
+    /// [`AptRepo::source_line`].
+    pub fn new_signed() -> Result<AptRepo> {
+        let mut repo = AptRepo::new()?;
+        repo.signing = Some(Signing::create(repo.tmp.path().join("gnupg"))?);
+        repo.publish()?;
+        Ok(repo)
+    }
+
+    pub fn is_signed(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Where [`AptRepo::install_key`] puts the public key inside a host.
+    pub fn keyring_path_in_host(&self) -> String {
+        format!("/etc/apt/keyrings/lab-{}.gpg", self.port)
+    }
+
+    /// The binary public key of a signed repository.
+    pub fn keyring(&self) -> Option<&[u8]> {
+        self.signing.as_ref().map(|s| s.keyring.as_slice())
+    }
+
+    /// Writes the public key of a signed repository into `host` (at
+    /// [`AptRepo::keyring_path_in_host`]).
+    pub fn install_key(&self, host: &crate::Host) -> Result<()> {
+        let key = self
+            .keyring()
+            .ok_or_else(|| anyhow!("repository {} is not signed", self.url()))?;
+        host.write_file(&self.keyring_path_in_host(), key, 0o644)
+    }
+
+    /// A `Valid-Until:` date (RFC 1123, e.g. `Sat, 01 Jan 2000 00:00:00 UTC`) for the next
+    /// publications' Release; in the past, apt calls the Release expired. `None` removes it.
+    pub fn set_valid_until(&self, date: Option<&str>) {
+        *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) = date.map(str::to_owned);
+    }
+
+    /// Replaces the first `from` by `to` in a served file (e.g. `Packages`) without
+    /// republishing or re-signing. With `from` and `to` of the same length the size still
+    /// matches the Release and only the hashes differ (apt: `Hash Sum mismatch`).
+    pub fn tamper(&self, file: &str, from: &str, to: &str) -> Result<()> {
+        let p = self.served.join(file);
+        let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        if !text.contains(from) {
+            bail!("{} does not contain {from:?}", p.display());
+        }
+        fs::write(&p, text.replacen(from, to, 1))
+            .with_context(|| format!("tampering with {}", p.display()))
+    }
+
+    /// Removes a served file (e.g. `Packages`: the index then answers 404).
+    pub fn remove_file(&self, file: &str) -> Result<()> {
+        let p = self.served.join(file);
+        fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))
     }
 
     /// The served folder.
@@ -73,9 +227,18 @@ impl AptRepo {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    /// `deb [trusted=yes] http://127.0.0.1:PORT/ ./`
+    /// `deb [trusted=yes] http://127.0.0.1:PORT/ ./`, or for a signed repository
+    /// `deb [signed-by=KEYRING] http://127.0.0.1:PORT/ ./`.
     pub fn source_line(&self) -> String {
-        format!("deb [trusted=yes] {} ./", self.url())
+        if self.is_signed() {
+            format!(
+                "deb [signed-by={}] {} ./",
+                self.keyring_path_in_host(),
+                self.url()
+            )
+        } else {
+            format!("deb [trusted=yes] {} ./", self.url())
+        }
     }
 
     /// Build `pkg` into the repository (visible to apt after [`AptRepo::publish`]).
@@ -117,8 +280,23 @@ impl AptRepo {
                 .current_dir(&self.served),
             INDEX_TIMEOUT,
         )?;
-        self.replace("Release", &release.stdout)?;
-        tracing::debug!(repo = %self.url(), "published");
+        let mut release = String::from_utf8_lossy(&release.stdout).into_owned();
+        if let Some(date) = self
+            .valid_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+        {
+            release = with_valid_until(&release, date);
+        }
+        self.replace("Release", release.as_bytes())?;
+        let _ = fs::remove_file(self.served.join("InRelease"));
+        if let Some(signing) = &self.signing {
+            let tmp = self.tmp.path().join("InRelease.tmp");
+            signing.clearsign(&self.served.join("Release"), &tmp)?;
+            fs::rename(&tmp, self.served.join("InRelease")).context("installing InRelease")?;
+        }
+        tracing::debug!(repo = %self.url(), signed = self.is_signed(), "published");
         Ok(())
     }
 
@@ -211,6 +389,19 @@ impl Drop for AptRepo {
     }
 }
 
+/// `release` with a `Valid-Until:` field after its `Date:` (replacing any other).
+fn with_valid_until(release: &str, date: &str) -> String {
+    let mut out = String::new();
+    for line in release.lines().filter(|l| !l.starts_with("Valid-Until:")) {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("Date:") {
+            out.push_str(&format!("Valid-Until: {date}\n"));
+        }
+    }
+    out
+}
+
 fn serve(server: &tiny_http::Server, stop: &AtomicBool, root: &Path, log: &Mutex<Vec<String>>) {
     while !stop.load(Ordering::SeqCst) {
         let req = match server.recv_timeout(Duration::from_millis(200)) {
@@ -290,6 +481,18 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_until_follows_the_date() {
+        let r = with_valid_until(
+            "Date: Tue, 25 Nov 2026 10:00:00 +0000\nValid-Until: x\nMD5Sum:\n",
+            "Sat, 01 Jan 2000 00:00:00 UTC",
+        );
+        assert_eq!(
+            r,
+            "Date: Tue, 25 Nov 2026 10:00:00 +0000\nValid-Until: Sat, 01 Jan 2000 00:00:00 UTC\nMD5Sum:\n"
+        );
+    }
 
     #[test]
     fn resolve_stays_inside_root() -> Result<()> {
