@@ -35,12 +35,14 @@ pub mod fleet;
 mod host;
 pub mod proxy;
 mod repo;
+pub mod rpm;
 mod util;
 
 pub use base::BaseRoot;
 pub use deb::DebPackage;
 pub use host::{Host, HostProcess, InstalledPackage, BOOT_ID_ENV, BOOT_ID_FILE};
 pub use repo::AptRepo;
+pub use rpm::{RpmPackage, RpmRepo};
 pub use util::{mounts_under, processes_under};
 
 use anyhow::{bail, Context, Result};
