@@ -1,0 +1,304 @@
+//! The advisory index: every feed's statements, keyed by (release, package) with versions
+//! parsed once, plus per-CVE enrichment (CVSS, KEV, EPSS). Built whole from the imported
+//! feeds; [`AdvisoryIndex::changed_keys`] compares two builds so the caller rematches only
+//! the devices that have a changed package.
+
+use crate::feeds::{Epss, EpssScores, FeedKind, KevCatalog, KevEntry};
+use crate::model::{Cvss, Distro, NameKind, PackageAdvisory, Release, Statement};
+use crate::version::{Version, VersionError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A matching key: a package (source for Debian/Ubuntu/Alpine, binary for RHEL-family) in a
+/// release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageKey {
+    pub release: Release,
+    pub package: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParsedRange {
+    pub introduced: Option<Version>,
+    pub fixed: Option<Version>,
+    pub last_affected: Option<Version>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EntryState {
+    NotAffected,
+    Affected {
+        ranges: Vec<ParsedRange>,
+        versions: Vec<Version>,
+    },
+    WillNotFix(String),
+    Undetermined,
+}
+
+/// One (key, CVE) statement after merging the feeds that speak about it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    pub cve: Arc<str>,
+    pub advisory_ids: Vec<String>,
+    pub feed: FeedKind,
+    pub state: EntryState,
+    pub urgency: Option<String>,
+    pub name_kind: NameKind,
+}
+
+/// What the index knows about a CVE beyond package statements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CveInfo {
+    pub cvss: Option<Cvss>,
+    pub kev: Option<KevEntry>,
+    pub epss: Option<Epss>,
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AdvisoryIndex {
+    pub(crate) releases: HashMap<Release, HashMap<Box<str>, Vec<Entry>>>,
+    pub(crate) cves: HashMap<Arc<str>, CveInfo>,
+    /// Ubuntu's binary → source map (from OSV `ecosystem_specific.binaries`), used when a
+    /// device reports a binary without its source.
+    pub(crate) binary_sources: HashMap<Release, HashMap<Box<str>, Box<str>>>,
+}
+
+/// Which keys and CVEs differ between two index builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangedKeys {
+    /// Package statements changed: rematch devices that have these packages.
+    pub packages: BTreeSet<PackageKey>,
+    /// Only enrichment changed (CVSS, KEV, EPSS, summary): re-score exposures to these CVEs,
+    /// no rematch needed.
+    pub cves: BTreeSet<String>,
+}
+
+impl ChangedKeys {
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty() && self.cves.is_empty()
+    }
+}
+
+/// Which feed wins when several speak about the same (key, CVE): for Debian the tracker is
+/// the source of Debian's OSV records and is fresher; otherwise OSV, then secdb.
+fn precedence(distro: Distro, feed: FeedKind) -> u8 {
+    match (distro, feed) {
+        (Distro::Debian, FeedKind::DebianTracker) => 3,
+        (Distro::Alpine, FeedKind::AlpineSecdb) => 1,
+        (_, FeedKind::Osv) => 2,
+        _ => 0,
+    }
+}
+
+fn parse_opt(distro: Distro, v: &Option<String>) -> Result<Option<Version>, VersionError> {
+    v.as_deref()
+        .map(|s| Version::parse(distro.scheme(), s))
+        .transpose()
+}
+
+impl AdvisoryIndex {
+    /// Builds the index from every feed's advisories plus the KEV catalog and EPSS scores.
+    /// Withdrawn OSV records are already absent from the parsers' output. Fails only when an
+    /// advisory carries a version its scheme rejects (the parsers never produce one).
+    pub fn build<'a>(
+        advisories: impl IntoIterator<Item = &'a PackageAdvisory>,
+        kev: Option<&KevCatalog>,
+        epss: Option<&EpssScores>,
+    ) -> Result<AdvisoryIndex, VersionError> {
+        let mut index = AdvisoryIndex::default();
+        let mut interned: HashMap<String, Arc<str>> = HashMap::new();
+        for adv in advisories {
+            let distro = adv.release.distro;
+            let state = match &adv.statement {
+                Statement::NotAffected => EntryState::NotAffected,
+                Statement::WillNotFix { reason } => EntryState::WillNotFix(reason.clone()),
+                Statement::Undetermined => EntryState::Undetermined,
+                Statement::Affected { ranges, versions } => EntryState::Affected {
+                    ranges: ranges
+                        .iter()
+                        .map(|r| {
+                            Ok(ParsedRange {
+                                introduced: parse_opt(distro, &r.introduced)?,
+                                fixed: parse_opt(distro, &r.fixed)?,
+                                last_affected: parse_opt(distro, &r.last_affected)?,
+                            })
+                        })
+                        .collect::<Result<_, VersionError>>()?,
+                    versions: versions
+                        .iter()
+                        .map(|v| Version::parse(distro.scheme(), v))
+                        .collect::<Result<_, _>>()?,
+                },
+            };
+            if !adv.binaries.is_empty() {
+                let map = index.binary_sources.entry(adv.release.clone()).or_default();
+                for (bin, _) in &adv.binaries {
+                    map.entry(bin.as_str().into())
+                        .or_insert_with(|| adv.package.as_str().into());
+                }
+            }
+            let pkgs = index.releases.entry(adv.release.clone()).or_default();
+            let entries = pkgs.entry(adv.package.as_str().into()).or_default();
+            for cve in &adv.cves {
+                let cve: Arc<str> = interned
+                    .entry(cve.clone())
+                    .or_insert_with(|| Arc::from(cve.as_str()))
+                    .clone();
+                let info = index.cves.entry(cve.clone()).or_default();
+                if let Some(c) = &adv.cvss {
+                    if info
+                        .cvss
+                        .as_ref()
+                        .is_none_or(|old| c.base_score > old.base_score)
+                    {
+                        info.cvss = Some(c.clone());
+                    }
+                }
+                if info.summary.is_none() {
+                    info.summary.clone_from(&adv.summary);
+                }
+                let new = Entry {
+                    cve: cve.clone(),
+                    advisory_ids: vec![adv.advisory_id.clone()],
+                    feed: adv.feed,
+                    state: state.clone(),
+                    urgency: adv.urgency.clone(),
+                    name_kind: adv.name_kind,
+                };
+                match entries.iter_mut().find(|e| e.cve == cve) {
+                    None => entries.push(new),
+                    Some(old) => merge(distro, old, new),
+                }
+            }
+        }
+        for pkgs in index.releases.values_mut() {
+            for entries in pkgs.values_mut() {
+                entries.sort_by(|a, b| a.cve.cmp(&b.cve));
+            }
+        }
+        if let Some(kev) = kev {
+            for (cve, e) in &kev.entries {
+                index.cves.entry(Arc::from(cve.as_str())).or_default().kev = Some(e.clone());
+            }
+        }
+        if let Some(epss) = epss {
+            // Only CVEs some advisory mentions: EPSS lists ~250k CVEs, most irrelevant here.
+            for (cve, info) in index.cves.iter_mut() {
+                info.epss = epss.scores.get(&**cve).copied();
+            }
+        }
+        Ok(index)
+    }
+
+    /// Number of (release, package, CVE) statements.
+    pub fn len(&self) -> usize {
+        self.releases
+            .values()
+            .flat_map(|p| p.values())
+            .map(Vec::len)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn cve(&self, cve: &str) -> Option<&CveInfo> {
+        self.cves.get(cve)
+    }
+
+    /// Keys that have statements (e.g. for `vuln show`).
+    pub fn keys_for_cve(&self, cve: &str) -> Vec<PackageKey> {
+        let mut out = Vec::new();
+        for (release, pkgs) in &self.releases {
+            for (name, entries) in pkgs {
+                if entries.iter().any(|e| &*e.cve == cve) {
+                    out.push(PackageKey {
+                        release: release.clone(),
+                        package: name.to_string(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// What changed from `old` to `self`: package keys whose statements differ (added,
+    /// removed or edited), and CVEs whose enrichment alone differs.
+    pub fn changed_keys(&self, old: &AdvisoryIndex) -> ChangedKeys {
+        let mut out = ChangedKeys::default();
+        let empty = HashMap::new();
+        let releases: BTreeSet<&Release> =
+            self.releases.keys().chain(old.releases.keys()).collect();
+        for release in releases {
+            let new_p = self.releases.get(release).unwrap_or(&empty);
+            let old_p = old.releases.get(release).unwrap_or(&empty);
+            for name in new_p.keys().chain(old_p.keys()) {
+                if new_p.get(name) != old_p.get(name) {
+                    out.packages.insert(PackageKey {
+                        release: release.clone(),
+                        package: name.to_string(),
+                    });
+                }
+            }
+        }
+        let default = CveInfo::default();
+        for cve in self.cves.keys().chain(old.cves.keys()) {
+            let a = self.cves.get(cve).unwrap_or(&default);
+            let b = old.cves.get(cve).unwrap_or(&default);
+            if a != b {
+                out.cves.insert(cve.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// Two statements about the same (key, CVE): the higher-precedence feed wins; within one
+/// feed, affected ranges are united (conservative) and advisory ids collected.
+fn merge(distro: Distro, old: &mut Entry, new: Entry) {
+    let (po, pn) = (precedence(distro, old.feed), precedence(distro, new.feed));
+    if pn > po {
+        *old = new;
+        return;
+    }
+    if pn < po {
+        return;
+    }
+    for id in new.advisory_ids {
+        if !old.advisory_ids.contains(&id) {
+            old.advisory_ids.push(id);
+        }
+    }
+    if old.urgency.is_none() {
+        old.urgency = new.urgency;
+    }
+    match (&mut old.state, new.state) {
+        (
+            EntryState::Affected { ranges, versions },
+            EntryState::Affected {
+                ranges: r2,
+                versions: v2,
+            },
+        ) => {
+            for r in r2 {
+                if !ranges.contains(&r) {
+                    ranges.push(r);
+                }
+            }
+            for v in v2 {
+                if !versions.contains(&v) {
+                    versions.push(v);
+                }
+            }
+        }
+        (EntryState::NotAffected, s) => old.state = s,
+        (
+            EntryState::Undetermined,
+            s @ (EntryState::Affected { .. } | EntryState::WillNotFix(_)),
+        ) => old.state = s,
+        _ => {}
+    }
+}
