@@ -84,7 +84,7 @@ pub fn decide_rpm(
             );
         }
         if after != Some(intended)
-            && !after.is_some_and(|v| compare_rpm(v, intended) == Some(Ordering::Equal))
+            && after.is_none_or(|v| compare_rpm(v, intended) != Some(Ordering::Equal))
         {
             evidence.push(format!(
                 "installed version is newer than the intended {intended}"

@@ -29,11 +29,23 @@ struct Scenario {
 }
 
 fn scenario(name: &str, packages: &[RpmPackage], install: &[&str]) -> Result<Scenario> {
+    scenario_with(name, packages, install, None)
+}
+
+fn scenario_with(
+    name: &str,
+    packages: &[RpmPackage],
+    install: &[&str],
+    updateinfo: Option<&str>,
+) -> Result<Scenario> {
     let repo = RpmRepo::new()?;
     for p in packages {
         repo.add(p)?;
     }
     repo.publish()?;
+    if let Some(xml) = updateinfo {
+        repo.add_updateinfo(xml)?;
+    }
     let base = rpm_base()?;
     let host = Host::create(&base, name)?;
     make_rpm_host(&host, &repo)?;
@@ -103,14 +115,17 @@ fn assert_row(row: &Value, state: &str, class: Option<&str>, needle: &str) {
 #[test]
 fn lab_dnf_inventory_reports_rpm_packages_upgrades_and_security() -> Result<()> {
     require_rpm_lab!();
-    let s = scenario(
+    let s = scenario_with(
         "dnf-inv",
         &[
             RpmPackage::new("pw-ok", "1.0"),
             RpmPackage::new("pw-ok", "2.0"),
+            RpmPackage::new("pw-sec", "1.0"),
+            RpmPackage::new("pw-sec", "1.1"),
             RpmPackage::new("pw-epoch", "1.0").epoch(2),
         ],
-        &["pw-ok-1.0-1", "pw-epoch-2:1.0-1"],
+        &["pw-ok-1.0-1", "pw-sec-1.0-1", "pw-epoch-2:1.0-1"],
+        Some(UPDATEINFO),
     )?;
     let devices = s.server.devices()?;
     assert_eq!(devices.len(), 1, "{devices:#?}");
@@ -141,8 +156,30 @@ fn lab_dnf_inventory_reports_rpm_packages_upgrades_and_security() -> Result<()> 
         ),
         (Some("1.0-1"), Some("2.0-1"))
     );
+    assert_eq!(ok["security"], false, "{ok:#}");
+    let sec = up
+        .iter()
+        .find(|u| u["name"] == "pw-sec")
+        .context("pw-sec upgradable")?;
+    assert_eq!(sec["security"], true, "{sec:#}");
     Ok(())
 }
+
+/// One security advisory, for pw-sec 1.1-1 (the updateinfo.xml format of yum repositories).
+const UPDATEINFO: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<updates>
+  <update from="lab@patchwarden" status="stable" type="security" version="1">
+    <id>PW-2026-0001</id>
+    <title>pw-sec security update</title>
+    <severity>Important</severity>
+    <issued date="2026-11-01 00:00:00"/>
+    <description>Fixes a lab vulnerability.</description>
+    <pkglist><collection short="lab"><name>lab</name>
+      <package name="pw-sec" version="1.1" release="1" epoch="0" arch="noarch"><filename>pw-sec-1.1-1.noarch.rpm</filename></package>
+    </collection></pkglist>
+  </update>
+</updates>
+"#;
 
 #[test]
 fn lab_dnf_plain_upgrade_is_verified() -> Result<()> {
