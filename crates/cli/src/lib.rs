@@ -153,7 +153,32 @@ pub struct DeployArgs {
     /// Time budget per device, e.g. 30m
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Wait until every device has an outcome (exit status 2 if any package failed)
+    /// Ring, in order: NAME=PERCENT% | NAME=rest | NAME=DEVICE[,DEVICE...] (repeatable)
+    #[arg(long = "ring", value_parser = parse_ring)]
+    pub rings: Vec<RingRequest>,
+    /// Gate before the next ring: minimum success rate of the ring (0 to 1)
+    #[arg(long)]
+    pub gate_success_rate: Option<f64>,
+    /// Gate: minimum number of successful devices in the ring
+    #[arg(long)]
+    pub gate_min_successes: Option<u32>,
+    /// Gate: soak time after a ring finishes, e.g. 1h
+    #[arg(long, value_parser = parse_duration)]
+    pub soak: Option<Duration>,
+    /// Halt by itself when this share (0 to 1) of finished devices failed because of the patch
+    #[arg(long)]
+    pub halt_failure_rate: Option<f64>,
+    /// ...once at least this many devices finished
+    #[arg(long)]
+    pub halt_min_finished: Option<u32>,
+    /// At most this many devices at once per ring: 5 or 10%
+    #[arg(long)]
+    pub concurrency: Option<String>,
+    /// Nothing installs until an approver runs `deployment approve`
+    #[arg(long)]
+    pub require_approval: bool,
+    /// Wait until every device has an outcome or the deployment stops (exit status: 0 all
+    /// good, 2 a package failed, 3 gave up waiting, 4 halted, 5 cancelled)
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this long, e.g. 1h
@@ -176,6 +201,25 @@ pub enum DeploymentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let a deployment waiting for approval run
+    Approve(ActionArgs),
+    /// Refuse a deployment waiting for approval (nothing installs)
+    Reject(ActionArgs),
+    /// Stop releasing work (running installs finish)
+    Halt(ActionArgs),
+    /// Continue a halted deployment (overrides the gate or breaker that halted it)
+    Resume(ActionArgs),
+    /// Stop for good: work not started is skipped
+    Cancel(ActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    pub id: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -198,6 +242,33 @@ fn parse_package(s: &str) -> Result<PackageTarget, String> {
         name: name.to_owned(),
         version,
     })
+}
+
+fn parse_ring(s: &str) -> Result<RingRequest, String> {
+    let (name, spec) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=SPEC, got {s:?}"))?;
+    let mut ring = RingRequest {
+        name: name.to_owned(),
+        devices: vec![],
+        percent: None,
+        rest: false,
+    };
+    if spec == "rest" {
+        ring.rest = true;
+    } else if let Some(p) = spec.strip_suffix('%') {
+        ring.percent = Some(
+            p.parse()
+                .map_err(|_| format!("invalid percentage in {s:?}"))?,
+        );
+    } else if !spec.is_empty() {
+        ring.devices = spec.split(',').map(str::to_owned).collect();
+    } else {
+        return Err(format!(
+            "empty ring spec in {s:?}: use 10%, rest, or device ids"
+        ));
+    }
+    Ok(ring)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -311,6 +382,11 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::print_deployment(&view);
             }
         }
+        Command::Deployment(DeploymentCommand::Approve(a)) => return action(&client, "approve", a),
+        Command::Deployment(DeploymentCommand::Reject(a)) => return action(&client, "reject", a),
+        Command::Deployment(DeploymentCommand::Halt(a)) => return action(&client, "halt", a),
+        Command::Deployment(DeploymentCommand::Resume(a)) => return action(&client, "resume", a),
+        Command::Deployment(DeploymentCommand::Cancel(a)) => return action(&client, "cancel", a),
         Command::Deployment(DeploymentCommand::List { json }) => {
             let list: Vec<DeploymentSummary> = client.get("/api/v1/deployments")?;
             if json {
@@ -347,6 +423,19 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         },
         selection,
         timeout_secs: args.timeout.map(|t| t.as_secs().max(1)),
+        rings: args.rings.clone(),
+        gate: (args.gate_success_rate.is_some()
+            || args.gate_min_successes.is_some()
+            || args.soak.is_some())
+        .then(|| GateRequest {
+            min_success_rate: args.gate_success_rate.unwrap_or(0.95),
+            min_successes: args.gate_min_successes.unwrap_or(1),
+            soak_secs: args.soak.map(|d| d.as_secs()).unwrap_or(0),
+        }),
+        halt_failure_rate: args.halt_failure_rate,
+        halt_min_finished: args.halt_min_finished,
+        concurrency: args.concurrency.clone(),
+        require_approval: args.require_approval,
     };
     let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
     if !args.wait {
@@ -367,14 +456,45 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         println!("{}", created.id);
         output::print_deployment(&view);
     }
-    if view.status != "completed" {
-        eprintln!(
-            "gave up waiting after {}",
-            humantime::format_duration(args.wait_timeout)
-        );
-        return Ok(3);
+    Ok(exit_status(&view, args.wait_timeout))
+}
+
+/// 0 all good, 2 a package failed, 3 still going, 4 halted, 5 cancelled.
+fn exit_status(view: &DeploymentView, waited: Duration) -> ExitCode {
+    match view.status.as_str() {
+        "completed" if view.counts.failed > 0 => 2,
+        "completed" => 0,
+        "halted" => {
+            eprintln!("halted: {}", view.status_reason.clone().unwrap_or_default());
+            4
+        }
+        "cancelled" => {
+            eprintln!(
+                "cancelled: {}",
+                view.status_reason.clone().unwrap_or_default()
+            );
+            5
+        }
+        _ => {
+            eprintln!(
+                "gave up waiting after {}",
+                humantime::format_duration(waited)
+            );
+            3
+        }
     }
-    Ok(if view.counts.failed > 0 { 2 } else { 0 })
+}
+
+fn action(client: &Client, verb: &str, a: ActionArgs) -> anyhow::Result<ExitCode> {
+    let body = DeploymentAction { reason: a.reason };
+    let view: DeploymentView =
+        client.post(&format!("/api/v1/deployments/{}/{verb}", a.id), &body)?;
+    if a.json {
+        output::print_json(&view)?;
+    } else {
+        output::print_deployment(&view);
+    }
+    Ok(0)
 }
 
 /// Polls a deployment until every device has an outcome, showing progress on a terminal.
@@ -404,7 +524,8 @@ fn wait_for(
             "verified {}  failed {}  pending {}",
             view.counts.verified, view.counts.failed, view.counts.pending
         ));
-        if view.status == "completed" || start.elapsed() >= limit {
+        let stopped = matches!(view.status.as_str(), "completed" | "halted" | "cancelled");
+        if stopped || start.elapsed() >= limit {
             bar.finish_and_clear();
             return Ok(view);
         }

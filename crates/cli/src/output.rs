@@ -138,6 +138,26 @@ pub fn print_device(d: &DeviceDetail) {
 
 pub fn print_deployment(v: &DeploymentView) {
     let c = &v.counts;
+    if let Some(reason) = &v.status_reason {
+        println!("{}: {reason}", v.status);
+    }
+    if v.rings.len() > 1 {
+        for (i, r) in v.rings.iter().enumerate() {
+            println!(
+                "ring {} {:<10} {:<8} devices {:>3}  released {:>3}  done {:>3}  ok {:>3}  failed (patch) {:>3}  failed (other) {:>3}{}",
+                i + 1,
+                r.name,
+                r.state,
+                r.devices,
+                r.released,
+                r.done,
+                r.succeeded,
+                r.failed_patch,
+                r.failed_other,
+                if i as u32 == v.current_ring { "  <- current" } else { "" }
+            );
+        }
+    }
     println!(
         "deployment {}  tenant {}  created {}  {}  devices {}/{}",
         v.id, v.tenant, v.created_at, v.status, v.devices_done, v.devices_total

@@ -313,6 +313,9 @@ pub async fn job_result(
         .await?
     {
         ResultStored::Stored => {
+            if let Some(job) = state.store.job(&job_id).await? {
+                crate::orchestrator::tick(&state, &job.deployment_id).await?;
+            }
             tracing::info!(device = %device.id, job = %job_id, packages = result.packages.len(), "job result stored");
             Ok(Json(ResultAck { stored: true }))
         }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod notify;
 pub mod openapi;
 pub mod operator_api;
+pub mod orchestrator;
 mod page;
 
 use anyhow::Context;
@@ -33,11 +34,39 @@ pub struct ServerConfig {
     pub checkin_interval_secs: u64,
 }
 
+/// Where the server reads the time: injectable, so tests never sleep through real windows.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub notifier: Arc<notify::WorkNotifier>,
     pub config: Arc<ServerConfig>,
+    pub clock: Arc<dyn Clock>,
+    /// Serialises orchestrator ticks (one server process; replicas will use a database lock).
+    pub orchestrator_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            notifier: Arc::default(),
+            config: Arc::new(config),
+            clock,
+            orchestrator_lock: Arc::default(),
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -92,6 +121,26 @@ pub fn router(state: AppState) -> Router {
             get(operator_api::get_deployment),
         )
         .route("/api/v1/failures", get(history::list_failures))
+        .route(
+            "/api/v1/deployments/{id}/approve",
+            post(operator_api::approve_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{id}/reject",
+            post(operator_api::reject_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{id}/halt",
+            post(operator_api::halt_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{id}/resume",
+            post(operator_api::resume_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{id}/cancel",
+            post(operator_api::cancel_deployment),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state)
 }
@@ -183,11 +232,16 @@ pub async fn run(
     let url = format!("http://{addr}");
     write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
-    let state = AppState {
-        store,
-        notifier: Arc::default(),
-        config: Arc::new(config),
-    };
+    let state = AppState::new(store, config, Arc::new(SystemClock));
+    // Soak timers and leases move without any request: tick active deployments regularly.
+    let ticker = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            interval.tick().await;
+            orchestrator::tick_all(&ticker).await;
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -8,6 +8,7 @@ use crate::{now_ms, rfc3339, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use patchwarden_core::rings::{RingMembers, RingSpec};
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_store::{Deployment, Device, EnrollToken, Job, JobPackage, JobStatus};
 use patchwarden_wire::agent::{Inventory, Operation};
@@ -333,7 +334,8 @@ pub async fn create_deployment(
         )));
     }
 
-    let now = now_ms();
+    let plan = validate_plan(&req)?;
+    let now = state.clock.now_ms();
     let deployment = Deployment {
         id: new_id("dep_"),
         tenant_id: tenant.id.clone(),
@@ -342,6 +344,22 @@ pub async fn create_deployment(
         selection_json: serde_json::to_string(&req.selection)
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         timeout_secs: timeout_secs as i64,
+        status: if req.require_approval {
+            "pending_approval"
+        } else {
+            "running"
+        }
+        .to_owned(),
+        status_reason: req
+            .require_approval
+            .then(|| "waiting for an approver".to_owned()),
+        plan_json: serde_json::to_string(&plan.0)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        current_ring: 0,
+        approved_by: None,
+        approved_at: None,
+        updated_at: Some(now),
+        resumed_at: None,
     };
     let mut jobs = Vec::new();
     let mut rows = Vec::new();
@@ -390,6 +408,8 @@ pub async fn create_deployment(
             duration_ms: None,
             output: None,
             error: None,
+            ring: 0,
+            released_at: None,
         });
     }
     if jobs.is_empty() {
@@ -398,13 +418,28 @@ pub async fn create_deployment(
             targets.len()
         )));
     }
+    // Rings: each device with work lands in exactly one.
+    let device_ids: Vec<String> = jobs.iter().map(|j| j.device_id.clone()).collect();
+    let partition = patchwarden_core::rings::partition(&plan.1, &device_ids);
+    for job in &mut jobs {
+        match partition
+            .iter()
+            .position(|ring| ring.contains(&job.device_id))
+        {
+            Some(i) => job.ring = i as i64,
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "device {} is in no ring: end the rings with one that takes the rest",
+                    job.device_id
+                )))
+            }
+        }
+    }
     state
         .store
         .create_deployment(&deployment, &jobs, &rows)
         .await?;
-    for job in &jobs {
-        state.notifier.wake(&job.device_id);
-    }
+    crate::orchestrator::tick(&state, &deployment.id).await?;
     tracing::info!(deployment = %deployment.id, tenant = %tenant.name, devices = jobs.len(), "deployment created");
     Ok((
         StatusCode::CREATED,
@@ -414,6 +449,76 @@ pub async fn create_deployment(
             devices_without_work: without_work,
         }),
     ))
+}
+
+/// Checks the rollout options and turns them into the stored plan and core's ring specs.
+fn validate_plan(
+    req: &CreateDeploymentRequest,
+) -> ApiResult<(crate::orchestrator::Plan, Vec<RingSpec>)> {
+    let mut specs = Vec::new();
+    for (i, r) in req.rings.iter().enumerate() {
+        if r.name.is_empty() || req.rings[..i].iter().any(|x| x.name == r.name) {
+            return Err(ApiError::bad_request(format!(
+                "ring names must be unique and not empty: {:?}",
+                r.name
+            )));
+        }
+        let forms = [!r.devices.is_empty(), r.percent.is_some(), r.rest];
+        if forms.iter().filter(|f| **f).count() != 1 {
+            return Err(ApiError::bad_request(format!(
+                "ring {:?}: give exactly one of devices, percent or rest",
+                r.name
+            )));
+        }
+        let members = if r.rest {
+            RingMembers::Rest
+        } else if let Some(p) = r.percent {
+            if p > 100 {
+                return Err(ApiError::bad_request(format!(
+                    "ring {:?}: percent must be 0 to 100",
+                    r.name
+                )));
+            }
+            RingMembers::Percent(p)
+        } else {
+            RingMembers::Devices(r.devices.clone())
+        };
+        specs.push(RingSpec {
+            name: r.name.clone(),
+            members,
+        });
+    }
+    if specs.is_empty() {
+        specs.push(RingSpec {
+            name: "all".into(),
+            members: RingMembers::Rest,
+        });
+    }
+    if let Some(g) = &req.gate {
+        if !(0.0..=1.0).contains(&g.min_success_rate) {
+            return Err(ApiError::bad_request(
+                "gate min_success_rate must be between 0 and 1",
+            ));
+        }
+    }
+    if let Some(rate) = req.halt_failure_rate {
+        if !(rate > 0.0 && rate <= 1.0) {
+            return Err(ApiError::bad_request(
+                "halt_failure_rate must be above 0 and at most 1",
+            ));
+        }
+    }
+    if let Some(c) = &req.concurrency {
+        crate::orchestrator::parse_concurrency(c).map_err(ApiError::bad_request)?;
+    }
+    let plan = crate::orchestrator::Plan {
+        rings: req.rings.iter().map(|r| r.name.clone()).collect(),
+        gate: req.gate.clone(),
+        halt_failure_rate: req.halt_failure_rate,
+        halt_min_finished: req.halt_min_finished,
+        concurrency: req.concurrency.clone(),
+    };
+    Ok((plan, specs))
 }
 
 fn parse_selection(json: &str) -> Selection {
@@ -472,7 +577,11 @@ async fn deployment_view(
             hostname: hostnames.get(&j.device_id).cloned().unwrap_or_default(),
             id: j.id,
             device: j.device_id,
-            status: j.status.as_str().to_owned(),
+            status: if j.released_at.is_none() && j.status == JobStatus::Queued {
+                "waiting".to_owned()
+            } else {
+                j.status.as_str().to_owned()
+            },
             started_at: j.started_at.map(rfc3339),
             finished_at: j.finished_at.map(rfc3339),
             exit_code: j.exit_code.map(|c| c as i32),
@@ -482,17 +591,17 @@ async fn deployment_view(
             error: j.error,
         })
         .collect();
+    let (rings, _, _) = crate::orchestrator::ring_views(state, &d).await?;
     Ok(DeploymentView {
         selection: parse_selection(&d.selection_json),
         id: d.id,
         tenant,
         created_at: rfc3339(d.created_at),
-        status: if devices_done == devices_total {
-            "completed"
-        } else {
-            "running"
-        }
-        .to_owned(),
+        status: d.status,
+        status_reason: d.status_reason,
+        rings,
+        current_ring: d.current_ring as u32,
+        approved_by: d.approved_by,
         devices_total,
         devices_done,
         counts,
@@ -539,6 +648,7 @@ pub async fn list_deployments(
             created_at: v.created_at,
             selection: v.selection,
             status: v.status,
+            status_reason: v.status_reason,
             devices_total: v.devices_total,
             devices_done: v.devices_done,
             counts: v.counts,
@@ -546,3 +656,153 @@ pub async fn list_deployments(
     }
     Ok(Json(out))
 }
+
+/// What an operator can do to a deployment.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Approve,
+    Reject,
+    Halt,
+    Resume,
+    Cancel,
+}
+
+async fn act(
+    state: &AppState,
+    op: &Operator,
+    id: &str,
+    action: Action,
+    reason: Option<String>,
+) -> ApiResult<Json<DeploymentView>> {
+    let mut d = match state.store.deployment(id).await? {
+        Some(d) if op.can_access(&d.tenant_id) => d,
+        _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
+    };
+    let now = state.clock.now_ms();
+    let who = op.0.name.clone();
+    let because = |what: &str| match &reason {
+        Some(r) if !r.trim().is_empty() => format!("{what} by {who}: {}", r.trim()),
+        _ => format!("{what} by {who}"),
+    };
+    let conflict = |d: &Deployment, verb: &str| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!("cannot {verb} deployment {} while it is {}", d.id, d.status),
+        )
+    };
+    match action {
+        Action::Approve => {
+            if d.status != "pending_approval" {
+                return Err(conflict(&d, "approve"));
+            }
+            d.status = "running".into();
+            d.status_reason = None;
+            d.approved_by = Some(who.clone());
+            d.approved_at = Some(now);
+        }
+        Action::Reject => {
+            if d.status != "pending_approval" {
+                return Err(conflict(&d, "reject"));
+            }
+            d.status = "cancelled".into();
+            d.status_reason = Some(because("rejected"));
+        }
+        Action::Halt => {
+            if d.status != "running" {
+                return Err(conflict(&d, "halt"));
+            }
+            d.status = "halted".into();
+            d.status_reason = Some(because("halted"));
+        }
+        Action::Resume => {
+            if d.status != "halted" {
+                return Err(conflict(&d, "resume"));
+            }
+            d.status = "running".into();
+            d.status_reason = None;
+            d.resumed_at = Some(now);
+        }
+        Action::Cancel => {
+            if !matches!(d.status.as_str(), "running" | "halted" | "pending_approval") {
+                return Err(conflict(&d, "cancel"));
+            }
+            d.status = "cancelled".into();
+            d.status_reason = Some(because("cancelled"));
+        }
+    }
+    d.updated_at = Some(now);
+    state.store.update_deployment(&d).await?;
+    if d.status == "cancelled" {
+        let evidence = d.status_reason.clone().unwrap_or_default();
+        state
+            .store
+            .skip_unstarted_jobs(&d.id, now, &format!("not started: {evidence}"))
+            .await?;
+    }
+    tracing::info!(deployment = %d.id, action = ?action, by = %who, "deployment action");
+    crate::orchestrator::tick(state, &d.id).await?;
+    let d = state
+        .store
+        .deployment(&d.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no deployment {id}")))?;
+    let tenant = state
+        .store
+        .tenant_by_id(&d.tenant_id)
+        .await?
+        .map(|t| t.name)
+        .unwrap_or_default();
+    Ok(Json(deployment_view(state, d, tenant).await?))
+}
+
+macro_rules! action_handler {
+    ($name:ident, $action:expr, $path:literal) => {
+        #[utoipa::path(post, path = $path, params(("id" = String, Path)), request_body = DeploymentAction,
+            responses((status = 200, body = DeploymentView), (status = 404, body = patchwarden_wire::ErrorBody),
+                (status = 409, body = patchwarden_wire::ErrorBody)),
+            security(("operator" = [])), tag = "deployments")]
+        pub async fn $name(
+            State(state): State<AppState>,
+            op: Operator,
+            Path(id): Path<String>,
+            body: axum::body::Bytes,
+        ) -> ApiResult<Json<DeploymentView>> {
+            // The body is optional: an empty one means no reason given.
+            let reason = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                serde_json::from_slice::<DeploymentAction>(&body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?
+                    .reason
+            };
+            act(&state, &op, &id, $action, reason).await
+        }
+    };
+}
+
+action_handler!(
+    approve_deployment,
+    Action::Approve,
+    "/api/v1/deployments/{id}/approve"
+);
+action_handler!(
+    reject_deployment,
+    Action::Reject,
+    "/api/v1/deployments/{id}/reject"
+);
+action_handler!(
+    halt_deployment,
+    Action::Halt,
+    "/api/v1/deployments/{id}/halt"
+);
+action_handler!(
+    resume_deployment,
+    Action::Resume,
+    "/api/v1/deployments/{id}/resume"
+);
+action_handler!(
+    cancel_deployment,
+    Action::Cancel,
+    "/api/v1/deployments/{id}/cancel"
+);

@@ -783,3 +783,218 @@ fn current_failures_are_grouped_by_class_and_filterable() {
     assert_eq!(status, 400, "{bad}");
     assert!(bad["message"].as_str().unwrap_or("").contains("bogus"));
 }
+
+/// Posts a result for the device's one offered job; returns false when it had no work.
+fn report(agent: &Agent, state: PackageState, class: Option<FailureClass>) -> bool {
+    let items = agent.work(0);
+    let Some(item) = items.first() else {
+        return false;
+    };
+    let mut r = result_for(
+        "pw-demo",
+        state,
+        if state == PackageState::Verified {
+            "1.1"
+        } else {
+            "1.0"
+        },
+    );
+    r.packages[0].class = class;
+    let body = serde_json::to_value(r).expect("json");
+    let (status, v) = agent.call(
+        "POST",
+        &format!("/api/v1/agent/jobs/{}/result", item.job_id),
+        Some(body),
+    );
+    assert_eq!(status, 200, "{v}");
+    true
+}
+
+fn fleet(app: &App, n: usize) -> Vec<Agent> {
+    (0..n)
+        .map(|i| {
+            let a = app.device(&format!("d{i}"), json!({}));
+            a.checkin(Some(&inventory("1.0", Some("1.1"))), &format!("h{i}"));
+            a
+        })
+        .collect()
+}
+
+fn deploy(app: &App, extra: Value) -> (u16, Value) {
+    let mut body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"}});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    app.op("POST", "/api/v1/deployments", Some(body))
+}
+
+#[test]
+fn a_failing_pilot_ring_halts_the_deployment_and_the_broad_ring_is_never_offered() {
+    let app = spawn_app();
+    let agents = fleet(&app, 3);
+    let rings = json!({"rings": [{"name": "pilot", "devices": [agents[0].id]}, {"name": "broad", "rest": true}]});
+    let (status, v) = deploy(&app, rings);
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    assert!(
+        agents[1].work(0).is_empty() && agents[2].work(0).is_empty(),
+        "broad waits for the pilot"
+    );
+    assert!(report(
+        &agents[0],
+        PackageState::Failed,
+        Some(FailureClass::InstallScriptFailed)
+    ));
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+    assert_eq!(view["status"], "halted", "{view:#}");
+    assert!(
+        view["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("gate of ring pilot"),
+        "{view:#}"
+    );
+    assert_eq!(view["rings"][1]["released"], 0);
+    assert!(
+        agents[1].work(0).is_empty() && agents[2].work(0).is_empty(),
+        "halted: broad never touched"
+    );
+    // An operator who knows better resumes: the gate is overridden and broad runs.
+    let (status, v) = app.op(
+        "POST",
+        &format!("/api/v1/deployments/{dep}/resume"),
+        Some(json!({"reason": "known flaky host"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "running");
+    assert!(report(&agents[1], PackageState::Verified, None));
+    assert!(report(&agents[2], PackageState::Verified, None));
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+    assert_eq!(view["status"], "completed", "{view:#}");
+}
+
+#[test]
+fn a_good_pilot_promotes_the_broad_ring_at_once() {
+    let app = spawn_app();
+    let agents = fleet(&app, 4);
+    let (_, v) = deploy(
+        &app,
+        json!({"rings": [{"name": "pilot", "percent": 25}, {"name": "broad", "rest": true}]}),
+    );
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let offered: Vec<usize> = (0..4).filter(|i| !agents[*i].work(0).is_empty()).collect();
+    assert_eq!(offered.len(), 1, "25% of 4 devices: one pilot");
+    assert!(report(&agents[offered[0]], PackageState::Verified, None));
+    for (i, a) in agents.iter().enumerate() {
+        if i != offered[0] {
+            assert!(
+                report(a, PackageState::Verified, None),
+                "broad device {i} got its work after the gate"
+            );
+        }
+    }
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+    assert_eq!(view["status"], "completed", "{view:#}");
+    assert_eq!(view["counts"]["verified"], 4);
+    assert_eq!(view["rings"][0]["succeeded"], 1);
+    assert_eq!(view["rings"][1]["succeeded"], 3);
+}
+
+#[test]
+fn approval_concurrency_breaker_and_cancel() {
+    let app = spawn_app();
+    let agents = fleet(&app, 3);
+    // Manual approval: nothing is offered until approved; a rejection skips everything.
+    let (_, v) = deploy(&app, json!({"require_approval": true}));
+    let dep = v["id"].as_str().expect("id").to_owned();
+    assert!(agents.iter().all(|a| a.work(0).is_empty()));
+    let (status, _) = app.op("POST", &format!("/api/v1/deployments/{dep}/halt"), None);
+    assert_eq!(status, 409, "cannot halt what is not running");
+    let (status, v) = app.op(
+        "POST",
+        &format!("/api/v1/deployments/{dep}/reject"),
+        Some(json!({"reason": "known bad"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(v["counts"]["skipped"], 3, "{v:#}");
+    assert!(
+        v["results"][0]["evidence"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("known bad"),
+        "{v:#}"
+    );
+
+    // Concurrency 1 and a breaker at 50%: the first failure halts before anyone else starts.
+    let (_, v) = deploy(&app, json!({"concurrency": "1", "halt_failure_rate": 0.5}));
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let offered: Vec<usize> = (0..3).filter(|i| !agents[*i].work(0).is_empty()).collect();
+    assert_eq!(offered.len(), 1, "one at a time");
+    assert!(report(
+        &agents[offered[0]],
+        PackageState::Failed,
+        Some(FailureClass::DependencyConflict)
+    ));
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+    assert_eq!(view["status"], "halted", "{view:#}");
+    assert!(
+        view["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("circuit breaker"),
+        "{view:#}"
+    );
+    assert!(
+        agents.iter().all(|a| a.work(0).is_empty()),
+        "halted: nothing new starts"
+    );
+    let (_, v) = app.op("POST", &format!("/api/v1/deployments/{dep}/cancel"), None);
+    assert_eq!(v["status"], "cancelled");
+    assert_eq!(
+        (
+            v["counts"]["failed"].as_u64(),
+            v["counts"]["skipped"].as_u64()
+        ),
+        (Some(1), Some(2)),
+        "{v:#}"
+    );
+
+    // A device-side failure (disk full) does not trip the breaker.
+    let (_, v) = deploy(&app, json!({"concurrency": "1", "halt_failure_rate": 0.5}));
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let first = (0..3)
+        .find(|i| !agents[*i].work(0).is_empty())
+        .expect("one offered");
+    assert!(report(
+        &agents[first],
+        PackageState::Failed,
+        Some(FailureClass::DiskFull)
+    ));
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
+    assert_eq!(view["status"], "running", "{view:#}");
+
+    for (body, want) in [
+        (
+            json!({"rings": [{"name": "a", "percent": 10}]}),
+            "in no ring",
+        ),
+        (
+            json!({"rings": [{"name": "a", "rest": true, "percent": 5}]}),
+            "exactly one of",
+        ),
+        (
+            json!({"rings": [{"name": "a", "rest": true}, {"name": "a", "rest": true}]}),
+            "unique",
+        ),
+        (json!({"concurrency": "0"}), "invalid concurrency"),
+        (json!({"halt_failure_rate": 2.0}), "halt_failure_rate"),
+    ] {
+        let (status, v) = deploy(&app, body.clone());
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(want),
+            "{body}: {v}"
+        );
+    }
+}

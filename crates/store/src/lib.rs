@@ -113,6 +113,19 @@ pub struct Deployment {
     pub created_by: String,
     pub selection_json: String,
     pub timeout_secs: i64,
+    /// `pending_approval`, `running`, `halted`, `cancelled` or `completed`.
+    pub status: String,
+    /// Why it is halted, cancelled or waiting (for people).
+    pub status_reason: Option<String>,
+    /// Rings, gate, breaker, concurrency: JSON owned by the server.
+    pub plan_json: String,
+    /// Index of the ring in progress.
+    pub current_ring: i64,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    /// When an operator last resumed it after a halt.
+    pub resumed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +169,10 @@ pub struct Job {
     pub duration_ms: Option<i64>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// Ring index within its deployment.
+    pub ring: i64,
+    /// When the job was handed to its device (None: held back by the rollout).
+    pub released_at: Option<i64>,
 }
 
 /// One targeted package of one job.
@@ -284,9 +301,25 @@ pub trait Store: Send + Sync + 'static {
     async fn deployment(&self, id: &str) -> Result<Option<Deployment>>;
     async fn list_deployments(&self, tenant_id: Option<&str>) -> Result<Vec<Deployment>>;
     async fn jobs_of_deployment(&self, deployment_id: &str) -> Result<Vec<Job>>;
+    async fn job(&self, id: &str) -> Result<Option<Job>>;
     async fn packages_of_deployment(&self, deployment_id: &str) -> Result<Vec<JobPackage>>;
 
-    /// Work to offer a device: queued jobs, and running jobs whose lease (start + timeout +
+    /// Deployments the orchestrator must look at (`pending_approval`, `running`).
+    async fn active_deployments(&self) -> Result<Vec<Deployment>>;
+    /// Writes a deployment's mutable fields (status, reason, ring, approval).
+    async fn update_deployment(&self, d: &Deployment) -> Result<()>;
+    /// Hands these jobs to their devices (idempotent).
+    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<()>;
+    /// Closes every job of the deployment that has not started: its packages become
+    /// `skipped` with this evidence. Returns how many jobs were closed.
+    async fn skip_unstarted_jobs(
+        &self,
+        deployment_id: &str,
+        now: i64,
+        evidence: &str,
+    ) -> Result<u64>;
+
+    /// Work to offer a device (released, of a running deployment): queued jobs, and running jobs whose lease (start + timeout +
     /// grace) has expired because the agent died while running them.
     async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>>;
     /// Marks a job running. Idempotent; false when the job is not this device's.

@@ -138,11 +138,19 @@ fn deployment_from_row(r: &SqliteRow) -> Result<Deployment> {
         created_by: r.try_get("created_by")?,
         selection_json: r.try_get("selection_json")?,
         timeout_secs: r.try_get("timeout_secs")?,
+        status: r.try_get("status")?,
+        status_reason: r.try_get("status_reason")?,
+        plan_json: r.try_get("plan_json")?,
+        current_ring: r.try_get("current_ring")?,
+        approved_by: r.try_get("approved_by")?,
+        approved_at: r.try_get("approved_at")?,
+        updated_at: r.try_get("updated_at")?,
+        resumed_at: r.try_get("resumed_at")?,
     })
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, deployment_id, device_id, payload, status, created_at, \
-     started_at, finished_at, exit_code, commands_json, duration_ms, output, error";
+     started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at";
 
 fn job_from_row(r: &SqliteRow) -> Result<Job> {
     Ok(Job {
@@ -160,6 +168,8 @@ fn job_from_row(r: &SqliteRow) -> Result<Job> {
         duration_ms: r.try_get("duration_ms")?,
         output: r.try_get("output")?,
         error: r.try_get("error")?,
+        ring: r.try_get("ring")?,
+        released_at: r.try_get("released_at")?,
     })
 }
 
@@ -437,8 +447,9 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs, \
+             status, status_reason, plan_json, current_ring, approved_by, approved_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&d.id)
         .bind(&d.tenant_id)
@@ -446,12 +457,19 @@ impl Store for SqliteStore {
         .bind(&d.created_by)
         .bind(&d.selection_json)
         .bind(d.timeout_secs)
+        .bind(&d.status)
+        .bind(&d.status_reason)
+        .bind(&d.plan_json)
+        .bind(d.current_ring)
+        .bind(&d.approved_by)
+        .bind(d.approved_at)
+        .bind(d.updated_at)
         .execute(&mut *tx)
         .await?;
         for j in jobs {
             sqlx::query(
-                "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at, ring, released_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&j.id)
             .bind(&j.tenant_id)
@@ -460,6 +478,8 @@ impl Store for SqliteStore {
             .bind(&j.payload)
             .bind(j.status.as_str())
             .bind(j.created_at)
+            .bind(j.ring)
+            .bind(j.released_at)
             .execute(&mut *tx)
             .await?;
         }
@@ -499,6 +519,14 @@ impl Store for SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    async fn job(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     async fn packages_of_deployment(&self, deployment_id: &str) -> Result<Vec<JobPackage>> {
         let rows = sqlx::query(
             "SELECT * FROM job_packages WHERE deployment_id = ? ORDER BY device_id, package",
@@ -509,12 +537,83 @@ impl Store for SqliteStore {
         rows.iter().map(job_package_from_row).collect()
     }
 
+    async fn active_deployments(&self) -> Result<Vec<Deployment>> {
+        let rows = sqlx::query(
+            "SELECT * FROM deployments WHERE status IN ('pending_approval', 'running') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    async fn update_deployment(&self, d: &Deployment) -> Result<()> {
+        sqlx::query(
+            "UPDATE deployments SET status = ?, status_reason = ?, current_ring = ?, approved_by = ?, \
+             approved_at = ?, updated_at = ?, resumed_at = ? WHERE id = ?",
+        )
+        .bind(&d.status)
+        .bind(&d.status_reason)
+        .bind(d.current_ring)
+        .bind(&d.approved_by)
+        .bind(d.approved_at)
+        .bind(d.updated_at)
+        .bind(d.resumed_at)
+        .bind(&d.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in job_ids {
+            sqlx::query("UPDATE jobs SET released_at = COALESCE(released_at, ?) WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn skip_unstarted_jobs(
+        &self,
+        deployment_id: &str,
+        now: i64,
+        evidence: &str,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let evidence = strings_to_json(&[evidence.to_owned()]);
+        sqlx::query(
+            "UPDATE job_packages SET state = 'skipped', evidence_json = ? WHERE deployment_id = ? AND state = 'pending' \
+             AND job_id IN (SELECT id FROM jobs WHERE deployment_id = ? AND status = 'queued')",
+        )
+        .bind(&evidence)
+        .bind(deployment_id)
+        .bind(deployment_id)
+        .execute(&mut *tx)
+        .await?;
+        let closed = sqlx::query(
+            "UPDATE jobs SET status = 'done', finished_at = ?, error = 'not started: the deployment was cancelled' \
+             WHERE deployment_id = ? AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(deployment_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(closed)
+    }
+
     async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs j WHERE device_id = ? AND (status = 'queued' OR \
-             (status = 'running' AND started_at + (SELECT timeout_secs FROM deployments d \
-              WHERE d.id = j.deployment_id) * 1000 + ? < ?)) ORDER BY created_at, id"
-        ))
+        let rows = sqlx::query(
+            "SELECT j.* FROM jobs j JOIN deployments d ON d.id = j.deployment_id \
+             WHERE j.device_id = ? AND d.status = 'running' AND j.released_at IS NOT NULL AND \
+             (j.status = 'queued' OR (j.status = 'running' AND j.started_at + d.timeout_secs * 1000 + ? < ?)) \
+             ORDER BY j.created_at, j.id",
+        )
         .bind(device_id)
         .bind(grace_ms)
         .bind(now)

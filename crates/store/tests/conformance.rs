@@ -74,6 +74,8 @@ fn job(id: &str, dep: &Deployment, device: &str) -> Job {
         duration_ms: None,
         output: None,
         error: None,
+        ring: 0,
+        released_at: Some(100),
     }
 }
 
@@ -101,6 +103,14 @@ fn deployment(id: &str, tenant: &str) -> Deployment {
         created_by: "admin".into(),
         selection_json: "{}".into(),
         timeout_secs: 60,
+        status: "running".into(),
+        status_reason: None,
+        plan_json: "{}".into(),
+        current_ring: 0,
+        approved_by: None,
+        approved_at: None,
+        updated_at: None,
+        resumed_at: None,
     }
 }
 
@@ -591,6 +601,92 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
     assert_eq!(history[3].exit_code, Some(100));
 }
 
+/// Only released jobs of running deployments are offered; cancelling closes what has not
+/// started.
+async fn rollout_controls_what_is_offered(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    let e = enrolled(store, "b").await;
+    let mut dep = deployment("dep1", &d.tenant_id);
+    let j1 = job("j1", &dep, &d.id);
+    let mut j2 = job("j2", &dep, &e.id);
+    j2.ring = 1;
+    j2.released_at = None;
+    store
+        .create_deployment(
+            &dep,
+            &[j1.clone(), j2.clone()],
+            &[pkg(&j1, "p", "pending"), pkg(&j2, "p", "pending")],
+        )
+        .await
+        .expect("create");
+    assert_eq!(store.active_deployments().await.expect("active").len(), 1);
+    assert_eq!(
+        store.offerable_jobs(&d.id, 200, 0).await.expect("db").len(),
+        1
+    );
+    assert!(
+        store
+            .offerable_jobs(&e.id, 200, 0)
+            .await
+            .expect("db")
+            .is_empty(),
+        "not released"
+    );
+    dep.status = "halted".into();
+    dep.status_reason = Some("why".into());
+    store.update_deployment(&dep).await.expect("halt");
+    assert!(
+        store
+            .offerable_jobs(&d.id, 200, 0)
+            .await
+            .expect("db")
+            .is_empty(),
+        "halted: nothing new starts"
+    );
+    assert_eq!(
+        store
+            .deployment("dep1")
+            .await
+            .expect("db")
+            .and_then(|x| x.status_reason)
+            .as_deref(),
+        Some("why")
+    );
+    assert!(store.active_deployments().await.expect("active").is_empty());
+    dep.status = "running".into();
+    store.update_deployment(&dep).await.expect("resume");
+    store
+        .release_jobs(&["j2".to_owned()], 300)
+        .await
+        .expect("release");
+    assert_eq!(
+        store.offerable_jobs(&e.id, 400, 0).await.expect("db").len(),
+        1
+    );
+    assert!(store
+        .mark_job_started("j1", &d.id, 500)
+        .await
+        .expect("start"));
+    assert_eq!(
+        store
+            .skip_unstarted_jobs("dep1", 600, "cancelled by admin")
+            .await
+            .expect("cancel"),
+        1
+    );
+    let rows = store.packages_of_deployment("dep1").await.expect("rows");
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.job_id.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("j1", "pending"), ("j2", "skipped")],
+        "a started job runs to its end"
+    );
+    assert_eq!(rows[1].evidence, vec!["cancelled by admin".to_owned()]);
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -613,6 +709,7 @@ conformance!(
     results_are_stored_once_and_jobs_leased,
     concurrent_results_are_all_stored,
     attempts_history_and_current_failures,
+    rollout_controls_what_is_offered,
 );
 
 #[tokio::test]

@@ -125,6 +125,72 @@ pub struct CreateDeploymentRequest {
     /// Time budget for each device's install (default 1800 s).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Rings, in order (default: one ring with every device).
+    #[serde(default)]
+    pub rings: Vec<RingRequest>,
+    /// When a ring is done, what the next one waits for (default with rings: 95 % success,
+    /// at least one success, no soak).
+    #[serde(default)]
+    pub gate: Option<GateRequest>,
+    /// Halt by itself when this share (0.0 to 1.0) of finished devices failed for reasons
+    /// that implicate the patch (default: no automatic halt).
+    #[serde(default)]
+    pub halt_failure_rate: Option<f64>,
+    /// ...once at least this many devices have finished (default 1).
+    #[serde(default)]
+    pub halt_min_finished: Option<u32>,
+    /// At most this many devices at once within a ring: `5` or `10%` (default: no limit).
+    #[serde(default)]
+    pub concurrency: Option<String>,
+    /// Nothing installs until an approver approves.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+/// A ring: named devices, a percentage of the remaining ones, or the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RingRequest {
+    pub name: String,
+    #[serde(default)]
+    pub devices: Vec<String>,
+    #[serde(default)]
+    pub percent: Option<u8>,
+    /// Every device not taken by an earlier ring.
+    #[serde(default)]
+    pub rest: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GateRequest {
+    pub min_success_rate: f64,
+    pub min_successes: u32,
+    #[serde(default)]
+    pub soak_secs: u64,
+}
+
+/// `POST /api/v1/deployments/{id}/{approve|reject|halt|resume|cancel}`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeploymentAction {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Progress of one ring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RingView {
+    pub name: String,
+    pub devices: u32,
+    pub released: u32,
+    pub done: u32,
+    pub succeeded: u32,
+    pub failed_patch: u32,
+    pub failed_other: u32,
+    /// `waiting`, `running`, `done`.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,8 +247,17 @@ pub struct DeploymentView {
     pub tenant: String,
     pub created_at: String,
     pub selection: Selection,
-    /// `running` until every device has an outcome, then `completed`.
+    /// `pending_approval`, `running`, `halted`, `cancelled` or `completed`.
     pub status: String,
+    /// Why it is halted, cancelled, or waiting.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    #[serde(default)]
+    pub rings: Vec<RingView>,
+    #[serde(default)]
+    pub current_ring: u32,
+    #[serde(default)]
+    pub approved_by: Option<String>,
     pub devices_total: u32,
     pub devices_done: u32,
     pub counts: OutcomeCounts,
@@ -251,6 +326,8 @@ pub struct DeploymentSummary {
     pub created_at: String,
     pub selection: Selection,
     pub status: String,
+    #[serde(default)]
+    pub status_reason: Option<String>,
     pub devices_total: u32,
     pub devices_done: u32,
     pub counts: OutcomeCounts,
