@@ -10,7 +10,7 @@ pub mod notify;
 pub mod openapi;
 pub mod operator_api;
 pub mod orchestrator;
-mod page;
+pub mod web;
 
 use anyhow::Context;
 use axum::routing::{delete, get, post};
@@ -88,7 +88,6 @@ pub fn rfc3339(ms: i64) -> String {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/agent/enroll", post(agent_api::enroll))
@@ -142,7 +141,8 @@ pub fn router(state: AppState) -> Router {
             post(operator_api::cancel_deployment),
         )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(web::router(state))
 }
 
 /// Creates the data directory, readable only by its owner.
@@ -225,6 +225,7 @@ pub async fn run(
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
+    web::bootstrap_admin_user(store.as_ref(), &config.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -242,7 +243,11 @@ pub async fn run(
             orchestrator::tick_all(&ticker).await;
         }
     });
-    axum::serve(listener, router(state))
+    // The client address feeds login rate limiting.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -4,12 +4,16 @@
 //! Records here are storage types: deliberate, flat, and separate from the wire types.
 //! Times are unix milliseconds (UTC). Every record carries its tenant.
 
+pub mod dashboard;
 pub mod sqlite;
+pub mod users;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
+pub use dashboard::*;
 pub use sqlite::SqliteStore;
+pub use users::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -234,6 +238,58 @@ pub struct PendingReboot {
     pub boot_id: Option<String>,
 }
 
+/// One imported advisory feed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeedRecord {
+    /// A name for the source (e.g. `debian-tracker`); one row per source.
+    pub source: String,
+    /// Feed format: `osv`, `debian-tracker`, `cisa-kev`, `epss`, `alpine-secdb`.
+    pub kind: String,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub records: i64,
+    /// Last successful import.
+    pub imported_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    /// Error of the last attempt, when it failed (the previous content stays in force).
+    pub last_error: Option<String>,
+}
+
+/// One exposure of a device to a CVE through a package.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExposureRecord {
+    pub device_id: String,
+    pub tenant_id: String,
+    pub cve: String,
+    pub package: String,
+    pub binaries: Vec<String>,
+    pub installed_version: String,
+    /// `fixed`, `no_fix_yet`, `will_not_fix`, `undetermined`.
+    pub fix_state: String,
+    pub fixed_version: Option<String>,
+    pub fixed_by_update: Option<String>,
+    pub rating: String,
+    pub cvss: Option<f64>,
+    pub kev: bool,
+    pub kev_due: Option<String>,
+    pub ransomware: bool,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+    pub priority: f64,
+    pub summary: Option<String>,
+    pub first_seen: i64,
+    pub closed_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExposureFilter {
+    pub tenant_id: Option<String>,
+    pub device_id: Option<String>,
+    pub cve: Option<String>,
+    pub include_closed: bool,
+}
+
 /// Which current failures to list.
 #[derive(Debug, Clone, Default)]
 pub struct FailureFilter {
@@ -255,7 +311,7 @@ pub enum ResultStored {
 /// The storage interface. Every method is one transaction; a method returns only once its
 /// change is durable, so the caller can acknowledge it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UserStore + DashboardStore + Send + Sync + 'static {
     /// The tenant with this name, created if missing.
     async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>>;
@@ -332,6 +388,19 @@ pub trait Store: Send + Sync + 'static {
     async fn attempts_of_device(&self, device_id: &str, limit: i64) -> Result<Vec<Attempt>>;
     /// Current failures: (device, package) pairs whose latest attempt failed, newest first.
     async fn current_failures(&self, filter: &FailureFilter) -> Result<Vec<Attempt>>;
+
+    /// Records a successful feed import: its content replaces the source's previous one.
+    async fn put_feed(&self, feed: &FeedRecord, content: &[u8]) -> Result<()>;
+    /// Records a failed import attempt; the previous content stays in force.
+    async fn feed_failed(&self, source: &str, kind: &str, url: Option<&str>, at: i64, error: &str) -> Result<()>;
+    async fn list_feeds(&self) -> Result<Vec<FeedRecord>>;
+    /// (kind, content) of every feed that has content.
+    async fn feed_contents(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Makes `open` the device's open exposures: new ones open (first seen now), existing ones
+    /// are refreshed (first seen kept; a closed one reopens), missing ones close at `now`.
+    /// Returns (opened, closed).
+    async fn sync_device_exposures(&self, device_id: &str, now: i64, open: &[ExposureRecord]) -> Result<(u64, u64)>;
+    async fn list_exposures(&self, filter: &ExposureFilter) -> Result<Vec<ExposureRecord>>;
 
     /// Stores a job's outcome once (with one attempt per package); re-deliveries are
     /// recognised and change nothing.

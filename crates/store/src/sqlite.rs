@@ -9,6 +9,9 @@ use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod dashboard;
+mod users;
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -728,6 +731,195 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(ResultStored::Stored)
+    }
+
+    async fn put_feed(&self, f: &FeedRecord, content: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO feeds (source, kind, url, content, sha256, records, imported_at, last_attempt_at, last_error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, \
+             url = excluded.url, content = excluded.content, sha256 = excluded.sha256, records = excluded.records, \
+             imported_at = excluded.imported_at, last_attempt_at = excluded.last_attempt_at, last_error = NULL",
+        )
+        .bind(&f.source)
+        .bind(&f.kind)
+        .bind(&f.url)
+        .bind(content)
+        .bind(&f.sha256)
+        .bind(f.records)
+        .bind(f.imported_at)
+        .bind(f.last_attempt_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn feed_failed(&self, source: &str, kind: &str, url: Option<&str>, at: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO feeds (source, kind, url, last_attempt_at, last_error) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (source) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error",
+        )
+        .bind(source)
+        .bind(kind)
+        .bind(url)
+        .bind(at)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_feeds(&self) -> Result<Vec<FeedRecord>> {
+        let rows = sqlx::query(
+            "SELECT source, kind, url, sha256, records, imported_at, last_attempt_at, last_error FROM feeds ORDER BY source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FeedRecord {
+                    source: r.try_get("source")?,
+                    kind: r.try_get("kind")?,
+                    url: r.try_get("url")?,
+                    sha256: r.try_get("sha256")?,
+                    records: r.try_get("records")?,
+                    imported_at: r.try_get("imported_at")?,
+                    last_attempt_at: r.try_get("last_attempt_at")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn feed_contents(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT kind, content FROM feeds WHERE content IS NOT NULL ORDER BY source")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("content")?))).collect()
+    }
+
+    async fn sync_device_exposures(&self, device_id: &str, now: i64, open: &[ExposureRecord]) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        // Write first (see store_job_result): touch the device's rows before reading them.
+        sqlx::query("UPDATE exposures SET updated_at = updated_at WHERE device_id = ?")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        let existing = sqlx::query("SELECT cve, package, closed_at FROM exposures WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut was_open = std::collections::HashSet::new();
+        let mut known = std::collections::HashSet::new();
+        for r in &existing {
+            let key: (String, String) = (r.try_get("cve")?, r.try_get("package")?);
+            if r.try_get::<Option<i64>, _>("closed_at")?.is_none() {
+                was_open.insert(key.clone());
+            }
+            known.insert(key);
+        }
+        let mut opened = 0;
+        let mut now_open = std::collections::HashSet::new();
+        for e in open {
+            let key = (e.cve.clone(), e.package.clone());
+            if !was_open.contains(&key) {
+                opened += 1;
+            }
+            now_open.insert(key);
+            sqlx::query(
+                "INSERT INTO exposures (device_id, cve, package, tenant_id, binaries_json, installed_version, fix_state, \
+                 fixed_version, fixed_by_update, rating, cvss, kev, kev_due, ransomware, epss, epss_percentile, priority, \
+                 summary, first_seen, closed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
+                 ON CONFLICT (device_id, cve, package) DO UPDATE SET binaries_json = excluded.binaries_json, \
+                 installed_version = excluded.installed_version, fix_state = excluded.fix_state, \
+                 fixed_version = excluded.fixed_version, fixed_by_update = excluded.fixed_by_update, rating = excluded.rating, \
+                 cvss = excluded.cvss, kev = excluded.kev, kev_due = excluded.kev_due, ransomware = excluded.ransomware, \
+                 epss = excluded.epss, epss_percentile = excluded.epss_percentile, priority = excluded.priority, \
+                 summary = excluded.summary, updated_at = excluded.updated_at, \
+                 first_seen = CASE WHEN exposures.closed_at IS NULL THEN exposures.first_seen ELSE excluded.first_seen END, \
+                 closed_at = NULL",
+            )
+            .bind(device_id)
+            .bind(&e.cve)
+            .bind(&e.package)
+            .bind(&e.tenant_id)
+            .bind(strings_to_json(&e.binaries))
+            .bind(&e.installed_version)
+            .bind(&e.fix_state)
+            .bind(&e.fixed_version)
+            .bind(&e.fixed_by_update)
+            .bind(&e.rating)
+            .bind(e.cvss)
+            .bind(i64::from(e.kev))
+            .bind(&e.kev_due)
+            .bind(i64::from(e.ransomware))
+            .bind(e.epss)
+            .bind(e.epss_percentile)
+            .bind(e.priority)
+            .bind(&e.summary)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut closed = 0;
+        for (cve, package) in was_open.difference(&now_open) {
+            closed += sqlx::query(
+                "UPDATE exposures SET closed_at = ?, updated_at = ? WHERE device_id = ? AND cve = ? AND package = ? AND closed_at IS NULL",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(device_id)
+            .bind(cve)
+            .bind(package)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok((opened, closed))
+    }
+
+    async fn list_exposures(&self, f: &ExposureFilter) -> Result<Vec<ExposureRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM exposures WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR device_id = ?) \
+             AND (? IS NULL OR cve = ?) AND (? OR closed_at IS NULL) ORDER BY priority DESC, cve, device_id, package",
+        )
+        .bind(&f.tenant_id)
+        .bind(&f.tenant_id)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.cve)
+        .bind(&f.cve)
+        .bind(f.include_closed)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExposureRecord {
+                    device_id: r.try_get("device_id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    cve: r.try_get("cve")?,
+                    package: r.try_get("package")?,
+                    binaries: strings_from_json(r.try_get("binaries_json")?)?,
+                    installed_version: r.try_get("installed_version")?,
+                    fix_state: r.try_get("fix_state")?,
+                    fixed_version: r.try_get("fixed_version")?,
+                    fixed_by_update: r.try_get("fixed_by_update")?,
+                    rating: r.try_get("rating")?,
+                    cvss: r.try_get("cvss")?,
+                    kev: r.try_get::<i64, _>("kev")? != 0,
+                    kev_due: r.try_get("kev_due")?,
+                    ransomware: r.try_get::<i64, _>("ransomware")? != 0,
+                    epss: r.try_get("epss")?,
+                    epss_percentile: r.try_get("epss_percentile")?,
+                    priority: r.try_get("priority")?,
+                    summary: r.try_get("summary")?,
+                    first_seen: r.try_get("first_seen")?,
+                    closed_at: r.try_get("closed_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn pending_reboots(&self, device_id: &str) -> Result<Vec<PendingReboot>> {

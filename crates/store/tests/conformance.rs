@@ -687,6 +687,10 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
     assert_eq!(rows[1].evidence, vec!["cancelled by admin".to_owned()]);
 }
 
+#[path = "conformance/people.rs"]
+mod people;
+use people::*;
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -710,6 +714,8 @@ conformance!(
     concurrent_results_are_all_stored,
     attempts_history_and_current_failures,
     rollout_controls_what_is_offered,
+    users_memberships_and_sessions,
+    dashboard_figures_and_device_page,
 );
 
 #[tokio::test]

@@ -1,0 +1,225 @@
+//! The web dashboard: server-rendered pages (askama templates compiled into the binary), a
+//! small stylesheet and a few lines of script, behind password login and sessions.
+//!
+//! Every page is authorised against the tenant of its data ([`authz::Access`]); actions go
+//! through the same handlers as the operator API, on behalf of the logged-in person.
+
+pub mod authz;
+mod chart;
+mod pages;
+pub mod session;
+
+use crate::AppState;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use session::{create_user, hash_password, verify_password};
+
+/// Name of the file, in the data directory, holding the first administrator's password.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// Login of the first administrator.
+pub const ADMIN_LOGIN: &str = "admin";
+
+/// What the web handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    pub app: AppState,
+    pub limiter: Arc<session::LoginLimiter>,
+    /// Mark cookies `Secure` even without `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
+    /// Verified against when a login does not exist, so that timing does not tell.
+    pub dummy_hash: String,
+}
+
+/// A page that could not be shown, or a redirect to the login page.
+#[derive(Debug)]
+pub enum WebError {
+    Login(String),
+    Page(StatusCode, String),
+}
+
+pub fn page_error(status: StatusCode, message: &str) -> WebError {
+    WebError::Page(status, message.to_owned())
+}
+
+impl From<patchwarden_store::StoreError> for WebError {
+    fn from(e: patchwarden_store::StoreError) -> Self {
+        tracing::error!(error = %e, "storage error");
+        page_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server could not read its database; retry later.",
+        )
+    }
+}
+
+impl From<crate::error::ApiError> for WebError {
+    fn from(e: crate::error::ApiError) -> Self {
+        WebError::Page(e.status, e.message)
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: u16,
+    reason: String,
+    message: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::Login(next) => {
+                Redirect::to(&format!("/login?next={}", pages::url_encode(&next))).into_response()
+            }
+            WebError::Page(status, message) => {
+                let page = ErrorPage {
+                    status: status.as_u16(),
+                    reason: status.canonical_reason().unwrap_or("Error").to_owned(),
+                    message,
+                };
+                (status, render(&page)).into_response()
+            }
+        }
+    }
+}
+
+pub fn render(t: &impl askama::Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed").into_response()
+        }
+    }
+}
+
+/// The header of every page: who is logged in, their roles, the CSRF token for the logout
+/// form, and which menu entry is current.
+pub struct Nav {
+    pub login: String,
+    pub roles: String,
+    pub csrf: String,
+    pub current: &'static str,
+}
+
+impl Nav {
+    pub fn new(user: &session::WebUser, current: &'static str) -> Self {
+        Nav {
+            login: user.user.login.clone(),
+            roles: user.access.describe(&user.tenant_names),
+            csrf: user.session.csrf_token.clone(),
+            current,
+        }
+    }
+    /// `aria-current` for a menu entry.
+    pub fn cur(&self, entry: &str) -> &'static str {
+        if self.current == entry {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+const CSS: &str = include_str!("static/app.css");
+const JS: &str = include_str!("static/app.js");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Headers for every dashboard response: no framing, no sniffing, only our own scripts.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The dashboard's routes. `PATCHWARDEN_SECURE_COOKIES=1` marks cookies `Secure` always
+/// (behind a TLS-terminating proxy that does not send `X-Forwarded-Proto`).
+pub fn router(app: AppState) -> Router {
+    let secure_cookies = std::env::var("PATCHWARDEN_SECURE_COOKIES").is_ok_and(|v| v == "1");
+    let dummy_hash = hash_password(&session::random_password()).unwrap_or_default();
+    let state = WebState {
+        app,
+        limiter: Arc::default(),
+        secure_cookies,
+        dummy_hash,
+    };
+    Router::new()
+        .route("/", get(pages::overview))
+        .route(
+            "/login",
+            get(session::login_form).post(session::login_submit),
+        )
+        .route(
+            "/logout",
+            get(session::logout_form).post(session::logout_submit),
+        )
+        .route("/devices", get(pages::devices))
+        .route("/devices/{id}", get(pages::device))
+        .route("/deployments", get(pages::deployments))
+        .route("/deployments/{id}", get(pages::deployment))
+        .route("/deployments/{id}/live", get(pages::deployment_live))
+        .route("/deployments/{id}/{action}", post(pages::deployment_action))
+        .route("/failures", get(pages::failures))
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// On first start (no user at all), creates the user `admin` (administrator of every tenant)
+/// with a random password written to `DATA_DIR/admin-password` (mode 0600). The log names
+/// the file, never the password.
+pub async fn bootstrap_admin_user(
+    store: &dyn patchwarden_store::Store,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let password = session::random_password();
+    let path = data_dir.join(ADMIN_PASSWORD_FILE);
+    crate::write_private_file(&path, &format!("{password}\n"))?;
+    create_user(store, ADMIN_LOGIN, &password, &[(None, authz::Role::Admin)]).await?;
+    tracing::info!(login = ADMIN_LOGIN, path = %path.display(),
+        "created the dashboard administrator; the password is in this file (mode 0600)");
+    Ok(())
+}

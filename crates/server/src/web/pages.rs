@@ -1,0 +1,733 @@
+//! The dashboard's pages. Each one reads only tenants the person may see; a device or
+//! deployment of another tenant answers 404, an action the role does not allow 403.
+
+use super::authz::{permission_for, Permission};
+use super::chart::{bar_chart, BarChart};
+use super::session::WebUser;
+use super::{page_error, render, Nav, WebError, WebState};
+use crate::auth::Operator;
+use crate::operator_api::{self, device_status, Action};
+use crate::{now_ms, rfc3339};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use patchwarden_core::FailureClass;
+use patchwarden_store::{ApiToken, DevicePageQuery, DeviceSort, PatchFilter, TenantScope};
+use patchwarden_wire::api::{
+    DeploymentSummary, DeploymentView, DeviceDetail, FailureRow, Selection,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub const PAGE_SIZE: i64 = 50;
+
+/// Percent-encoding for query strings.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `2026-11-25T10:00:05.000Z` → `2026-11-25 10:00 UTC`.
+pub fn short_time(s: &str) -> String {
+    match s.get(..16) {
+        Some(p) if s.len() > 16 => format!("{} UTC", p.replace('T', " ")),
+        _ => s.to_owned(),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let n = n as f64;
+    if n >= GIB {
+        format!("{:.1} GiB", n / GIB)
+    } else {
+        format!("{:.0} MiB", n / (1024.0 * 1024.0))
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The API token that stands for this person in one tenant (or all, for a provider list):
+/// the operator API's handlers then apply their own tenant check on top of ours.
+fn operator(user: &WebUser, tenant_id: Option<&str>) -> Operator {
+    let role = tenant_id
+        .and_then(|t| user.access.role_in(t))
+        .map_or("viewer", |r| r.as_str());
+    Operator(ApiToken {
+        id: format!("session:{}", user.user.id),
+        tenant_id: tenant_id.map(str::to_owned),
+        name: user.user.login.clone(),
+        role: role.to_owned(),
+        token_hash: String::new(),
+        created_at: user.session.created_at,
+        revoked_at: None,
+    })
+}
+
+/// The tenant ids in view: the person's scope, narrowed to one tenant by name when asked
+/// (a tenant they cannot see is refused with 404, as if it did not exist).
+fn scope_for(user: &WebUser, tenant_name: Option<&str>) -> Result<TenantScope, WebError> {
+    match tenant_name {
+        None => Ok(user.access.scope()),
+        Some(name) => user
+            .tenant_names
+            .iter()
+            .find(|(id, n)| n.as_str() == name && user.access.can_see(id))
+            .map(|(id, _)| Some(vec![id.clone()]))
+            .ok_or_else(|| page_error(StatusCode::NOT_FOUND, &format!("No tenant {name:?}."))),
+    }
+}
+
+/// (id, name) of the tenants this person may see.
+fn visible_tenants(user: &WebUser) -> Vec<(String, String)> {
+    user.tenant_names
+        .iter()
+        .filter(|(id, _)| user.access.can_see(id))
+        .map(|(id, n)| (id.clone(), n.clone()))
+        .collect()
+}
+
+fn selection_text(s: &Selection) -> String {
+    match s {
+        Selection::Security => "security updates".to_owned(),
+        Selection::AllUpdates => "all updates".to_owned(),
+        Selection::Packages { packages } => packages
+            .iter()
+            .map(|p| match &p.version {
+                Some(v) => format!("{}={v}", p.name),
+                None => p.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// What each class means, for people (PRODUCT.md's taxonomy).
+pub fn class_meaning(c: FailureClass) -> &'static str {
+    use FailureClass::*;
+    match c {
+        DeviceOffline => "did not check in during the window; not a patch failure",
+        WindowMissed => "the maintenance window closed before the work could start or finish",
+        LockHeld => "package manager locked by another process",
+        InterruptedState => "package database left half-done by an earlier run",
+        RepoUnreachable => "connection refused, DNS failure, timeout, no route",
+        RepoInvalid => "404, hash mismatch, unsigned, expired or unverifiable signature",
+        PackageNotFound => "package or version not in the configured repositories",
+        DependencyConflict => "unmet dependencies, conflicts, broken held packages, file clashes",
+        HeldBack => "pinned or held by local policy",
+        DiskFull => "no space in the download cache or the target filesystem",
+        InstallScriptFailed => "a maintainer script or scriptlet failed",
+        Timeout => "the operation exceeded its time budget",
+        VerificationFailed => "reported success, but the installed version is not the intended one",
+        RebootPending => "installed, not effective until reboot",
+        AgentError => "the agent itself failed",
+        Unknown => "not recognised: evidence kept, so that a rule can be added",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Overview
+
+#[derive(Debug, Deserialize, Default)]
+pub struct OverviewQuery {
+    pub tenant: Option<String>,
+}
+
+pub struct TenantRow {
+    pub name: String,
+    pub devices: i64,
+    pub fully_patched: i64,
+    pub coverage: String,
+    pub security_pending: i64,
+    pub reboot_pending: i64,
+    pub stale: i64,
+    pub offline: i64,
+    pub never_seen: i64,
+    pub failures: i64,
+}
+
+fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 {
+        "–".to_owned()
+    } else {
+        format!("{} %", part * 100 / whole)
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    nav: Nav,
+    tenants: Vec<(String, String)>,
+    selected: String,
+    rows: Vec<TenantRow>,
+    total: TenantRow,
+    classes: Vec<(String, i64)>,
+    chart: BarChart,
+}
+
+pub async fn overview(
+    State(state): State<WebState>,
+    user: WebUser,
+    Query(q): Query<OverviewQuery>,
+) -> Result<Response, WebError> {
+    let selected = non_empty(&q.tenant).map(str::to_owned);
+    let scope = scope_for(&user, selected.as_deref())?;
+    let store = &state.app.store;
+    let stats = store.fleet_stats(&scope, now_ms()).await?;
+    let failures = store.failure_counts(&scope).await?;
+    let mut by_class: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<&str, i64> = BTreeMap::new();
+    for f in &failures {
+        *by_class.entry(f.class.clone()).or_default() += f.count;
+        *by_tenant.entry(f.tenant_id.as_str()).or_default() += f.count;
+    }
+    let mut total = TenantRow {
+        name: "All tenants".into(),
+        devices: 0,
+        fully_patched: 0,
+        coverage: String::new(),
+        security_pending: 0,
+        reboot_pending: 0,
+        stale: 0,
+        offline: 0,
+        never_seen: 0,
+        failures: by_class.values().sum(),
+    };
+    let mut rows = Vec::new();
+    for s in &stats {
+        total.devices += s.devices;
+        total.fully_patched += s.fully_patched;
+        total.security_pending += s.security_pending;
+        total.reboot_pending += s.reboot_pending;
+        total.stale += s.stale;
+        total.offline += s.offline;
+        total.never_seen += s.never_seen;
+        rows.push(TenantRow {
+            name: user.tenant_name(&s.tenant_id),
+            devices: s.devices,
+            fully_patched: s.fully_patched,
+            coverage: percent(s.fully_patched, s.devices),
+            security_pending: s.security_pending,
+            reboot_pending: s.reboot_pending,
+            stale: s.stale,
+            offline: s.offline,
+            never_seen: s.never_seen,
+            failures: by_tenant.get(s.tenant_id.as_str()).copied().unwrap_or(0),
+        });
+    }
+    total.coverage = percent(total.fully_patched, total.devices);
+    let mut classes: Vec<(String, i64)> = by_class.into_iter().collect();
+    classes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let chart = bar_chart(&classes);
+    Ok(render(&OverviewPage {
+        nav: Nav::new(&user, "overview"),
+        tenants: visible_tenants(&user),
+        selected: selected.unwrap_or_default(),
+        rows,
+        total,
+        classes,
+        chart,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DevicesQuery {
+    pub tenant: Option<String>,
+    pub status: Option<String>,
+    pub patch: Option<String>,
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    pub dir: Option<String>,
+    pub page: Option<String>,
+}
+
+pub struct DeviceRow {
+    pub id: String,
+    pub hostname: String,
+    pub tenant: String,
+    pub status: String,
+    pub os: String,
+    pub last_seen: String,
+    pub pending: i64,
+    pub security: i64,
+    pub reboot: bool,
+}
+
+#[derive(askama::Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    nav: Nav,
+    tenants: Vec<(String, String)>,
+    tenant: String,
+    status: String,
+    patch: String,
+    q: String,
+    sort: String,
+    dir: String,
+    rows: Vec<DeviceRow>,
+    total: i64,
+    first: i64,
+    last: i64,
+    page: i64,
+    pages: i64,
+    prev_url: Option<String>,
+    next_url: Option<String>,
+}
+
+pub async fn devices(
+    State(state): State<WebState>,
+    user: WebUser,
+    Query(q): Query<DevicesQuery>,
+) -> Result<Response, WebError> {
+    let bad = |what: &str| page_error(StatusCode::BAD_REQUEST, what);
+    let tenant = non_empty(&q.tenant).map(str::to_owned);
+    let scope = scope_for(&user, tenant.as_deref())?;
+    let status = non_empty(&q.status).map(str::to_owned);
+    if let Some(s) = &status {
+        if !["online", "stale", "offline", "new"].contains(&s.as_str()) {
+            return Err(bad(
+                "Unknown status filter: use online, stale, offline or new.",
+            ));
+        }
+    }
+    let patch = match non_empty(&q.patch) {
+        None => None,
+        Some("security") => Some(PatchFilter::Security),
+        Some("updates") => Some(PatchFilter::Updates),
+        Some("patched") => Some(PatchFilter::Patched),
+        Some("reboot") => Some(PatchFilter::Reboot),
+        Some(_) => {
+            return Err(bad(
+                "Unknown patch filter: use security, updates, patched or reboot.",
+            ))
+        }
+    };
+    let sort_name = non_empty(&q.sort).unwrap_or("hostname");
+    let sort = match sort_name {
+        "hostname" => DeviceSort::Hostname,
+        "last_seen" => DeviceSort::LastSeen,
+        "pending" => DeviceSort::PendingUpdates,
+        "security" => DeviceSort::SecurityUpdates,
+        _ => {
+            return Err(bad(
+                "Unknown sort: use hostname, last_seen, pending or security.",
+            ))
+        }
+    };
+    let descending = non_empty(&q.dir) == Some("desc");
+    let page: i64 = match non_empty(&q.page) {
+        None => 1,
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p >= 1 && *p <= 1_000_000)
+            .ok_or_else(|| bad("The page must be a positive number."))?,
+    };
+    let search = non_empty(&q.q).map(str::to_owned);
+    let now = now_ms();
+    let (devices, total) = state
+        .app
+        .store
+        .device_page(&DevicePageQuery {
+            scope,
+            tenant_id: None,
+            status: status.clone(),
+            patch,
+            search: search.clone(),
+            sort,
+            descending,
+            limit: PAGE_SIZE,
+            offset: (page - 1) * PAGE_SIZE,
+            now,
+        })
+        .await?;
+    let rows = devices
+        .into_iter()
+        .map(|d| DeviceRow {
+            status: device_status(&d, now).to_owned(),
+            tenant: user.tenant_name(&d.tenant_id),
+            last_seen: d
+                .last_seen
+                .map(|t| short_time(&rfc3339(t)))
+                .unwrap_or_else(|| "never".into()),
+            id: d.id,
+            hostname: d.hostname,
+            os: d.summary.os,
+            pending: d.summary.pending_updates,
+            security: d.summary.security_updates,
+            reboot: d.summary.reboot_required,
+        })
+        .collect::<Vec<_>>();
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let link = |p: i64| {
+        let mut params = vec![];
+        for (k, v) in [
+            ("tenant", tenant.as_deref()),
+            ("status", status.as_deref()),
+            ("patch", non_empty(&q.patch)),
+            ("q", search.as_deref()),
+            ("sort", non_empty(&q.sort)),
+            ("dir", non_empty(&q.dir)),
+        ] {
+            if let Some(v) = v {
+                params.push(format!("{k}={}", url_encode(v)));
+            }
+        }
+        params.push(format!("page={p}"));
+        format!("/devices?{}", params.join("&"))
+    };
+    let first = if total == 0 {
+        0
+    } else {
+        (page - 1) * PAGE_SIZE + 1
+    };
+    Ok(render(&DevicesPage {
+        nav: Nav::new(&user, "devices"),
+        tenants: visible_tenants(&user),
+        tenant: tenant.clone().unwrap_or_default(),
+        status: status.clone().unwrap_or_default(),
+        patch: non_empty(&q.patch).unwrap_or_default().to_owned(),
+        q: search.clone().unwrap_or_default(),
+        sort: sort_name.to_owned(),
+        dir: if descending { "desc" } else { "asc" }.to_owned(),
+        first,
+        last: (first + rows.len() as i64 - 1).max(0),
+        rows,
+        total,
+        page,
+        pages,
+        prev_url: (page > 1).then(|| link(page - 1)),
+        next_url: (page < pages).then(|| link(page + 1)),
+    }))
+}
+
+#[derive(askama::Template)]
+#[template(path = "device.html")]
+struct DevicePage {
+    nav: Nav,
+    d: DeviceDetail,
+    root_free: String,
+    cache_free: String,
+    last_seen: String,
+    packages: usize,
+}
+
+pub async fn device(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let device = match state.app.store.device(&id).await? {
+        Some(d) if user.access.can_see(&d.tenant_id) => d,
+        _ => {
+            return Err(page_error(
+                StatusCode::NOT_FOUND,
+                &format!("No device {id}."),
+            ))
+        }
+    };
+    let op = operator(&user, Some(&device.tenant_id));
+    let Json(d) = operator_api::get_device(State(state.app.clone()), op, Path(id)).await?;
+    let (root_free, cache_free, packages) = match &d.inventory {
+        Some(inv) => (
+            bytes(inv.disk.root_free_bytes),
+            bytes(inv.disk.cache_free_bytes),
+            inv.packages.len(),
+        ),
+        None => (String::new(), String::new(), 0),
+    };
+    Ok(render(&DevicePage {
+        nav: Nav::new(&user, "devices"),
+        last_seen: d
+            .summary
+            .last_seen
+            .as_deref()
+            .map_or("never".into(), short_time),
+        d,
+        root_free,
+        cache_free,
+        packages,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Deployments
+
+pub struct DeploymentRow {
+    pub s: DeploymentSummary,
+    pub what: String,
+    pub created: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "deployments.html")]
+struct DeploymentsPage {
+    nav: Nav,
+    rows: Vec<DeploymentRow>,
+}
+
+pub async fn deployments(
+    State(state): State<WebState>,
+    user: WebUser,
+) -> Result<Response, WebError> {
+    let mut list = Vec::new();
+    let scopes: Vec<Option<String>> = match user.access.scope() {
+        None => vec![None],
+        Some(ids) => ids.into_iter().map(Some).collect(),
+    };
+    for t in scopes {
+        let op = operator(&user, t.as_deref());
+        let Json(part) = operator_api::list_deployments(State(state.app.clone()), op).await?;
+        list.extend(part);
+    }
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    let rows = list
+        .into_iter()
+        .map(|s| DeploymentRow {
+            what: selection_text(&s.selection),
+            created: short_time(&s.created_at),
+            s,
+        })
+        .collect();
+    Ok(render(&DeploymentsPage {
+        nav: Nav::new(&user, "deployments"),
+        rows,
+    }))
+}
+
+#[derive(askama::Template)]
+#[template(path = "deployment_live.html")]
+struct LiveFragment {
+    v: DeploymentView,
+    final_state: bool,
+}
+
+#[derive(askama::Template)]
+#[template(path = "deployment.html")]
+struct DeploymentPage {
+    nav: Nav,
+    id: String,
+    tenant: String,
+    what: String,
+    created: String,
+    live: String,
+    final_state: bool,
+    can_approve: bool,
+    can_reject: bool,
+    can_halt: bool,
+    can_resume: bool,
+    can_cancel: bool,
+}
+
+/// The deployment, if this person may see it (else 404, as if it did not exist).
+async fn visible_deployment(
+    state: &WebState,
+    user: &WebUser,
+    id: &str,
+) -> Result<DeploymentView, WebError> {
+    let d = match state.app.store.deployment(id).await? {
+        Some(d) if user.access.can_see(&d.tenant_id) => d,
+        _ => {
+            return Err(page_error(
+                StatusCode::NOT_FOUND,
+                &format!("No deployment {id}."),
+            ))
+        }
+    };
+    let op = operator(user, Some(&d.tenant_id));
+    let Json(v) =
+        operator_api::get_deployment(State(state.app.clone()), op, Path(id.to_owned())).await?;
+    Ok(v)
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "cancelled")
+}
+
+fn live_html(v: DeploymentView) -> Result<String, WebError> {
+    let final_state = is_final(&v.status);
+    askama::Template::render(&LiveFragment { v, final_state }).map_err(|e| {
+        tracing::error!(error = %e, "template rendering failed");
+        page_error(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed.")
+    })
+}
+
+pub async fn deployment(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let v = visible_deployment(&state, &user, &id).await?;
+    let tenant_id = state
+        .app
+        .store
+        .deployment(&id)
+        .await?
+        .map(|d| d.tenant_id)
+        .unwrap_or_default();
+    let approve = user.access.can(&tenant_id, Permission::Approve);
+    let operate = user.access.can(&tenant_id, Permission::Operate);
+    let status = v.status.clone();
+    Ok(render(&DeploymentPage {
+        nav: Nav::new(&user, "deployments"),
+        id: v.id.clone(),
+        tenant: v.tenant.clone(),
+        what: selection_text(&v.selection),
+        created: short_time(&v.created_at),
+        final_state: is_final(&status),
+        can_approve: approve && status == "pending_approval",
+        can_reject: approve && status == "pending_approval",
+        can_halt: operate && status == "running",
+        can_resume: operate && status == "halted",
+        can_cancel: operate && matches!(status.as_str(), "running" | "halted" | "pending_approval"),
+        live: live_html(v)?,
+    }))
+}
+
+/// The live part of a deployment page (status, rings, per-device rows), fetched by the
+/// page's script every 2 s.
+pub async fn deployment_live(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let v = visible_deployment(&state, &user, &id).await?;
+    Ok(axum::response::Html(live_html(v)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn deployment_action(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    let action = match action.as_str() {
+        "approve" => Action::Approve,
+        "reject" => Action::Reject,
+        "halt" => Action::Halt,
+        "resume" => Action::Resume,
+        "cancel" => Action::Cancel,
+        _ => return Err(page_error(StatusCode::NOT_FOUND, "No such action.")),
+    };
+    user.check_csrf(&form.csrf)?;
+    let d = match state.app.store.deployment(&id).await? {
+        Some(d) if user.access.can_see(&d.tenant_id) => d,
+        _ => {
+            return Err(page_error(
+                StatusCode::NOT_FOUND,
+                &format!("No deployment {id}."),
+            ))
+        }
+    };
+    if !user.access.can(&d.tenant_id, permission_for(action)) {
+        tracing::warn!(user = %user.user.login, deployment = %id, ?action, "action refused: role");
+        return Err(page_error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Your role in tenant {:?} does not allow this action.",
+                user.tenant_name(&d.tenant_id)
+            ),
+        ));
+    }
+    let op = operator(&user, Some(&d.tenant_id));
+    let reason = form.reason.filter(|r| !r.trim().is_empty());
+    let body = axum::body::Bytes::from(serde_json::json!({ "reason": reason }).to_string());
+    let app = State(state.app.clone());
+    let path = Path(id.clone());
+    let result = match action {
+        Action::Approve => operator_api::approve_deployment(app, op, path, body).await,
+        Action::Reject => operator_api::reject_deployment(app, op, path, body).await,
+        Action::Halt => operator_api::halt_deployment(app, op, path, body).await,
+        Action::Resume => operator_api::resume_deployment(app, op, path, body).await,
+        Action::Cancel => operator_api::cancel_deployment(app, op, path, body).await,
+    };
+    let Json(_view) = result?;
+    Ok(Redirect::to(&format!("/deployments/{}", url_encode(&id))).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures
+
+#[derive(Debug, Deserialize, Default)]
+pub struct FailuresQuery {
+    pub class: Option<String>,
+}
+
+pub struct FailureGroupView {
+    pub class: String,
+    pub meaning: &'static str,
+    pub rows: Vec<FailureRow>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "failures.html")]
+struct FailuresPage {
+    nav: Nav,
+    class: String,
+    classes: Vec<&'static str>,
+    total: usize,
+    groups: Vec<FailureGroupView>,
+}
+
+pub async fn failures(
+    State(state): State<WebState>,
+    user: WebUser,
+    Query(q): Query<FailuresQuery>,
+) -> Result<Response, WebError> {
+    let class = non_empty(&q.class).map(str::to_owned);
+    let scopes: Vec<Option<String>> = match user.access.scope() {
+        None => vec![None],
+        Some(ids) => ids.into_iter().map(Some).collect(),
+    };
+    let mut groups: BTreeMap<FailureClass, Vec<FailureRow>> = BTreeMap::new();
+    for t in scopes {
+        let op = operator(&user, t.as_deref());
+        let query = crate::history::FailuresQuery {
+            class: class.clone(),
+            device: None,
+        };
+        let Json(view) =
+            crate::history::list_failures(State(state.app.clone()), op, Query(query)).await?;
+        for g in view.groups {
+            groups.entry(g.class).or_default().extend(g.failures);
+        }
+    }
+    let mut groups: Vec<FailureGroupView> = groups
+        .into_iter()
+        .map(|(c, rows)| FailureGroupView {
+            class: c.as_str().to_owned(),
+            meaning: class_meaning(c),
+            rows,
+        })
+        .collect();
+    groups.sort_by(|a, b| b.rows.len().cmp(&a.rows.len()).then(a.class.cmp(&b.class)));
+    Ok(render(&FailuresPage {
+        nav: Nav::new(&user, "failures"),
+        class: class.unwrap_or_default(),
+        classes: FailureClass::ALL.iter().map(|c| c.as_str()).collect(),
+        total: groups.iter().map(|g| g.rows.len()).sum(),
+        groups,
+    }))
+}

@@ -1,0 +1,87 @@
+//! Read models of the web dashboard: fleet figures and the device list, computed in SQL so
+//! that they stay fast for tens of thousands of devices. Part of [`crate::Store`].
+
+use crate::{Device, Result};
+use async_trait::async_trait;
+
+/// Which tenants a query may see: `None` = every tenant (provider level).
+pub type TenantScope = Option<Vec<String>>;
+
+/// Device status rule shared with the API: `online` = seen within three check-in intervals
+/// (+30 s), `stale` = within a day, `offline` = longer ago, `new` = never checked in.
+pub const STALE_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+/// Fleet figures of one tenant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetStats {
+    pub tenant_id: String,
+    pub devices: i64,
+    /// No pending update at all.
+    pub fully_patched: i64,
+    pub security_pending: i64,
+    pub reboot_pending: i64,
+    pub online: i64,
+    pub stale: i64,
+    pub offline: i64,
+    pub never_seen: i64,
+}
+
+/// Current failures of one tenant and class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureCount {
+    pub tenant_id: String,
+    pub class: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSort {
+    #[default]
+    Hostname,
+    LastSeen,
+    PendingUpdates,
+    SecurityUpdates,
+}
+
+/// Devices by what is pending on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchFilter {
+    /// Security updates pending.
+    Security,
+    /// Any update pending.
+    Updates,
+    /// Nothing pending.
+    Patched,
+    /// A reboot is required.
+    Reboot,
+}
+
+/// One page of the device list.
+#[derive(Debug, Clone, Default)]
+pub struct DevicePageQuery {
+    pub scope: TenantScope,
+    /// Only this tenant (already checked against `scope` by the caller; applied on top).
+    pub tenant_id: Option<String>,
+    /// `online`, `stale`, `offline` or `new`.
+    pub status: Option<String>,
+    pub patch: Option<PatchFilter>,
+    /// Case-insensitive substring of the hostname.
+    pub search: Option<String>,
+    pub sort: DeviceSort,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+    /// The time the status rule is evaluated at.
+    pub now: i64,
+}
+
+#[async_trait]
+pub trait DashboardStore: Send + Sync {
+    /// Figures per tenant in scope (tenants without devices are absent).
+    async fn fleet_stats(&self, scope: &TenantScope, now: i64) -> Result<Vec<FleetStats>>;
+    /// Current failures (latest attempt of a device and package failed), counted per tenant
+    /// and class.
+    async fn failure_counts(&self, scope: &TenantScope) -> Result<Vec<FailureCount>>;
+    /// One page of devices and the number of devices matching the filters.
+    async fn device_page(&self, q: &DevicePageQuery) -> Result<(Vec<Device>, i64)>;
+}

@@ -1,0 +1,164 @@
+//! SQLite implementation of [`crate::UserStore`].
+
+use super::*;
+use crate::users::*;
+
+fn user_from_row(r: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        login: r.try_get("login")?,
+        password_hash: r.try_get("password_hash")?,
+        created_at: r.try_get("created_at")?,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+fn session_from_row(r: &SqliteRow) -> Result<Session> {
+    Ok(Session {
+        id_hash: r.try_get("id_hash")?,
+        user_id: r.try_get("user_id")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        last_seen: r.try_get("last_seen")?,
+        csrf_token: r.try_get("csrf_token")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &User, memberships: &[Membership]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, login, password_hash, created_at, disabled) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (login) DO NOTHING",
+        )
+        .bind(&user.id)
+        .bind(&user.login)
+        .bind(&user.password_hash)
+        .bind(user.created_at)
+        .bind(i64::from(user.disabled))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a user with login {:?} already exists",
+                user.login
+            )));
+        }
+        for m in memberships {
+            sqlx::query(
+                "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&user.id)
+            .bind(&m.tenant_id)
+            .bind(&m.role)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_login(&self, login: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE login = ?")
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
+        let n = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(i64::from(disabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>> {
+        let rows = sqlx::query(
+            "SELECT user_id, tenant_id, role FROM memberships WHERE user_id = ? ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    user_id: r.try_get("user_id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    role: r.try_get("role")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_session(&self, s: &Session) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, last_seen, csrf_token) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.user_id)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.last_seen)
+        .bind(&s.csrf_token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn live_session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen = ? WHERE id_hash = ?")
+            .bind(now)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
