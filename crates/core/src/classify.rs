@@ -61,6 +61,12 @@ macro_rules! pkg {
 /// The apt rules, most decisive first (see the module documentation).
 pub const APT_RULES: &[Rule] = &[
     rule(LockHeld, AptMessage, r"Could not get lock /"),
+    // apt waiting under `-o DPkg::Lock::Timeout=N`: names the lock and its holder.
+    rule(
+        LockHeld,
+        AnyLine,
+        r"^Waiting for cache lock: Could not get lock /",
+    ),
     rule(
         LockHeld,
         AptMessage,
@@ -448,6 +454,24 @@ mod tests {
                 &[(InstallScriptFailed, Some("pw-postfail"))],
                 "installed pw-postfail package",
             ),
+            (
+                "lock-wait-timeout.txt",
+                &[(LockHeld, None)],
+                "Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend",
+            ),
+            (
+                "install-deb-404.txt",
+                &[(RepoInvalid, None), (RepoUnreachable, None)],
+                "404  Not Found",
+            ),
+            (
+                "dep-unmet-lockish-names.txt",
+                &[
+                    (DependencyConflict, Some("pw-lock")),
+                    (DependencyConflict, None),
+                ],
+                "pw-dpkg-lock-frontend",
+            ),
             ("install-ok-reboot.txt", &[], ""),
             ("sim-with-iF.txt", &[], ""),
         ];
@@ -532,6 +556,56 @@ mod tests {
         for (out, err, exit, want, needle) in cases {
             check(out, err, *exit, want, needle);
         }
+    }
+
+    /// Outputs in which several signals appear: the decisive one comes first, the others
+    /// are kept as further findings.
+    #[test]
+    fn several_signals_in_one_output() {
+        // Captured: the lock-ish words are package names inside a dependency error.
+        check_fixture(
+            "dep-unmet-lockish-names.txt",
+            &[
+                (DependencyConflict, Some("pw-lock")),
+                (DependencyConflict, None),
+            ],
+            "Depends: pw-dpkg-lock-frontend (>= 1) but it is not installable",
+        );
+        // Captured: a .deb that vanished is a 404 (not retryable) before the generic
+        // "Unable to fetch some archives".
+        check_fixture(
+            "install-deb-404.txt",
+            &[(RepoInvalid, None), (RepoUnreachable, None)],
+            "pw-ok_2.0_all.deb  404",
+        );
+        // Two captured update outputs in one run (one repository tampered, another down):
+        // the bad index is the main cause.
+        let (out1, err1, _) = captured("update-hashsum.txt");
+        let (out2, err2, _) = captured("update-refused.txt");
+        check(
+            &format!("{out1}{out2}"),
+            &format!("{err1}{err2}"),
+            Some(100),
+            &[(RepoInvalid, None), (RepoUnreachable, None)],
+            "Hash Sum mismatch",
+        );
+        // Captured: apt waited for the lock, then gave up; the waiting lines name the lock.
+        let (out, err, exit) = captured("lock-wait-timeout.txt");
+        let got = classify_apt(&out, &err, exit);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0]
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("E: Unable to acquire the dpkg frontend lock")));
+        // A script failure of another package in a run whose lock message came later.
+        let (out, err, exit) = captured("postinst-fail.txt");
+        check(
+            &out,
+            &format!("{err}E: Could not get lock /var/cache/apt/archives/lock. It is held by process 9 (apt-get)\n"),
+            exit,
+            &[(LockHeld, None), (InstallScriptFailed, Some("pw-postfail"))],
+            "Could not get lock",
+        );
     }
 
     #[test]

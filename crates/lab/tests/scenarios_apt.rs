@@ -95,7 +95,16 @@ impl Scenario {
             bail!("deployment not completed after one agent run: {view:#}\nagent log:\n{log}");
         }
         check_against_dpkg(&self.host, &view)?;
+        dump(&view);
         Ok(view)
+    }
+}
+
+/// With `PATCHWARDEN_SCENARIO_DUMP=1`, prints each deployment view (rows and job output):
+/// how the fixtures of patchwarden-core were captured from these scenarios.
+fn dump(view: &Value) {
+    if std::env::var_os("PATCHWARDEN_SCENARIO_DUMP").is_some() {
+        eprintln!("{view:#}\n--- job output ---\n{}", job_output(view));
     }
 }
 

@@ -991,6 +991,56 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_dpkg_fails_the_job_before_anything_runs() {
+        let dpkg = [row("pw-ok", "1.0", "ii"), row("pw-slow", "2.0", "iF")].concat();
+        let (apt, root) = apt(vec![
+            ("dpkg-query -W", out(0, &dpkg, "")),
+            ("apt-mark showhold", out(0, "", "")),
+        ]);
+        std::fs::create_dir_all(root.path().join("var/lib/dpkg/updates")).expect("mkdir");
+        std::fs::write(root.path().join("var/lib/dpkg/updates/0000"), "").expect("write");
+        let r = apt.install(&[target("pw-ok", Some("2.0"))], Duration::from_secs(600));
+        let p = &r.packages[0];
+        assert_eq!(
+            (p.state, p.class),
+            (PackageState::Failed, Some(FailureClass::InterruptedState))
+        );
+        assert!(
+            p.evidence[0].contains("dpkg was interrupted"),
+            "{:?}",
+            p.evidence
+        );
+        assert!(p.evidence.iter().any(|e| e == "dpkg: pw-slow 2.0 iF"));
+        assert_eq!(p.installed_version.as_deref(), Some("1.0"));
+        // Nothing but the two read-only queries ran.
+        assert_eq!(r.commands.len(), 2, "{:?}", r.commands);
+        assert!(r.output.contains("[agent] dpkg was interrupted"));
+    }
+
+    #[test]
+    fn a_half_configured_package_alone_does_not_block_other_packages() {
+        let dpkg = [row("pw-ok", "1.0", "ii"), row("pw-postfail", "2.0", "iF")].concat();
+        let (apt, _root) = apt(vec![
+            ("dpkg-query -W", out(0, &dpkg, "")),
+            ("apt-mark showhold", out(0, "", "")),
+            ("apt-get update", out(0, "Reading package lists...\n", "")),
+            (
+                "apt-get install -y --no-remove --only-upgrade",
+                captured("after-postfail-other-install.txt"),
+            ),
+            ("dpkg-query -W", out(0, &row("pw-ok", "2.0", "ii"), "")),
+        ]);
+        let r = apt.install(&[target("pw-ok", Some("2.0"))], Duration::from_secs(600));
+        assert_eq!(r.packages[0].state, PackageState::Verified, "{r:#?}");
+        let install = r
+            .commands
+            .iter()
+            .find(|c| c.starts_with("apt-get install"))
+            .expect("install");
+        assert!(install.contains("-o DPkg::Lock::Timeout=120"), "{install}");
+    }
+
+    #[test]
     fn already_up_to_date_targets_run_nothing() {
         let (apt, _root) = apt(vec![
             ("dpkg-query -W", out(0, &row("pw-ok", "2.0", "ii"), "")),
