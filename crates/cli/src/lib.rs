@@ -65,6 +65,32 @@ pub enum Command {
     /// Deployments: show, list
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Advisory feeds: import, status
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+    /// Open exposures (device, CVE, package), highest priority first
+    Vulns {
+        /// Only known exploited (CISA KEV)
+        #[arg(long)]
+        kev: bool,
+        /// Only at or above: low, medium, high, critical
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only this device (id or hostname)
+        #[arg(long)]
+        device: Option<String>,
+        /// Include closed exposures
+        #[arg(long)]
+        closed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One CVE: which devices, versions, fixes, deadlines
+    #[command(subcommand)]
+    Vuln(VulnCommand),
+    /// Version tools (no server needed)
+    #[command(subcommand)]
+    Version(VersionCommand),
     /// Current failures (latest attempt failed), grouped by class
     Failures {
         /// Only this class, e.g. lock_held
@@ -75,6 +101,50 @@ pub enum Command {
         device: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedsCommand {
+    /// Import a feed from a file (uploaded) or a URL (fetched by the server); a malformed feed
+    /// is rejected whole and the previous data stays in force
+    Import {
+        /// osv, osv-zip, debian-tracker, cisa-kev, epss, alpine-secdb
+        #[arg(long)]
+        kind: String,
+        /// Name of the source [default: the kind]
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, conflicts_with = "file")]
+        url: Option<String>,
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sources, record counts, last success, errors
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VulnCommand {
+    Show {
+        cve: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Prints <, = or > as the scheme orders A and B
+    Compare {
+        #[arg(long, value_parser = ["deb", "rpm", "apk"])]
+        scheme: String,
+        a: String,
+        b: String,
     },
 }
 
@@ -288,11 +358,32 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+fn unreachable_version() -> anyhow::Result<()> {
+    bail!("`version` runs without a server")
+}
+
 /// Process exit status of a client command.
 pub type ExitCode = i32;
 
 /// Runs a client command (anything but `server`).
 pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Version(VersionCommand::Compare { scheme, a, b }) = &cli.command {
+        let scheme = match scheme.as_str() {
+            "deb" => patchwarden_vuln::Scheme::Deb,
+            "rpm" => patchwarden_vuln::Scheme::Rpm,
+            _ => patchwarden_vuln::Scheme::Apk,
+        };
+        let ord = patchwarden_vuln::compare(scheme, a, b).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "{}",
+            match ord {
+                std::cmp::Ordering::Less => "<",
+                std::cmp::Ordering::Equal => "=",
+                std::cmp::Ordering::Greater => ">",
+            }
+        );
+        return Ok(0);
+    }
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let client = Client::discover(cli.server.as_deref(), cli.token.as_deref(), &data_dir)?;
     match cli.command {
@@ -350,6 +441,80 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Deploy(args) => return deploy(&client, args),
+        Command::Version(_) => unreachable_version()?,
+        Command::Feeds(FeedsCommand::Import {
+            kind,
+            source,
+            url,
+            file,
+            json,
+        }) => {
+            let content_base64 = match (&file, &url) {
+                (Some(path), None) => {
+                    use base64::Engine;
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                (None, Some(_)) => None,
+                _ => bail!("give a FILE or --url URL"),
+            };
+            let req = FeedImportRequest {
+                kind,
+                source,
+                url,
+                content_base64,
+            };
+            let status: FeedStatus = client.post("/api/v1/feeds", &req)?;
+            if json {
+                output::print_json(&status)?;
+            } else {
+                println!("{}: {} records imported", status.source, status.records);
+            }
+        }
+        Command::Feeds(FeedsCommand::Status { json }) => {
+            let feeds: Vec<FeedStatus> = client.get("/api/v1/feeds")?;
+            if json {
+                output::print_json(&feeds)?;
+            } else {
+                output::print_feeds(&feeds);
+            }
+        }
+        Command::Vulns {
+            kev,
+            severity,
+            device,
+            closed,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if kev {
+                query.push("kev=true".to_owned());
+            }
+            if closed {
+                query.push("closed=true".to_owned());
+            }
+            if let Some(s) = &severity {
+                query.push(format!("severity={}", encode(s)));
+            }
+            if let Some(d) = &device {
+                query.push(format!("device={}", encode(d)));
+            }
+            let rows: Vec<VulnRow> = client.get(&format!("/api/v1/vulns?{}", query.join("&")))?;
+            if json {
+                output::print_json(&rows)?;
+            } else {
+                output::print_vulns(&rows);
+            }
+        }
+        Command::Vuln(VulnCommand::Show { cve, json }) => {
+            let rows: Vec<VulnRow> = client.get(&format!("/api/v1/vulns/{}", encode(&cve)))?;
+            if json {
+                output::print_json(&rows)?;
+            } else {
+                output::print_vulns(&rows);
+            }
+        }
         Command::Failures {
             class,
             device,

@@ -287,3 +287,62 @@ pub fn print_history(d: &DeviceDetail) {
     }
     println!("{t}");
 }
+
+pub fn print_feeds(feeds: &[FeedStatus]) {
+    let mut t = table(&["SOURCE", "KIND", "RECORDS", "LAST SUCCESS", "LAST ERROR"]);
+    for f in feeds {
+        t.add_row(vec![
+            f.source.clone(),
+            f.kind.clone(),
+            f.records.to_string(),
+            opt(&f.last_success),
+            opt(&f.last_error),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn print_vulns(rows: &[VulnRow]) {
+    let mut t = table(&[
+        "PRIORITY",
+        "CVE",
+        "DEVICE",
+        "PACKAGE",
+        "INSTALLED",
+        "FIX",
+        "UPDATE",
+        "SEVERITY",
+        "KEV",
+        "EPSS",
+        "SLA DUE",
+        "STATE",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            format!("{:.1}", r.priority),
+            r.cve.clone(),
+            if r.hostname.is_empty() {
+                r.device.clone()
+            } else {
+                r.hostname.clone()
+            },
+            r.package.clone(),
+            r.installed_version.clone(),
+            r.fixed_version.clone().unwrap_or_else(|| r.fix.clone()),
+            opt(&r.fixed_by_update),
+            r.cvss
+                .map(|c| format!("{} {c:.1}", r.severity))
+                .unwrap_or_else(|| r.severity.clone()),
+            if r.kev { "KEV".into() } else { String::new() },
+            r.epss.map(|e| format!("{e:.3}")).unwrap_or_default(),
+            opt(&r.sla_due),
+            if r.closed_at.is_some() {
+                format!("closed {}", opt(&r.closed_at))
+            } else {
+                r.sla_state.clone()
+            },
+        ]);
+    }
+    println!("{t}");
+    println!("{} exposure(s)", rows.len());
+}

@@ -152,6 +152,10 @@ pub async fn checkin(
         .await?;
     if let Some(inv) = &req.inventory {
         crate::history::confirm_reboots(&state, &device, inv).await?;
+        // A new inventory rematches this device only.
+        if let Err(e) = crate::vulns::rematch_device(&state, &device, inv).await {
+            tracing::error!(device = %device.id, error = %e, "vulnerability rematch failed");
+        }
     }
     let held = update
         .as_ref()

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod openapi;
 pub mod operator_api;
 pub mod orchestrator;
+pub mod vulns;
 pub mod web;
 
 use anyhow::Context;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Serialises orchestrator ticks (one server process; replicas will use a database lock).
     pub orchestrator_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The advisory index built from the stored feeds (swapped whole on import).
+    pub vulns: Arc<std::sync::RwLock<Arc<patchwarden_vuln::AdvisoryIndex>>>,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             config: Arc::new(config),
             clock,
             orchestrator_lock: Arc::default(),
+            vulns: Arc::default(),
         }
     }
 }
@@ -120,6 +124,9 @@ pub fn router(state: AppState) -> Router {
             get(operator_api::get_deployment),
         )
         .route("/api/v1/failures", get(history::list_failures))
+        .route("/api/v1/feeds", get(vulns::list_feeds).post(vulns::import_feed))
+        .route("/api/v1/vulns", get(vulns::list_vulns))
+        .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
         .route(
             "/api/v1/deployments/{id}/approve",
             post(operator_api::approve_deployment),
@@ -234,6 +241,7 @@ pub async fn run(
     write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
     let state = AppState::new(store, config, Arc::new(SystemClock));
+    vulns::load(&state).await;
     // Soak timers and leases move without any request: tick active deployments regularly.
     let ticker = state.clone();
     tokio::spawn(async move {

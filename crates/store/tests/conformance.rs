@@ -691,6 +691,44 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
 mod people;
 use people::*;
 
+fn exposure(d: &Device, cve: &str) -> ExposureRecord {
+    ExposureRecord {
+        device_id: d.id.clone(),
+        tenant_id: d.tenant_id.clone(),
+        cve: cve.into(),
+        package: "openssh".into(),
+        installed_version: "1:9.2p1-2+deb12u2".into(),
+        fix_state: "fixed".into(),
+        fixed_version: Some("1:9.2p1-2+deb12u3".into()),
+        rating: "high".into(),
+        priority: 50.0,
+        ..Default::default()
+    }
+}
+
+/// Exposures open, stay open with their first-seen time, close, and reopen; a failed feed
+/// import keeps the previous content.
+async fn exposures_and_feeds(store: &dyn Store) {
+    let d = enrolled(store, "a").await;
+    let open = |cves: &[&str]| cves.iter().map(|c| exposure(&d, c)).collect::<Vec<_>>();
+    assert_eq!(store.sync_device_exposures(&d.id, 100, &open(&["CVE-1", "CVE-2"])).await.expect("sync"), (2, 0));
+    assert_eq!(store.sync_device_exposures(&d.id, 200, &open(&["CVE-1"])).await.expect("sync"), (0, 1));
+    let all = store.list_exposures(&ExposureFilter { include_closed: true, ..Default::default() }).await.expect("list");
+    let summary: Vec<(&str, i64, Option<i64>)> = all.iter().map(|e| (e.cve.as_str(), e.first_seen, e.closed_at)).collect();
+    assert_eq!(summary, vec![("CVE-1", 100, None), ("CVE-2", 100, Some(200))]);
+    assert_eq!(store.list_exposures(&ExposureFilter::default()).await.expect("open").len(), 1);
+    assert_eq!(store.sync_device_exposures(&d.id, 300, &open(&["CVE-1", "CVE-2"])).await.expect("reopen"), (1, 0));
+    let reopened = store.list_exposures(&ExposureFilter { cve: Some("CVE-2".into()), ..Default::default() }).await.expect("list");
+    assert_eq!((reopened[0].first_seen, reopened[0].closed_at), (300, None));
+
+    let feed = FeedRecord { source: "tracker".into(), kind: "debian-tracker".into(), records: 3, imported_at: Some(10), last_attempt_at: Some(10), ..Default::default() };
+    store.put_feed(&feed, b"{\"good\":1}").await.expect("put");
+    store.feed_failed("tracker", "debian-tracker", None, 20, "truncated at line 3").await.expect("fail");
+    let feeds = store.list_feeds().await.expect("feeds");
+    assert_eq!((feeds[0].records, feeds[0].imported_at, feeds[0].last_error.as_deref()), (3, Some(10), Some("truncated at line 3")));
+    assert_eq!(store.feed_contents().await.expect("contents"), vec![("debian-tracker".to_owned(), b"{\"good\":1}".to_vec())]);
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -716,6 +754,7 @@ conformance!(
     rollout_controls_what_is_offered,
     users_memberships_and_sessions,
     dashboard_figures_and_device_page,
+    exposures_and_feeds,
 );
 
 #[tokio::test]

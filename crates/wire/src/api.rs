@@ -387,3 +387,77 @@ pub struct FailuresView {
     pub total: u32,
     pub groups: Vec<FailureGroup>,
 }
+
+/// `POST /api/v1/feeds`: import an advisory feed, from its content or a URL the server fetches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FeedImportRequest {
+    /// `osv`, `osv-zip`, `debian-tracker`, `cisa-kev`, `epss`, `alpine-secdb`.
+    pub kind: String,
+    /// Name of the source (one stored feed per source); default: the kind.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub content_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FeedStatus {
+    pub source: String,
+    pub kind: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    pub records: u64,
+    #[serde(default)]
+    pub last_success: Option<String>,
+    #[serde(default)]
+    pub last_attempt: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// One exposure: a device exposed to a CVE through a package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VulnRow {
+    pub cve: String,
+    pub device: String,
+    pub hostname: String,
+    /// The package the advisory names (the source package for Debian and Ubuntu).
+    pub package: String,
+    /// Installed binary packages through which the device is exposed.
+    pub binaries: Vec<String>,
+    pub installed_version: String,
+    /// `fixed`, `no_fix_yet`, `will_not_fix`, `undetermined`.
+    pub fix: String,
+    #[serde(default)]
+    pub fixed_version: Option<String>,
+    /// An available update on the device that closes it.
+    #[serde(default)]
+    pub fixed_by_update: Option<String>,
+    pub severity: String,
+    #[serde(default)]
+    pub cvss: Option<f64>,
+    pub kev: bool,
+    #[serde(default)]
+    pub kev_due: Option<String>,
+    pub ransomware: bool,
+    #[serde(default)]
+    pub epss: Option<f64>,
+    #[serde(default)]
+    pub epss_percentile: Option<f64>,
+    /// Known exploited first, then severity and EPSS (see crates/vuln/README.md).
+    pub priority: f64,
+    pub first_seen: String,
+    #[serde(default)]
+    pub closed_at: Option<String>,
+    #[serde(default)]
+    pub sla_due: Option<String>,
+    pub sla_state: String,
+    pub sla_basis: String,
+    #[serde(default)]
+    pub summary: Option<String>,
+}

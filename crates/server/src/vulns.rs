@@ -1,0 +1,533 @@
+//! Vulnerability management glue: feed imports (all-or-nothing, the previous content stays in
+//! force on error), the in-memory advisory index, incremental matching (a new inventory
+//! rematches its device; a new feed rematches only devices having changed packages), and the
+//! `vulns` API. The logic itself is `patchwarden-vuln`'s (pure).
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult, Body};
+use crate::{rfc3339, AppState};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use patchwarden_store::{Device, ExposureFilter, ExposureRecord, FeedRecord};
+use patchwarden_vuln::feeds::{
+    parse_alpine_secdb, parse_debian_tracker, parse_epss_csv, parse_kev, parse_osv, parse_osv_zip,
+};
+use patchwarden_vuln::{
+    feeds::EpssScores, feeds::KevCatalog, AdvisoryIndex, DeviceFacts, Exposure, Fix,
+    PackageAdvisory, SlaPolicy,
+};
+use patchwarden_wire::agent::Inventory;
+use patchwarden_wire::api::{FeedImportRequest, FeedStatus, VulnRow};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What one feed contributes to the index.
+enum Parsed {
+    Advisories(Vec<PackageAdvisory>, usize),
+    Kev(KevCatalog),
+    Epss(EpssScores),
+}
+
+const KINDS: &str = "osv, osv-zip, debian-tracker, cisa-kev, epss, alpine-secdb";
+
+fn parse(kind: &str, bytes: &[u8]) -> Result<Parsed, String> {
+    let err = |e: patchwarden_vuln::FeedError| e.to_string();
+    Ok(match kind {
+        "osv" => {
+            let i = parse_osv(bytes).map_err(err)?;
+            let n = i.records;
+            Parsed::Advisories(i.advisories, n)
+        }
+        "osv-zip" => {
+            let i = parse_osv_zip(bytes).map_err(err)?;
+            let n = i.records;
+            Parsed::Advisories(i.advisories, n)
+        }
+        "debian-tracker" => {
+            let i = parse_debian_tracker(bytes).map_err(err)?;
+            let n = i.issues;
+            Parsed::Advisories(i.advisories, n)
+        }
+        "alpine-secdb" => {
+            let i = parse_alpine_secdb(bytes).map_err(err)?;
+            let n = i.advisories.len();
+            Parsed::Advisories(i.advisories, n)
+        }
+        "cisa-kev" => Parsed::Kev(parse_kev(bytes).map_err(err)?),
+        "epss" => Parsed::Epss(parse_epss_csv(bytes).map_err(err)?),
+        other => return Err(format!("unknown feed kind {other:?}: one of {KINDS}")),
+    })
+}
+
+fn records(p: &Parsed) -> usize {
+    match p {
+        Parsed::Advisories(_, n) => *n,
+        Parsed::Kev(k) => k.entries.len(),
+        Parsed::Epss(e) => e.scores.len(),
+    }
+}
+
+/// Builds the index from every stored feed. A stored feed that no longer parses (it did when
+/// it was imported) is logged and left out.
+pub async fn build_index(state: &AppState) -> Result<AdvisoryIndex, String> {
+    let contents = state
+        .store
+        .feed_contents()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut advisories = Vec::new();
+    let mut kev = None;
+    let mut epss = None;
+    for (kind, bytes) in contents {
+        match parse(&kind, &bytes) {
+            Ok(Parsed::Advisories(a, _)) => advisories.extend(a),
+            Ok(Parsed::Kev(k)) => kev = Some(k),
+            Ok(Parsed::Epss(e)) => epss = Some(e),
+            Err(e) => tracing::error!(kind = %kind, error = %e, "a stored feed no longer parses"),
+        }
+    }
+    AdvisoryIndex::build(advisories.iter(), kev.as_ref(), epss.as_ref()).map_err(|e| e.to_string())
+}
+
+pub fn facts_of(inv: &Inventory) -> DeviceFacts {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    DeviceFacts {
+        os_id: inv.os.id.clone(),
+        os_version_id: some(&inv.os.version),
+        os_codename: some(&inv.os.codename),
+        running_kernel: some(&inv.kernel),
+        installed: inv
+            .packages
+            .iter()
+            .filter(|p| {
+                patchwarden_core::apt::is_present_status(&p.status) || inv.package_manager != "apt"
+            })
+            .map(|p| patchwarden_vuln::InstalledPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                source: some(&p.source),
+                source_version: some(&p.source_version),
+            })
+            .collect(),
+        upgradable: inv
+            .upgradable
+            .iter()
+            .map(|u| patchwarden_vuln::UpdateCandidate {
+                name: u.name.clone(),
+                version: u.candidate_version.clone(),
+                source: None,
+                source_version: None,
+            })
+            .collect(),
+    }
+}
+
+fn record(device: &Device, e: &Exposure) -> ExposureRecord {
+    let p = patchwarden_vuln::priority(e);
+    let (fix_state, fixed_version) = match &e.fix {
+        Fix::Fixed { version } => ("fixed", Some(version.clone())),
+        Fix::NoFixYet => ("no_fix_yet", None),
+        Fix::WillNotFix { .. } => ("will_not_fix", None),
+        Fix::Undetermined => ("undetermined", None),
+    };
+    ExposureRecord {
+        device_id: device.id.clone(),
+        tenant_id: device.tenant_id.clone(),
+        cve: e.cve.clone(),
+        package: e.package.clone(),
+        binaries: e.binaries.clone(),
+        installed_version: e.installed_version.clone(),
+        fix_state: fix_state.to_owned(),
+        fixed_version,
+        fixed_by_update: e.fixed_by_update.clone(),
+        rating: e.severity.rating.as_str().to_owned(),
+        cvss: e.severity.cvss.as_ref().map(|c| c.base_score),
+        kev: e.kev.is_some(),
+        kev_due: e
+            .kev
+            .as_ref()
+            .and_then(|k| k.due_date)
+            .map(|d| d.to_string()),
+        ransomware: e.kev.as_ref().is_some_and(|k| k.known_ransomware),
+        epss: e.epss.map(|x| x.score),
+        epss_percentile: e.epss.map(|x| x.percentile),
+        priority: p.score,
+        summary: e.summary.clone(),
+        first_seen: 0,
+        closed_at: None,
+        updated_at: 0,
+    }
+}
+
+/// Rematches one device against the current index and records what opened and closed.
+pub async fn rematch_device(
+    state: &AppState,
+    device: &Device,
+    inv: &Inventory,
+) -> Result<(u64, u64), String> {
+    let index = state
+        .vulns
+        .read()
+        .map(|i| Arc::clone(&i))
+        .map_err(|_| "index lock poisoned".to_owned())?;
+    let exposures = patchwarden_vuln::match_device(&index, &facts_of(inv));
+    let open: Vec<ExposureRecord> = exposures.iter().map(|e| record(device, e)).collect();
+    let now = state.clock.now_ms();
+    state
+        .store
+        .sync_device_exposures(&device.id, now, &open)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn inventory(state: &AppState, id: &str) -> Option<Inventory> {
+    let json = state.store.device_inventory_json(id).await.ok()??;
+    serde_json::from_str(&json).ok()
+}
+
+/// Loads the index at start and matches every device.
+pub async fn load(state: &AppState) {
+    match build_index(state).await {
+        Ok(index) => {
+            if let Ok(mut slot) = state.vulns.write() {
+                *slot = Arc::new(index);
+            }
+            rematch_all(state, None).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot build the advisory index"),
+    }
+}
+
+/// Rematches every device, or only those whose packages the changed keys concern.
+async fn rematch_all(state: &AppState, only: Option<&patchwarden_vuln::ChangedKeys>) -> usize {
+    let Ok(devices) = state.store.list_devices(None).await else {
+        return 0;
+    };
+    let index = match state.vulns.read() {
+        Ok(i) => Arc::clone(&i),
+        Err(_) => return 0,
+    };
+    let mut n = 0;
+    for d in devices {
+        let Some(inv) = inventory(state, &d.id).await else {
+            continue;
+        };
+        if let Some(changed) = only {
+            let facts = facts_of(&inv);
+            let keys: HashSet<_> = patchwarden_vuln::matching::device_keys(&index, &facts)
+                .into_iter()
+                .collect();
+            let touched = changed.packages.iter().any(|k| keys.contains(k));
+            let rescored = !changed.cves.is_empty();
+            if !touched && !rescored {
+                continue;
+            }
+        }
+        if let Err(e) = rematch_device(state, &d, &inv).await {
+            tracing::error!(device = %d.id, error = %e, "rematch failed");
+        }
+        n += 1;
+    }
+    n
+}
+
+#[utoipa::path(post, path = "/api/v1/feeds", request_body = FeedImportRequest,
+    responses((status = 200, body = FeedStatus), (status = 400, body = patchwarden_wire::ErrorBody)),
+    security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn import_feed(
+    State(state): State<AppState>,
+    op: Operator,
+    Body(req): Body<FeedImportRequest>,
+) -> ApiResult<Json<FeedStatus>> {
+    if op.tenant_scope().is_some() {
+        return Err(ApiError::forbidden(
+            "feeds are shared by all tenants: a provider-level token is needed",
+        ));
+    }
+    let source = req.source.clone().unwrap_or_else(|| req.kind.clone());
+    let now = state.clock.now_ms();
+    let bytes = match (&req.content_base64, &req.url) {
+        (Some(b64), None) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| ApiError::bad_request(format!("content_base64 is not base64: {e}")))?
+        }
+        (None, Some(url)) => {
+            let url = url.clone();
+            let fetched = tokio::task::spawn_blocking(move || fetch(&url))
+                .await
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            match fetched {
+                Ok(b) => b,
+                Err(e) => {
+                    state
+                        .store
+                        .feed_failed(&source, &req.kind, req.url.as_deref(), now, &e)
+                        .await?;
+                    return Err(ApiError::bad_request(format!(
+                        "feed {source}: {e}; the previous data stays in force"
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of content_base64 or url",
+            ))
+        }
+    };
+    let kind = req.kind.clone();
+    let parse_bytes = bytes.clone();
+    let parsed =
+        tokio::task::spawn_blocking(move || parse(&kind, &parse_bytes).map(|p| records(&p)))
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let count = match parsed {
+        Ok(n) => n,
+        Err(e) => {
+            state
+                .store
+                .feed_failed(&source, &req.kind, req.url.as_deref(), now, &e)
+                .await?;
+            tracing::warn!(source = %source, error = %e, "feed rejected; the previous data stays in force");
+            return Err(ApiError::bad_request(format!(
+                "feed {source} rejected: {e}; the previous data stays in force"
+            )));
+        }
+    };
+    let record = FeedRecord {
+        source: source.clone(),
+        kind: req.kind.clone(),
+        url: req.url.clone(),
+        sha256: Some(hex::encode(Sha256::digest(&bytes))),
+        records: count as i64,
+        imported_at: Some(now),
+        last_attempt_at: Some(now),
+        last_error: None,
+    };
+    state.store.put_feed(&record, &bytes).await?;
+    let new_index = build_index(&state).await.map_err(ApiError::bad_request)?;
+    let changed = {
+        let mut slot = state
+            .vulns
+            .write()
+            .map_err(|_| ApiError::bad_request("index lock poisoned"))?;
+        let changed = new_index.changed_keys(&slot);
+        *slot = Arc::new(new_index);
+        changed
+    };
+    let rematched = rematch_all(&state, Some(&changed)).await;
+    tracing::info!(source = %source, records = count, changed_packages = changed.packages.len(), rematched, "feed imported");
+    Ok(Json(feed_status(record)))
+}
+
+fn feed_status(f: FeedRecord) -> FeedStatus {
+    FeedStatus {
+        source: f.source,
+        kind: f.kind,
+        url: f.url,
+        records: f.records as u64,
+        last_success: f.imported_at.map(rfc3339),
+        last_attempt: f.last_attempt_at.map(rfc3339),
+        last_error: f.last_error,
+    }
+}
+
+/// Fetches a feed over HTTP(S) with a bounded time.
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(120))
+        .build();
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("fetching {url}: {e}"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader().take(1 << 30), &mut bytes)
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    Ok(bytes)
+}
+
+use std::io::Read as _;
+
+#[utoipa::path(get, path = "/api/v1/feeds", responses((status = 200, body = [FeedStatus])), security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn list_feeds(
+    State(state): State<AppState>,
+    _op: Operator,
+) -> ApiResult<Json<Vec<FeedStatus>>> {
+    Ok(Json(
+        state
+            .store
+            .list_feeds()
+            .await?
+            .into_iter()
+            .map(feed_status)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct VulnQuery {
+    /// Only CVEs in CISA's Known Exploited Vulnerabilities catalog.
+    #[serde(default)]
+    pub kev: bool,
+    /// Only at or above this rating: low, medium, high, critical.
+    pub severity: Option<String>,
+    /// Only this device (id or hostname).
+    pub device: Option<String>,
+    /// Include closed exposures (with their close time).
+    #[serde(default)]
+    pub closed: bool,
+}
+
+fn rating_rank(r: &str) -> u8 {
+    match r {
+        "critical" => 5,
+        "high" => 4,
+        "medium" => 3,
+        "low" => 2,
+        "none" => 1,
+        _ => 0,
+    }
+}
+
+async fn rows(
+    state: &AppState,
+    op: &Operator,
+    filter: ExposureFilter,
+    q: &VulnQuery,
+) -> ApiResult<Vec<VulnRow>> {
+    let min = match &q.severity {
+        None => 0,
+        Some(s) => match rating_rank(s) {
+            0 | 1 => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown severity {s:?}: low, medium, high or critical"
+                )))
+            }
+            n => n,
+        },
+    };
+    let devices = state.store.list_devices(op.tenant_scope()).await?;
+    let policy = SlaPolicy::default();
+    let now = time::OffsetDateTime::from_unix_timestamp(state.clock.now_ms() / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    };
+    let mut out = Vec::new();
+    for e in state.store.list_exposures(&filter).await? {
+        if (q.kev && !e.kev) || rating_rank(&e.rating) < min {
+            continue;
+        }
+        let Some(device) = devices.iter().find(|d| d.id == e.device_id) else {
+            continue;
+        };
+        let rating = match e.rating.as_str() {
+            "critical" => patchwarden_vuln::Rating::Critical,
+            "high" => patchwarden_vuln::Rating::High,
+            "medium" => patchwarden_vuln::Rating::Medium,
+            "low" => patchwarden_vuln::Rating::Low,
+            "none" => patchwarden_vuln::Rating::None,
+            _ => patchwarden_vuln::Rating::Unknown,
+        };
+        let kev_entry = e.kev.then(|| patchwarden_vuln::feeds::KevEntry {
+            cve: e.cve.clone(),
+            vendor_project: String::new(),
+            product: String::new(),
+            vulnerability_name: String::new(),
+            date_added: now.date(),
+            due_date: e.kev_due.as_deref().and_then(|d| {
+                time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+            }),
+            known_ransomware: e.ransomware,
+        });
+        let clock = patchwarden_vuln::sla_clock(
+            &policy,
+            rating,
+            kev_entry.as_ref(),
+            at(e.first_seen),
+            e.closed_at.map(at),
+            now,
+        );
+        out.push(VulnRow {
+            cve: e.cve,
+            device: e.device_id,
+            hostname: device.hostname.clone(),
+            package: e.package,
+            binaries: e.binaries,
+            installed_version: e.installed_version,
+            fix: e.fix_state,
+            fixed_version: e.fixed_version,
+            fixed_by_update: e.fixed_by_update,
+            severity: e.rating,
+            cvss: e.cvss,
+            kev: e.kev,
+            kev_due: e.kev_due,
+            ransomware: e.ransomware,
+            epss: e.epss,
+            epss_percentile: e.epss_percentile,
+            priority: (e.priority * 10.0).round() / 10.0,
+            first_seen: rfc3339(e.first_seen),
+            closed_at: e.closed_at.map(rfc3339),
+            sla_due: clock.due.map(|d| d.date().to_string()),
+            sla_state: format!("{:?}", clock.state).to_lowercase(),
+            sla_basis: clock.basis,
+            summary: e.summary,
+        });
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/v1/vulns", params(VulnQuery), responses((status = 200, body = [VulnRow])), security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn list_vulns(
+    State(state): State<AppState>,
+    op: Operator,
+    Query(q): Query<VulnQuery>,
+) -> ApiResult<Json<Vec<VulnRow>>> {
+    let device_id = match &q.device {
+        None => None,
+        Some(d) => {
+            let devices = state.store.list_devices(op.tenant_scope()).await?;
+            Some(
+                devices
+                    .iter()
+                    .find(|x| &x.id == d || &x.hostname == d)
+                    .map(|x| x.id.clone())
+                    .ok_or_else(|| ApiError::not_found(format!("no device {d}")))?,
+            )
+        }
+    };
+    let filter = ExposureFilter {
+        tenant_id: op.tenant_scope().map(str::to_owned),
+        device_id,
+        cve: None,
+        include_closed: q.closed,
+    };
+    Ok(Json(rows(&state, &op, filter, &q).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/vulns/{cve}", params(("cve" = String, Path)), responses((status = 200, body = [VulnRow])), security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn show_vuln(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(cve): Path<String>,
+) -> ApiResult<Json<Vec<VulnRow>>> {
+    let filter = ExposureFilter {
+        tenant_id: op.tenant_scope().map(str::to_owned),
+        device_id: None,
+        cve: Some(cve),
+        include_closed: true,
+    };
+    let q = VulnQuery {
+        kev: false,
+        severity: None,
+        device: None,
+        closed: true,
+    };
+    Ok(Json(rows(&state, &op, filter, &q).await?))
+}

@@ -1,0 +1,240 @@
+//! Vulnerability management over real HTTP: feeds imported all-or-nothing, devices matched
+//! on their inventory, exposures closed when a fixed version is reported.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../vuln/tests/fixtures")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+struct App {
+    url: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_app() -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let config = patchwarden_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data_dir.clone(),
+        database_url: None,
+        checkin_interval_secs: 60,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            patchwarden_server::run(config, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
+            break u.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let admin = std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("token")
+        .trim()
+        .to_owned();
+    App {
+        url,
+        admin,
+        _dir: dir,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    (
+        status,
+        serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null),
+    )
+}
+
+impl App {
+    fn op(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(method, &format!("{}{path}", self.url), &self.admin, body)
+    }
+    fn import(&self, kind: &str, bytes: &[u8]) -> (u16, Value) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.op(
+            "POST",
+            "/api/v1/feeds",
+            Some(json!({"kind": kind, "content_base64": b64})),
+        )
+    }
+}
+
+/// A bookworm device with openssh-server (source openssh) at `version`, and libldb2 whose
+/// binary version differs from its source (samba).
+fn inventory(ssh: &str, boot: &str) -> Value {
+    let pkg = |name: &str, source: &str, version: &str, source_version: &str| json!({"name": name, "source": source, "version": version, "source_version": source_version, "arch": "amd64", "status": "ii"});
+    json!({
+        "hostname": "web1", "kernel": "6.1.0-18-amd64", "boot_id": boot, "package_manager": "apt",
+        "os": {"id": "debian", "version": "12", "codename": "bookworm", "pretty_name": "Debian GNU/Linux 12 (bookworm)"},
+        "packages": [
+            pkg("openssh-server", "openssh", ssh, ssh),
+            pkg("sudo", "sudo", "1.9.13p3-1+deb12u1", "1.9.13p3-1+deb12u1"),
+        ],
+        "upgradable": [{"name": "openssh-server", "installed_version": ssh, "candidate_version": "1:9.2p1-2+deb12u3",
+                        "arch": "amd64", "security": true}],
+        "held": [], "reboot_required": false, "health": {"interrupted": false, "broken_packages": []},
+        "disk": {"root_free_bytes": 1, "cache_free_bytes": 1}
+    })
+}
+
+#[test]
+fn feeds_match_devices_and_exposures_close_when_fixed() {
+    let app = spawn_app();
+    // Enroll a device and report an inventory with the vulnerable openssh.
+    let (_, tok) = app.op("POST", "/api/v1/enroll-tokens", Some(json!({})));
+    let enroll = json!({"token": tok["token"], "hostname": "web1", "agent_version": "t", "protocol_version": 1});
+    let (status, dev) = call(
+        "POST",
+        &format!("{}/api/v1/agent/enroll", app.url),
+        "none",
+        Some(enroll),
+    );
+    assert_eq!(status, 200, "{dev}");
+    let secret = dev["device_secret"].as_str().expect("secret").to_owned();
+    let checkin = |ssh: &str, hash: &str| {
+        let body = json!({"agent_version": "t", "protocol_version": 1, "inventory_hash": hash, "inventory": inventory(ssh, "b1")});
+        let (status, v) = call(
+            "POST",
+            &format!("{}/api/v1/agent/checkin", app.url),
+            &secret,
+            Some(body),
+        );
+        assert_eq!(status, 200, "{v}");
+    };
+    checkin("1:9.2p1-2+deb12u2", "h1");
+
+    // A truncated feed is rejected whole, naming where it broke; nothing is imported.
+    let (status, v) = app.import(
+        "debian-tracker",
+        &fixture("malformed/debian_tracker_truncated.json"),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("previous data stays in force"),
+        "{v}"
+    );
+    let (_, vulns) = app.op("GET", "/api/v1/vulns", None);
+    assert_eq!(vulns.as_array().map(Vec::len), Some(0));
+
+    // Good feeds: the tracker, KEV and EPSS.
+    for (kind, file) in [
+        ("debian-tracker", "debian_tracker.json"),
+        ("cisa-kev", "kev.json"),
+        ("epss", "epss.csv"),
+    ] {
+        let (status, v) = app.import(kind, &fixture(file));
+        assert_eq!(status, 200, "{kind}: {v}");
+        assert!(v["records"].as_u64() > Some(0), "{v}");
+    }
+    let (_, feeds) = app.op("GET", "/api/v1/feeds", None);
+    let tracker = feeds
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["source"] == "debian-tracker"))
+        .cloned()
+        .expect("tracker");
+    assert!(
+        tracker["last_error"].is_null(),
+        "a good import clears the error: {tracker}"
+    );
+    assert!(tracker["last_success"].is_string());
+
+    // Matched at import (incremental rematch of the affected device).
+    let (_, vulns) = app.op("GET", "/api/v1/vulns", None);
+    let rows = vulns.as_array().cloned().unwrap_or_default();
+    let ssh = rows
+        .iter()
+        .find(|r| r["cve"] == "CVE-2024-6387")
+        .cloned()
+        .unwrap_or_else(|| panic!("{vulns:#}"));
+    assert_eq!(ssh["package"], "openssh");
+    assert_eq!(ssh["binaries"], json!(["openssh-server"]));
+    assert_eq!(ssh["installed_version"], "1:9.2p1-2+deb12u2");
+    assert_eq!(ssh["fixed_version"], "1:9.2p1-2+deb12u3");
+    assert_eq!(
+        ssh["fixed_by_update"], "1:9.2p1-2+deb12u3",
+        "the pending update closes it"
+    );
+    assert!(ssh["sla_due"].is_string(), "{ssh}");
+    assert!(
+        rows.iter().all(|r| r["cve"] != "CVE-2021-3156"),
+        "sudo 1.9.13 is fixed in bookworm"
+    );
+    // A malformed re-import keeps the previous data in force.
+    let (status, _) = app.import(
+        "debian-tracker",
+        &fixture("malformed/debian_tracker_bad_version.json"),
+    );
+    assert_eq!(status, 400);
+    let (_, feeds) = app.op("GET", "/api/v1/feeds", None);
+    let tracker = feeds
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["source"] == "debian-tracker"))
+        .cloned()
+        .expect("tracker");
+    assert!(tracker["last_error"].is_string(), "{tracker}");
+    let (_, still) = app.op("GET", "/api/v1/vulns/CVE-2024-6387", None);
+    assert_eq!(still.as_array().map(Vec::len), Some(1), "{still:#}");
+    // Filters.
+    let (status, bad) = app.op("GET", "/api/v1/vulns?severity=extreme", None);
+    assert_eq!(status, 400, "{bad}");
+
+    // The device upgrades: its next inventory closes the exposure, with the close time.
+    checkin("1:9.2p1-2+deb12u3", "h2");
+    let (_, open) = app.op("GET", "/api/v1/vulns", None);
+    assert!(
+        open.as_array()
+            .is_some_and(|r| r.iter().all(|x| x["cve"] != "CVE-2024-6387")),
+        "{open:#}"
+    );
+    let (_, history) = app.op("GET", "/api/v1/vulns/CVE-2024-6387", None);
+    assert!(history[0]["closed_at"].is_string(), "{history:#}");
+}
