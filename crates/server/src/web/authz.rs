@@ -48,12 +48,13 @@ impl Role {
 
     /// The roles matrix.
     pub fn allows(self, p: Permission) -> bool {
-        match (self, p) {
-            (_, Permission::View) | (Role::Admin, _) => true,
-            (Role::Operator, Permission::Operate) => true,
-            (Role::Approver, Permission::Approve) => true,
-            _ => false,
-        }
+        matches!(
+            (self, p),
+            (_, Permission::View)
+                | (Role::Admin, _)
+                | (Role::Operator, Permission::Operate)
+                | (Role::Approver, Permission::Approve)
+        )
     }
 }
 
