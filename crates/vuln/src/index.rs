@@ -9,6 +9,40 @@ use crate::version::{Version, VersionError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// FxHash (rustc's hasher) with a murmur3 finalizer: the index is keyed by trusted feed data, and SipHash was a tenth
+/// of the matching time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        // Fx leaves the low bits (hashbrown's bucket index) poorly mixed: finalize (fmix64).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// A matching key: a package (source for Debian/Ubuntu/Alpine, binary for RHEL-family) in a
 /// release.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,8 +91,8 @@ pub struct CveInfo {
 
 #[derive(Debug, Clone, Default)]
 pub struct AdvisoryIndex {
-    pub(crate) releases: HashMap<Release, HashMap<Box<str>, Vec<Entry>>>,
-    pub(crate) cves: HashMap<Arc<str>, CveInfo>,
+    pub(crate) releases: HashMap<Release, FastMap<Box<str>, Vec<Entry>>>,
+    pub(crate) cves: FastMap<Arc<str>, CveInfo>,
     /// Ubuntu's binary → source map (from OSV `ecosystem_specific.binaries`), used when a
     /// device reports a binary without its source.
     pub(crate) binary_sources: HashMap<Release, HashMap<Box<str>, Box<str>>>,
@@ -229,7 +263,7 @@ impl AdvisoryIndex {
     /// removed or edited), and CVEs whose enrichment alone differs.
     pub fn changed_keys(&self, old: &AdvisoryIndex) -> ChangedKeys {
         let mut out = ChangedKeys::default();
-        let empty = HashMap::new();
+        let empty = FastMap::default();
         let releases: BTreeSet<&Release> =
             self.releases.keys().chain(old.releases.keys()).collect();
         for release in releases {
@@ -300,5 +334,22 @@ fn merge(distro: Distro, old: &mut Entry, new: Entry) {
             s @ (EntryState::Affected { .. } | EntryState::WillNotFix(_)),
         ) => old.state = s,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn fx_hash_spreads_low_bits() {
+        let b = std::hash::BuildHasherDefault::<FxHasher>::default();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..4096 {
+            seen.insert(b.hash_one(format!("src{i}")) & 0xfff);
+        }
+        // A uniform hash fills about 63% of 4096 buckets with 4096 keys.
+        assert!(seen.len() > 2400, "{}", seen.len());
     }
 }

@@ -6,6 +6,7 @@
 //! never a partial result.
 
 pub mod apk;
+pub mod deb;
 pub mod feeds;
 pub mod index;
 pub mod matching;

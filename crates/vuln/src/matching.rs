@@ -226,16 +226,40 @@ fn strip_bpo(v: &str) -> &str {
     }
 }
 
-struct Hit<'a> {
-    entry: &'a Entry,
+/// How an installed version is affected, borrowing from the index (no allocation).
+enum Verdict<'a> {
+    Fixed(&'a Version),
+    NoFixYet,
+    WillNotFix(&'a str),
+    Undetermined,
+}
+
+impl Verdict<'_> {
+    fn to_fix(&self) -> Fix {
+        match self {
+            Verdict::Fixed(v) => Fix::Fixed {
+                version: v.as_str().to_owned(),
+            },
+            Verdict::NoFixYet => Fix::NoFixYet,
+            Verdict::WillNotFix(r) => Fix::WillNotFix {
+                reason: (*r).to_owned(),
+            },
+            Verdict::Undetermined => Fix::Undetermined,
+        }
+    }
+}
+
+/// Installed binaries grouped under one advisory package name.
+struct Group<'a> {
     package: &'a str,
-    binary: &'a str,
-    installed: Version,
-    fix: Fix,
+    entries: &'a [Entry],
+    /// (binary name, index into the device's parsed versions).
+    members: Vec<(&'a str, usize)>,
 }
 
 /// Matches one device. Packages whose version does not parse under the release's scheme are
 /// skipped (see [`match_device_report`] to see them).
+/// Exposures come ordered by package, then CVE.
 pub fn match_device(index: &AdvisoryIndex, facts: &DeviceFacts) -> Vec<Exposure> {
     match_device_report(index, facts).exposures
 }
@@ -263,7 +287,11 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
     let scheme = release.distro.scheme();
     let running = facts.running_kernel.as_deref();
 
-    let mut hits: Vec<Hit<'_>> = Vec::new();
+    // 1. Group the installed binaries that the index knows, parsing each version once.
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    // Parsed versions: (as installed, as compared for the fix (backport-stripped)).
+    let mut versions: Vec<(Version, Option<Version>)> = Vec::new();
+    let mut group_of: crate::index::FastMap<&str, usize> = Default::default();
     for p in &facts.installed {
         // Kernel filter first: it is cheap and decides whether to look at all.
         match scheme {
@@ -296,6 +324,24 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
         } else {
             raw
         };
+        let gi = *group_of.entry(&**package).or_insert_with(|| {
+            groups.push(Group {
+                package,
+                entries,
+                members: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        let group = &mut groups[gi];
+        // Binaries of one source usually share the version: reuse the parse.
+        if let Some(&(_, vi)) = group
+            .members
+            .iter()
+            .find(|(_, vi)| versions[*vi].0.as_str() == raw)
+        {
+            group.members.push((&p.name, vi));
+            continue;
+        }
         let installed = match Version::parse(scheme, raw) {
             Ok(v) => v,
             Err(e) => {
@@ -305,105 +351,86 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
         };
         // A backport carries the fixes of the version it was built from.
         let effective = match scheme {
-            Scheme::Deb if raw.contains("~bpo") => {
-                Version::parse(scheme, strip_bpo(raw)).unwrap_or_else(|_| installed.clone())
-            }
-            _ => installed.clone(),
+            Scheme::Deb if raw.contains("~bpo") => Version::parse(scheme, strip_bpo(raw)).ok(),
+            _ => None,
         };
-        for entry in entries {
-            if let Some(fix) = evaluate(&entry.state, &effective) {
-                hits.push(Hit {
-                    entry,
-                    package,
-                    binary: &p.name,
-                    installed: installed.clone(),
-                    fix,
-                });
-            }
-        }
+        versions.push((installed, effective));
+        group.members.push((&p.name, versions.len() - 1));
     }
-    if hits.is_empty() {
-        return report;
-    }
+    // Output order: by package, then CVE (entries are sorted by CVE in the index).
+    groups.sort_unstable_by(|a, b| a.package.cmp(b.package));
 
-    let candidates = candidate_versions(index, &release, facts);
-    let mut by_key: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut out: Vec<(Exposure, Version)> = Vec::new();
-    for h in hits {
-        let pkg_name: &str = h.package;
-        let slot = by_key.get(&(&*h.entry.cve, pkg_name)).copied();
-        match slot {
-            Some(i) => {
-                let (e, lowest) = &mut out[i];
-                if !e.binaries.iter().any(|b| b == h.binary) {
-                    e.binaries.push(h.binary.to_owned());
-                }
-                if h.installed.try_cmp(lowest) == Some(Ordering::Less) {
-                    e.installed_version = h.installed.as_str().to_owned();
-                    *lowest = h.installed.clone();
-                    e.fix = h.fix;
-                }
-            }
-            None => {
-                let info = index.cves.get(&h.entry.cve);
-                let severity = match info.and_then(|i| i.cvss.clone()) {
-                    Some(c) => Severity {
-                        rating: c.rating(),
-                        cvss: Some(c),
-                        urgency: h.entry.urgency.clone(),
-                    },
-                    None => Severity {
-                        rating: h
-                            .entry
-                            .urgency
-                            .as_deref()
-                            .map(Rating::from_distro_urgency)
-                            .unwrap_or(Rating::Unknown),
-                        cvss: None,
-                        urgency: h.entry.urgency.clone(),
-                    },
+    // 2. Evaluate each (package, CVE) once per distinct installed version.
+    let mut candidates: Option<HashMap<String, Vec<Version>>> = None;
+    for g in &groups {
+        for entry in g.entries {
+            let mut binaries: Vec<String> = Vec::new();
+            let mut lowest: Option<(&Version, Verdict<'_>)> = None;
+            for (bin, vi) in &g.members {
+                let (installed, effective) = &versions[*vi];
+                let Some(verdict) = evaluate(&entry.state, effective.as_ref().unwrap_or(installed))
+                else {
+                    continue;
                 };
-                by_key.insert((&*h.entry.cve, pkg_name), out.len());
-                out.push((
-                    Exposure {
-                        cve: h.entry.cve.to_string(),
-                        advisory_ids: h.entry.advisory_ids.clone(),
-                        release: release.clone(),
-                        package: pkg_name.to_owned(),
-                        binaries: vec![h.binary.to_owned()],
-                        installed_version: h.installed.as_str().to_owned(),
-                        fix: h.fix,
-                        fixed_by_update: None,
-                        severity,
-                        kev: info.and_then(|i| i.kev.clone()),
-                        epss: info.and_then(|i| i.epss),
-                        summary: info.and_then(|i| i.summary.clone()),
-                    },
-                    h.installed,
-                ));
+                if !binaries.iter().any(|b| b == bin) {
+                    binaries.push((*bin).to_owned());
+                }
+                if lowest
+                    .as_ref()
+                    .is_none_or(|(l, _)| installed.try_cmp(l) == Some(Ordering::Less))
+                {
+                    lowest = Some((installed, verdict));
+                }
             }
+            let Some((installed, verdict)) = lowest else {
+                continue;
+            };
+            let fixed_by_update = match verdict {
+                Verdict::Fixed(fixed) => candidates
+                    .get_or_insert_with(|| candidate_versions(index, &release, facts))
+                    .get(g.package)
+                    .and_then(|cands| {
+                        cands
+                            .iter()
+                            .filter(|c| c.try_cmp(fixed).is_some_and(|o| o != Ordering::Less))
+                            .max_by(|a, b| a.try_cmp(b).unwrap_or(Ordering::Equal))
+                    })
+                    .map(|c| c.as_str().to_owned()),
+                _ => None,
+            };
+            let info = index.cves.get(&entry.cve);
+            let severity = match info.and_then(|i| i.cvss.clone()) {
+                Some(c) => Severity {
+                    rating: c.rating(),
+                    cvss: Some(c),
+                    urgency: entry.urgency.clone(),
+                },
+                None => Severity {
+                    rating: entry
+                        .urgency
+                        .as_deref()
+                        .map(Rating::from_distro_urgency)
+                        .unwrap_or(Rating::Unknown),
+                    cvss: None,
+                    urgency: entry.urgency.clone(),
+                },
+            };
+            report.exposures.push(Exposure {
+                cve: entry.cve.to_string(),
+                advisory_ids: entry.advisory_ids.clone(),
+                release: release.clone(),
+                package: g.package.to_owned(),
+                binaries,
+                installed_version: installed.as_str().to_owned(),
+                fix: verdict.to_fix(),
+                fixed_by_update,
+                severity,
+                kev: info.and_then(|i| i.kev.clone()),
+                epss: info.and_then(|i| i.epss),
+                summary: info.and_then(|i| i.summary.clone()),
+            });
         }
     }
-    let mut exposures: Vec<Exposure> = out
-        .into_iter()
-        .map(|(mut e, _)| {
-            if let Fix::Fixed { version } = &e.fix {
-                if let (Ok(fixed), Some(cands)) = (
-                    Version::parse(scheme, version),
-                    candidates.get(e.package.as_str()),
-                ) {
-                    e.fixed_by_update = cands
-                        .iter()
-                        .filter(|c| c.try_cmp(&fixed).is_some_and(|o| o != Ordering::Less))
-                        .max_by(|a, b| a.try_cmp(b).unwrap_or(Ordering::Equal))
-                        .map(|c| c.as_str().to_owned());
-                }
-            }
-            e
-        })
-        .collect();
-    exposures.sort_by(|a, b| (&a.cve, &a.package).cmp(&(&b.cve, &b.package)));
-    report.exposures = exposures;
     report
 }
 
@@ -458,15 +485,13 @@ fn rpm_kernel_is_running(evr: &str, running: &str) -> bool {
 }
 
 /// Whether `v` is affected by the statement, and how it is (or is not) fixed.
-fn evaluate(state: &EntryState, v: &Version) -> Option<Fix> {
+fn evaluate<'a>(state: &'a EntryState, v: &Version) -> Option<Verdict<'a>> {
     let lt = |a: &Version, b: &Version| a.try_cmp(b) == Some(Ordering::Less);
     let le = |a: &Version, b: &Version| a.try_cmp(b).is_some_and(|o| o != Ordering::Greater);
     match state {
         EntryState::NotAffected => None,
-        EntryState::WillNotFix(reason) => Some(Fix::WillNotFix {
-            reason: reason.clone(),
-        }),
-        EntryState::Undetermined => Some(Fix::Undetermined),
+        EntryState::WillNotFix(reason) => Some(Verdict::WillNotFix(reason)),
+        EntryState::Undetermined => Some(Verdict::Undetermined),
         EntryState::Affected { ranges, versions } => {
             let mut best: Option<&Version> = None;
             let mut unfixed = false;
@@ -489,16 +514,14 @@ fn evaluate(state: &EntryState, v: &Version) -> Option<Fix> {
                 }
             }
             if let Some(f) = best {
-                return Some(Fix::Fixed {
-                    version: f.as_str().to_owned(),
-                });
+                return Some(Verdict::Fixed(f));
             }
             if unfixed
                 || versions
                     .iter()
                     .any(|x| x.try_cmp(v) == Some(Ordering::Equal))
             {
-                return Some(Fix::NoFixYet);
+                return Some(Verdict::NoFixYet);
             }
             None
         }

@@ -1,9 +1,9 @@
-//! Exact version order per packaging scheme: dpkg (via `patchwarden_core::version`), rpm (via
-//! `patchwarden_core::rpm`) and apk (this crate's [`crate::apk`]). Versions are parsed once
+//! Exact version order per packaging scheme: dpkg (validated by `patchwarden_core::version`,
+//! compared by [`crate::deb`] without allocating), rpm (`patchwarden_core::rpm`) and apk
+//! ([`crate::apk`]). Versions are parsed once
 //! ([`Version`]) so that matching compares without re-parsing.
 
 use patchwarden_core::rpm::RpmVersion;
-use patchwarden_core::version::DebVersion;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -55,7 +55,13 @@ pub struct VersionError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Parsed {
-    Deb(DebVersion),
+    /// Validated here; compared by dpkg's algorithm ([`crate::deb`]) on the text, split once:
+    /// epoch, then byte ranges of upstream and revision.
+    Deb {
+        epoch: u64,
+        upstream: (u32, u32),
+        revision: (u32, u32),
+    },
     Rpm(RpmVersion),
     Apk,
 }
@@ -94,7 +100,35 @@ impl Version {
                 if !rest.starts_with(|c: char| c.is_ascii_digit()) {
                     return Err(err("the version does not start with a digit".into()));
                 }
-                Parsed::Deb(DebVersion::parse(t).map_err(|e| err(e.reason))?)
+                if let Some((_, rev)) = rest.rsplit_once('-') {
+                    if rev.is_empty() {
+                        return Err(err("empty revision after '-'".into()));
+                    }
+                    if rev.contains(':') {
+                        return Err(err("':' in the revision".into()));
+                    }
+                }
+                let epoch_num: u64 = match t.split_once(':') {
+                    Some((e, _)) => e
+                        .parse()
+                        .map_err(|_| err("the epoch is too large".into()))?,
+                    None => 0,
+                };
+                let start = t.find(':').map_or(0, |i| i + 1);
+                let len = t.len();
+                let (up, rev) = match t[start..].rfind('-') {
+                    Some(j) => ((start, start + j), (start + j + 1, len)),
+                    None => ((start, len), (len, len)),
+                };
+                let offset = |(a, b): (usize, usize)| (a as u32, b as u32);
+                if len > u32::MAX as usize {
+                    return Err(err("too long".into()));
+                }
+                Parsed::Deb {
+                    epoch: epoch_num,
+                    upstream: offset(up),
+                    revision: offset(rev),
+                }
             }
             Scheme::Rpm => Parsed::Rpm(RpmVersion::parse(t).map_err(|e| err(e.reason.into()))?),
             Scheme::Apk => {
@@ -110,7 +144,7 @@ impl Version {
 
     pub fn scheme(&self) -> Scheme {
         match self.parsed {
-            Parsed::Deb(_) => Scheme::Deb,
+            Parsed::Deb { .. } => Scheme::Deb,
             Parsed::Rpm(_) => Scheme::Rpm,
             Parsed::Apk => Scheme::Apk,
         }
@@ -123,12 +157,33 @@ impl Version {
     /// The order of two versions of the same scheme; `None` across schemes.
     pub fn try_cmp(&self, other: &Version) -> Option<Ordering> {
         match (&self.parsed, &other.parsed) {
-            (Parsed::Deb(a), Parsed::Deb(b)) => Some(a.cmp(b)),
+            (
+                Parsed::Deb {
+                    epoch: ea,
+                    upstream: ua,
+                    revision: ra,
+                },
+                Parsed::Deb {
+                    epoch: eb,
+                    upstream: ub,
+                    revision: rb,
+                },
+            ) => {
+                let (a, b) = (self.raw.as_bytes(), other.raw.as_bytes());
+                Some(ea.cmp(eb).then_with(|| {
+                    crate::deb::verrevcmp(part(a, *ua), part(b, *ub))
+                        .then_with(|| crate::deb::verrevcmp(part(a, *ra), part(b, *rb)))
+                }))
+            }
             (Parsed::Rpm(a), Parsed::Rpm(b)) => Some(a.cmp(b)),
             (Parsed::Apk, Parsed::Apk) => Some(crate::apk::compare(&self.raw, &other.raw)),
             _ => None,
         }
     }
+}
+
+fn part(s: &[u8], (x, y): (u32, u32)) -> &[u8] {
+    s.get(x as usize..y as usize).unwrap_or_default()
 }
 
 impl fmt::Display for Version {
