@@ -49,8 +49,28 @@ pub fn execute(
         Operation::Install {
             packages,
             timeout_secs,
+            not_after,
             ..
         } => {
+            if let Some(end) = not_after.as_deref().and_then(window_closed) {
+                let mut r = error_result(String::new());
+                r.error = None;
+                r.packages = packages
+                    .iter()
+                    .map(|t| PackageResult {
+                        package: t.name.clone(),
+                        state: PackageState::Failed,
+                        class: Some(patchwarden_core::FailureClass::WindowMissed),
+                        from_version: None,
+                        to_version: t.version.clone(),
+                        installed_version: None,
+                        evidence: vec![format!(
+                            "the maintenance window closed at {end} before the install could start; nothing was changed"
+                        )],
+                    })
+                    .collect();
+                return r;
+            }
             if report_only {
                 let mut r = error_result(String::new());
                 r.error = None;
@@ -73,6 +93,14 @@ pub fn execute(
         }
         Operation::Unsupported => error_result("unsupported operation".to_owned()),
     }
+}
+
+/// `Some(end)` when the window that ends at `not_after` has already closed.
+fn window_closed(not_after: &str) -> Option<String> {
+    let end =
+        time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    (time::OffsetDateTime::now_utc() >= end).then(|| not_after.to_owned())
 }
 
 /// A result for a job that could not run at all.
@@ -139,6 +167,24 @@ mod tests {
             r.packages[0].to_version.as_deref(),
             Some("3.0.15-1~deb12u1")
         );
+    }
+
+    #[test]
+    fn no_install_starts_after_the_window_end() {
+        let p = r#"{"type":"install","deployment_id":"d1","packages":[{"name":"curl","version":"7.88.1-10+deb12u8"}],"timeout_secs":600,"not_after":"2020-01-01T03:00:00Z"}"#;
+        let r = execute(&envelope(p), &AcceptUnsigned, &NoInstall, false);
+        assert_eq!(r.error, None);
+        assert_eq!(r.packages.len(), 1);
+        assert_eq!(r.packages[0].state, PackageState::Failed);
+        assert_eq!(
+            r.packages[0].class,
+            Some(patchwarden_core::FailureClass::WindowMissed)
+        );
+        assert!(r.packages[0].evidence[0].contains("2020-01-01T03:00:00Z"));
+        // A window still open lets the install run (here: the report-only path proves it got past).
+        let p = r#"{"type":"install","deployment_id":"d1","packages":[{"name":"curl"}],"timeout_secs":600,"not_after":"2999-01-01T00:00:00Z"}"#;
+        let r = execute(&envelope(p), &AcceptUnsigned, &NoInstall, true);
+        assert_eq!(r.packages[0].state, PackageState::Skipped);
     }
 
     #[test]

@@ -247,6 +247,13 @@ pub struct DeployArgs {
     /// Nothing installs until an approver runs `deployment approve`
     #[arg(long)]
     pub require_approval: bool,
+    /// Install only in this maintenance window, in each device's time zone: "daily 02:00",
+    /// "weekly saturday 02:00", "monthly second tuesday +2d 22:00", "cron 0 2 * * sat"
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Length of the window, e.g. 4h [default: 4h]
+    #[arg(long, value_parser = parse_duration)]
+    pub window_duration: Option<Duration>,
     /// Wait until every device has an outcome or the deployment stops (exit status: 0 all
     /// good, 2 a package failed, 3 gave up waiting, 4 halted, 5 cancelled)
     #[arg(long)]
@@ -601,6 +608,8 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         halt_min_finished: args.halt_min_finished,
         concurrency: args.concurrency.clone(),
         require_approval: args.require_approval,
+        window: args.window.clone(),
+        window_duration_secs: args.window_duration.map(|d| d.as_secs()),
     };
     let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
     if !args.wait {

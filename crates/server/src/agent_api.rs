@@ -2,7 +2,7 @@
 
 use crate::auth::{hash_token, new_id, new_token, DeviceAuth, DEVICE_SECRET_PREFIX};
 use crate::error::{ApiError, ApiResult, Body};
-use crate::{now_ms, AppState};
+use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -42,7 +42,7 @@ pub async fn enroll(
             "hostname must be 1 to 253 characters",
         ));
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let secret = new_token(DEVICE_SECRET_PREFIX);
     let device = Device {
         id: new_id("dev_"),
@@ -126,7 +126,7 @@ pub async fn checkin(
     Body(req): Body<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
     check_protocol(req.protocol_version)?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let update = match &req.inventory {
         Some(inv) => {
             let json = serde_json::to_string(inv)
@@ -195,14 +195,14 @@ pub async fn work(
     // A held request is also a sign of life.
     state
         .store
-        .record_checkin(&device.id, now_ms(), &device.agent_version, None)
+        .record_checkin(&device.id, state.clock.now_ms(), &device.agent_version, None)
         .await?;
     loop {
         // Register interest before looking, so a wake between the look and the wait counts.
         let notified = notify.notified();
         let jobs = state
             .store
-            .offerable_jobs(&device.id, now_ms(), JOB_LEASE_GRACE_MS)
+            .offerable_jobs(&device.id, state.clock.now_ms(), JOB_LEASE_GRACE_MS)
             .await?;
         if !jobs.is_empty() || tokio::time::Instant::now() >= deadline {
             let items = jobs
@@ -231,7 +231,7 @@ pub async fn job_started(
 ) -> ApiResult<StatusCode> {
     if state
         .store
-        .mark_job_started(&job_id, &device.id, now_ms())
+        .mark_job_started(&job_id, &device.id, state.clock.now_ms())
         .await?
     {
         tracing::info!(device = %device.id, job = %job_id, "job started");
@@ -263,7 +263,7 @@ pub async fn job_result(
     Body(result): Body<JobResult>,
 ) -> ApiResult<Json<ResultAck>> {
     let raw = serde_json::to_string(&result).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let jobs_deployment = |job: &str| {
         // Deployment id and tenant are filled in by the store from the job row.
         JobPackage {

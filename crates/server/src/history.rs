@@ -2,7 +2,7 @@
 
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::{now_ms, rfc3339, AppState};
+use crate::{rfc3339, AppState};
 use axum::extract::{Query, State};
 use axum::Json;
 use patchwarden_core::reboot::{confirm_after_reboot, DeviceNow};
@@ -118,7 +118,7 @@ pub async fn confirm_reboots(state: &AppState, device: &Device, inv: &Inventory)
     if pending.is_empty() {
         return Ok(());
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     for p in pending {
         let row = &p.package;
         let intended = row

@@ -42,6 +42,24 @@ pub trait Clock: Send + Sync {
 
 pub struct SystemClock;
 
+/// A clock that moves only when told to (tests).
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn at(ms: i64) -> Arc<Self> {
+        Arc::new(Self(std::sync::atomic::AtomicI64::new(ms)))
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         now_ms()
@@ -229,6 +247,15 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_clock(config, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`run`] with the time taken from `clock` (tests move it by hand).
+pub async fn run_with_clock(
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
@@ -240,7 +267,7 @@ pub async fn run(
     let url = format!("http://{addr}");
     write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
-    let state = AppState::new(store, config, Arc::new(SystemClock));
+    let state = AppState::new(store, config, clock);
     vulns::load(&state).await;
     // Soak timers and leases move without any request: tick active deployments regularly.
     let ticker = state.clone();

@@ -4,7 +4,7 @@
 use crate::auth::{hash_token, new_id, new_token, Operator, ENROLL_TOKEN_PREFIX};
 use crate::engine::{plan_device, validate_packages};
 use crate::error::{ApiError, ApiResult, Body};
-use crate::{now_ms, rfc3339, AppState};
+use crate::{rfc3339, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -39,7 +39,7 @@ async fn resolve_tenant(
             "invalid tenant name {name:?}: use letters, digits, '-', '_' or '.' (at most 64)"
         )));
     }
-    let tenant = state.store.ensure_tenant(name, now_ms()).await?;
+    let tenant = state.store.ensure_tenant(name, state.clock.now_ms()).await?;
     if !op.can_access(&tenant.id) {
         return Err(ApiError::forbidden(format!(
             "this token may not act on tenant {name:?}"
@@ -84,7 +84,7 @@ pub async fn create_enroll_token(
             return Err(ApiError::bad_request(format!("invalid label {k:?}={v:?}")));
         }
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let token = new_token(ENROLL_TOKEN_PREFIX);
     let record = EnrollToken {
         id: new_id("enr_"),
@@ -148,7 +148,7 @@ pub async fn revoke_enroll_token(
         .await?
         .iter()
         .any(|t| t.id == id);
-    if !visible || !state.store.revoke_enroll_token(&id, now_ms()).await? {
+    if !visible || !state.store.revoke_enroll_token(&id, state.clock.now_ms()).await? {
         return Err(ApiError::not_found(format!("no enrollment token {id}")));
     }
     tracing::info!(token_id = %id, "enrollment token revoked");
@@ -197,7 +197,7 @@ pub async fn list_devices(
     op: Operator,
 ) -> ApiResult<Json<Vec<DeviceSummary>>> {
     let names = tenant_names(&state).await?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let devices = state.store.list_devices(op.tenant_scope()).await?;
     Ok(Json(
         devices
@@ -265,7 +265,7 @@ pub async fn get_device(
         .map(|a| crate::history::failure_row(a, device.hostname.clone()))
         .collect();
     Ok(Json(DeviceDetail {
-        summary: summary(device, tenant, now_ms()),
+        summary: summary(device, tenant, state.clock.now_ms()),
         inventory,
         history,
         failures,
@@ -376,6 +376,7 @@ pub async fn create_deployment(
             deployment_id: deployment.id.clone(),
             packages: planned.iter().map(|p| p.target.clone()).collect(),
             timeout_secs,
+            not_after: None,
         };
         for p in &planned {
             rows.push(JobPackage {
@@ -410,6 +411,7 @@ pub async fn create_deployment(
             error: None,
             ring: 0,
             released_at: None,
+            window_end: None,
         });
     }
     if jobs.is_empty() {
@@ -511,7 +513,17 @@ fn validate_plan(
     if let Some(c) = &req.concurrency {
         crate::orchestrator::parse_concurrency(c).map_err(ApiError::bad_request)?;
     }
+    if let Some(w) = &req.window {
+        w.parse::<patchwarden_core::schedule::Recurrence>().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    if let Some(d) = req.window_duration_secs {
+        if d == 0 || d > 7 * 24 * 3600 {
+            return Err(ApiError::bad_request("window duration must be between 1 second and 7 days"));
+        }
+    }
     let plan = crate::orchestrator::Plan {
+        window: req.window.clone(),
+        window_duration_secs: req.window_duration_secs,
         rings: req.rings.iter().map(|r| r.name.clone()).collect(),
         gate: req.gate.clone(),
         halt_failure_rate: req.halt_failure_rate,

@@ -9,6 +9,7 @@ use patchwarden_core::rings::{
     breaker_trips, concurrency_limit, gate_decision, Breaker, Concurrency, Gate, GateDecision,
     RingTally,
 };
+use patchwarden_core::schedule::{current_or_next_window, upcoming_windows, WindowSpec};
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_store::{Deployment, JobStatus, StoreError};
 use patchwarden_wire::api::{GateRequest, RingView};
@@ -29,6 +30,11 @@ pub struct Plan {
     pub halt_min_finished: Option<u32>,
     #[serde(default)]
     pub concurrency: Option<String>,
+    /// Recurring maintenance window (see `core::schedule`), evaluated in each device's zone.
+    #[serde(default)]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub window_duration_secs: Option<u64>,
 }
 
 impl Plan {
@@ -57,6 +63,15 @@ impl Plan {
         self.halt_failure_rate.map(|rate| Breaker {
             max_failure_rate: rate,
             min_finished: self.halt_min_finished.unwrap_or(1),
+        })
+    }
+
+    pub fn window(&self) -> Option<WindowSpec> {
+        let recurrence = self.window.as_deref()?.parse().ok()?;
+        let secs = self.window_duration_secs.unwrap_or(4 * 3600) as i64;
+        Some(WindowSpec {
+            recurrence,
+            duration: SignedDuration::from_secs(secs),
         })
     }
 
@@ -190,22 +205,47 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
         }
     }
 
+    let window = plan.window();
+    if let Some(spec) = &window {
+        close_missed_windows(state, &d, spec, now).await?;
+    }
     loop {
         let ring = d.current_ring as usize;
         let jobs = state.store.jobs_of_deployment(&d.id).await?;
         let ring_jobs: Vec<_> = jobs.iter().filter(|j| j.ring == ring as i64).collect();
-        // Release within the concurrency limit.
+        // Release within the concurrency limit (and, with a window, only inside the device's).
         let active = ring_jobs
             .iter()
             .filter(|j| j.released_at.is_some() && j.status != JobStatus::Done)
             .count();
         let limit = concurrency_limit(plan.concurrency(), ring_jobs.len());
-        let release: Vec<String> = ring_jobs
-            .iter()
-            .filter(|j| j.released_at.is_none())
-            .take(limit.saturating_sub(active))
-            .map(|j| j.id.clone())
-            .collect();
+        let mut release: Vec<String> = Vec::new();
+        let mut released_in_window = 0;
+        for j in ring_jobs.iter().filter(|j| j.released_at.is_none()) {
+            if release.len() + released_in_window >= limit.saturating_sub(active) {
+                break;
+            }
+            match &window {
+                None => release.push(j.id.clone()),
+                Some(spec) => {
+                    let tz = device_zone(state, &j.device_id).await;
+                    let Some(w) = current_or_next_window(spec, &tz, ts(now)) else {
+                        continue;
+                    };
+                    if !w.contains(ts(now)) {
+                        continue;
+                    }
+                    let end = w.end.as_millisecond();
+                    let payload = with_not_after(&j.payload, end);
+                    state
+                        .store
+                        .release_job_in_window(&j.id, now, &payload, end)
+                        .await?;
+                    state.notifier.wake(&j.device_id);
+                    released_in_window += 1;
+                }
+            }
+        }
         if !release.is_empty() {
             state.store.release_jobs(&release, now).await?;
             for j in ring_jobs.iter().filter(|j| release.contains(&j.id)) {
@@ -264,6 +304,100 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
             }
         }
     }
+}
+
+/// The device's time zone from its inventory (UTC when unknown or not a zone name).
+async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::TimeZone {
+    let zone = async {
+        let json = state.store.device_inventory_json(device_id).await.ok()??;
+        let inv: patchwarden_wire::agent::Inventory = serde_json::from_str(&json).ok()?;
+        patchwarden_core::schedule::zone(inv.timezone.as_deref()?).ok()
+    };
+    zone.await.unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// The job's install operation with the window's end as its `not_after`.
+fn with_not_after(payload: &str, end_ms: i64) -> String {
+    let Ok(mut op) = serde_json::from_str::<patchwarden_wire::agent::Operation>(payload) else {
+        return payload.to_owned();
+    };
+    if let patchwarden_wire::agent::Operation::Install { not_after, .. } = &mut op {
+        *not_after = Some(crate::rfc3339(end_ms));
+    }
+    serde_json::to_string(&op).unwrap_or_else(|_| payload.to_owned())
+}
+
+/// Work that did not start inside its window waits for the next one. A device that did not
+/// ask for work during the window is `device_offline`; one that was there but was not reached
+/// (the window closed first, e.g. under a concurrency limit) is `window_missed`. Either way no
+/// install starts after the window's end, and the next window catches the device up once.
+async fn close_missed_windows(
+    state: &AppState,
+    d: &Deployment,
+    spec: &WindowSpec,
+    now: i64,
+) -> Result<(), StoreError> {
+    // Released but never started.
+    for j in state.store.jobs_past_window(&d.id, now).await? {
+        let end = j.window_end.unwrap_or(now);
+        let seen = state
+            .store
+            .device(&j.device_id)
+            .await?
+            .and_then(|x| x.last_seen)
+            .unwrap_or(0);
+        let released = j.released_at.unwrap_or(end);
+        let (st, class, why) = if seen <= released {
+            (
+                "device_offline",
+                "device_offline",
+                format!("the device did not check in during its window (closed {}); it catches up in its next window", crate::rfc3339(end)),
+            )
+        } else {
+            (
+                "failed",
+                "window_missed",
+                format!("the maintenance window closed at {} before the install started; it is retried in the next window", crate::rfc3339(end)),
+            )
+        };
+        tracing::warn!(deployment = %d.id, device = %j.device_id, class, "window closed before the job started");
+        state
+            .store
+            .unrelease_job(&j.id, now, st, class, &why)
+            .await?;
+    }
+    // Never released: the device's first window since the deployment began has closed.
+    let packages = state.store.packages_of_deployment(&d.id).await?;
+    for j in state.store.jobs_of_deployment(&d.id).await? {
+        if j.released_at.is_some() || j.status != JobStatus::Queued || j.ring != d.current_ring {
+            continue;
+        }
+        if packages
+            .iter()
+            .any(|p| p.job_id == j.id && p.state != "pending")
+        {
+            continue;
+        }
+        let tz = device_zone(state, &j.device_id).await;
+        let Some(first) = upcoming_windows(spec, &tz, ts(d.created_at), 1)
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let end = first.end.as_millisecond();
+        if end <= now {
+            let why = format!(
+                "the maintenance window closed at {} before this device's turn; it is retried in the next window",
+                crate::rfc3339(end)
+            );
+            state
+                .store
+                .unrelease_job(&j.id, now, "failed", "window_missed", &why)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn halt(

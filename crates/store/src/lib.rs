@@ -177,6 +177,8 @@ pub struct Job {
     pub ring: i64,
     /// When the job was handed to its device (None: held back by the rollout).
     pub released_at: Option<i64>,
+    /// End of the maintenance window it was released for.
+    pub window_end: Option<i64>,
 }
 
 /// One targeted package of one job.
@@ -366,6 +368,27 @@ pub trait Store: UserStore + DashboardStore + Send + Sync + 'static {
     async fn update_deployment(&self, d: &Deployment) -> Result<()>;
     /// Hands these jobs to their devices (idempotent).
     async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<()>;
+    /// Hands a job to its device for one maintenance window, with the payload that carries the
+    /// window's end.
+    async fn release_job_in_window(
+        &self,
+        job_id: &str,
+        now: i64,
+        payload: &str,
+        window_end: i64,
+    ) -> Result<()>;
+    /// Takes back a job that did not start in its window (it waits for the next one), and
+    /// records why on its packages (state, class, evidence) and in their attempt history.
+    async fn unrelease_job(
+        &self,
+        job_id: &str,
+        now: i64,
+        state: &str,
+        class: &str,
+        evidence: &str,
+    ) -> Result<()>;
+    /// Released jobs, not started, whose window has ended by `now`.
+    async fn jobs_past_window(&self, deployment_id: &str, now: i64) -> Result<Vec<Job>>;
     /// Closes every job of the deployment that has not started: its packages become
     /// `skipped` with this evidence. Returns how many jobs were closed.
     async fn skip_unstarted_jobs(
@@ -392,14 +415,26 @@ pub trait Store: UserStore + DashboardStore + Send + Sync + 'static {
     /// Records a successful feed import: its content replaces the source's previous one.
     async fn put_feed(&self, feed: &FeedRecord, content: &[u8]) -> Result<()>;
     /// Records a failed import attempt; the previous content stays in force.
-    async fn feed_failed(&self, source: &str, kind: &str, url: Option<&str>, at: i64, error: &str) -> Result<()>;
+    async fn feed_failed(
+        &self,
+        source: &str,
+        kind: &str,
+        url: Option<&str>,
+        at: i64,
+        error: &str,
+    ) -> Result<()>;
     async fn list_feeds(&self) -> Result<Vec<FeedRecord>>;
     /// (kind, content) of every feed that has content.
     async fn feed_contents(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// Makes `open` the device's open exposures: new ones open (first seen now), existing ones
     /// are refreshed (first seen kept; a closed one reopens), missing ones close at `now`.
     /// Returns (opened, closed).
-    async fn sync_device_exposures(&self, device_id: &str, now: i64, open: &[ExposureRecord]) -> Result<(u64, u64)>;
+    async fn sync_device_exposures(
+        &self,
+        device_id: &str,
+        now: i64,
+        open: &[ExposureRecord],
+    ) -> Result<(u64, u64)>;
     async fn list_exposures(&self, filter: &ExposureFilter) -> Result<Vec<ExposureRecord>>;
 
     /// Stores a job's outcome once (with one attempt per package); re-deliveries are

@@ -153,7 +153,7 @@ fn deployment_from_row(r: &SqliteRow) -> Result<Deployment> {
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, deployment_id, device_id, payload, status, created_at, \
-     started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at";
+     started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at, window_end";
 
 fn job_from_row(r: &SqliteRow) -> Result<Job> {
     Ok(Job {
@@ -173,6 +173,7 @@ fn job_from_row(r: &SqliteRow) -> Result<Job> {
         error: r.try_get("error")?,
         ring: r.try_get("ring")?,
         released_at: r.try_get("released_at")?,
+        window_end: r.try_get("window_end")?,
     })
 }
 
@@ -580,6 +581,83 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn release_job_in_window(
+        &self,
+        job_id: &str,
+        now: i64,
+        payload: &str,
+        window_end: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET released_at = ?, payload = ?, window_end = ? WHERE id = ? AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(payload)
+        .bind(window_end)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unrelease_job(
+        &self,
+        job_id: &str,
+        now: i64,
+        state: &str,
+        class: &str,
+        evidence: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query(
+            "UPDATE jobs SET released_at = NULL, window_end = NULL WHERE id = ? AND status = 'queued'",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            return Ok(());
+        }
+        let ev = strings_to_json(&[evidence.to_owned()]);
+        sqlx::query(
+            "UPDATE job_packages SET state = ?, class = ?, evidence_json = ? WHERE job_id = ?",
+        )
+        .bind(state)
+        .bind(class)
+        .bind(&ev)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO attempts (tenant_id, device_id, deployment_id, job_id, package, at, state, class, \
+             installed_version, evidence_json, action, exit_code) \
+             SELECT tenant_id, device_id, deployment_id, job_id, package, ?, ?, ?, from_version, ?, 'none: window closed', NULL \
+             FROM job_packages WHERE job_id = ?",
+        )
+        .bind(now)
+        .bind(state)
+        .bind(class)
+        .bind(&ev)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn jobs_past_window(&self, deployment_id: &str, now: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE deployment_id = ? AND status = 'queued' \
+             AND released_at IS NOT NULL AND window_end IS NOT NULL AND window_end <= ? ORDER BY id"
+        ))
+        .bind(deployment_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     async fn skip_unstarted_jobs(
         &self,
         deployment_id: &str,
@@ -614,10 +692,12 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT j.* FROM jobs j JOIN deployments d ON d.id = j.deployment_id \
              WHERE j.device_id = ? AND d.status = 'running' AND j.released_at IS NOT NULL AND \
+             (j.window_end IS NULL OR j.status <> 'queued' OR j.window_end > ?) AND \
              (j.status = 'queued' OR (j.status = 'running' AND j.started_at + d.timeout_secs * 1000 + ? < ?)) \
              ORDER BY j.created_at, j.id",
         )
         .bind(device_id)
+        .bind(now)
         .bind(grace_ms)
         .bind(now)
         .fetch_all(&self.pool)
@@ -753,7 +833,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn feed_failed(&self, source: &str, kind: &str, url: Option<&str>, at: i64, error: &str) -> Result<()> {
+    async fn feed_failed(
+        &self,
+        source: &str,
+        kind: &str,
+        url: Option<&str>,
+        at: i64,
+        error: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO feeds (source, kind, url, last_attempt_at, last_error) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (source) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error",
@@ -791,23 +878,33 @@ impl Store for SqliteStore {
     }
 
     async fn feed_contents(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT kind, content FROM feeds WHERE content IS NOT NULL ORDER BY source")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("content")?))).collect()
+        let rows = sqlx::query(
+            "SELECT kind, content FROM feeds WHERE content IS NOT NULL ORDER BY source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("content")?)))
+            .collect()
     }
 
-    async fn sync_device_exposures(&self, device_id: &str, now: i64, open: &[ExposureRecord]) -> Result<(u64, u64)> {
+    async fn sync_device_exposures(
+        &self,
+        device_id: &str,
+        now: i64,
+        open: &[ExposureRecord],
+    ) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
         // Write first (see store_job_result): touch the device's rows before reading them.
         sqlx::query("UPDATE exposures SET updated_at = updated_at WHERE device_id = ?")
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
-        let existing = sqlx::query("SELECT cve, package, closed_at FROM exposures WHERE device_id = ?")
-            .bind(device_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let existing =
+            sqlx::query("SELECT cve, package, closed_at FROM exposures WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut was_open = std::collections::HashSet::new();
         let mut known = std::collections::HashSet::new();
         for r in &existing {

@@ -76,6 +76,7 @@ fn job(id: &str, dep: &Deployment, device: &str) -> Job {
         error: None,
         ring: 0,
         released_at: Some(100),
+        window_end: None,
     }
 }
 
@@ -711,22 +712,85 @@ fn exposure(d: &Device, cve: &str) -> ExposureRecord {
 async fn exposures_and_feeds(store: &dyn Store) {
     let d = enrolled(store, "a").await;
     let open = |cves: &[&str]| cves.iter().map(|c| exposure(&d, c)).collect::<Vec<_>>();
-    assert_eq!(store.sync_device_exposures(&d.id, 100, &open(&["CVE-1", "CVE-2"])).await.expect("sync"), (2, 0));
-    assert_eq!(store.sync_device_exposures(&d.id, 200, &open(&["CVE-1"])).await.expect("sync"), (0, 1));
-    let all = store.list_exposures(&ExposureFilter { include_closed: true, ..Default::default() }).await.expect("list");
-    let summary: Vec<(&str, i64, Option<i64>)> = all.iter().map(|e| (e.cve.as_str(), e.first_seen, e.closed_at)).collect();
-    assert_eq!(summary, vec![("CVE-1", 100, None), ("CVE-2", 100, Some(200))]);
-    assert_eq!(store.list_exposures(&ExposureFilter::default()).await.expect("open").len(), 1);
-    assert_eq!(store.sync_device_exposures(&d.id, 300, &open(&["CVE-1", "CVE-2"])).await.expect("reopen"), (1, 0));
-    let reopened = store.list_exposures(&ExposureFilter { cve: Some("CVE-2".into()), ..Default::default() }).await.expect("list");
+    assert_eq!(
+        store
+            .sync_device_exposures(&d.id, 100, &open(&["CVE-1", "CVE-2"]))
+            .await
+            .expect("sync"),
+        (2, 0)
+    );
+    assert_eq!(
+        store
+            .sync_device_exposures(&d.id, 200, &open(&["CVE-1"]))
+            .await
+            .expect("sync"),
+        (0, 1)
+    );
+    let all = store
+        .list_exposures(&ExposureFilter {
+            include_closed: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let summary: Vec<(&str, i64, Option<i64>)> = all
+        .iter()
+        .map(|e| (e.cve.as_str(), e.first_seen, e.closed_at))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("CVE-1", 100, None), ("CVE-2", 100, Some(200))]
+    );
+    assert_eq!(
+        store
+            .list_exposures(&ExposureFilter::default())
+            .await
+            .expect("open")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .sync_device_exposures(&d.id, 300, &open(&["CVE-1", "CVE-2"]))
+            .await
+            .expect("reopen"),
+        (1, 0)
+    );
+    let reopened = store
+        .list_exposures(&ExposureFilter {
+            cve: Some("CVE-2".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
     assert_eq!((reopened[0].first_seen, reopened[0].closed_at), (300, None));
 
-    let feed = FeedRecord { source: "tracker".into(), kind: "debian-tracker".into(), records: 3, imported_at: Some(10), last_attempt_at: Some(10), ..Default::default() };
+    let feed = FeedRecord {
+        source: "tracker".into(),
+        kind: "debian-tracker".into(),
+        records: 3,
+        imported_at: Some(10),
+        last_attempt_at: Some(10),
+        ..Default::default()
+    };
     store.put_feed(&feed, b"{\"good\":1}").await.expect("put");
-    store.feed_failed("tracker", "debian-tracker", None, 20, "truncated at line 3").await.expect("fail");
+    store
+        .feed_failed("tracker", "debian-tracker", None, 20, "truncated at line 3")
+        .await
+        .expect("fail");
     let feeds = store.list_feeds().await.expect("feeds");
-    assert_eq!((feeds[0].records, feeds[0].imported_at, feeds[0].last_error.as_deref()), (3, Some(10), Some("truncated at line 3")));
-    assert_eq!(store.feed_contents().await.expect("contents"), vec![("debian-tracker".to_owned(), b"{\"good\":1}".to_vec())]);
+    assert_eq!(
+        (
+            feeds[0].records,
+            feeds[0].imported_at,
+            feeds[0].last_error.as_deref()
+        ),
+        (3, Some(10), Some("truncated at line 3"))
+    );
+    assert_eq!(
+        store.feed_contents().await.expect("contents"),
+        vec![("debian-tracker".to_owned(), b"{\"good\":1}".to_vec())]
+    );
 }
 
 macro_rules! conformance {

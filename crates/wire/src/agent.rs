@@ -180,6 +180,10 @@ pub enum Operation {
         packages: Vec<PackageTarget>,
         /// Time budget for the whole install.
         timeout_secs: u64,
+        /// No install may start after this instant (RFC 3339): the end of the device's
+        /// maintenance window. The agent reports `window_missed` instead.
+        #[serde(default)]
+        not_after: Option<String>,
     },
     /// An operation this agent does not know (sent by a newer server).
     #[serde(other)]

@@ -145,6 +145,13 @@ pub struct CreateDeploymentRequest {
     /// Nothing installs until an approver approves.
     #[serde(default)]
     pub require_approval: bool,
+    /// Install only inside this recurring maintenance window, in each device's own time zone:
+    /// `daily 02:00`, `weekly saturday 02:00`, `monthly second tuesday +2d 22:00`, `cron M H D M W`.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Length of the window (default 4 h).
+    #[serde(default)]
+    pub window_duration_secs: Option<u64>,
 }
 
 /// A ring: named devices, a percentage of the remaining ones, or the rest.

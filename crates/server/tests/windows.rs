@@ -1,0 +1,328 @@
+//! Maintenance windows with an injected clock (no test sleeps through a real window): work is
+//! released only inside each device's window, carries the window's end, a device that stays
+//! away is `device_offline` and caught up exactly once in the next window, and devices not
+//! reached before the window closed are `window_missed` with nothing started after the end.
+
+use patchwarden_server::ManualClock;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct App {
+    url: String,
+    admin: String,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ms(rfc3339: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .expect("time");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn spawn_app(start: &str) -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let config = patchwarden_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data_dir.clone(),
+        database_url: None,
+        checkin_interval_secs: 60,
+    };
+    let clock = ManualClock::at(ms(start));
+    let c: Arc<dyn patchwarden_server::Clock> = clock.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            patchwarden_server::run_with_clock(config, c, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
+            break u.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let admin = std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("token")
+        .trim()
+        .to_owned();
+    App {
+        url,
+        admin,
+        clock,
+        _dir: dir,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    (
+        status,
+        serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null),
+    )
+}
+
+struct Device {
+    url: String,
+    secret: String,
+    name: String,
+}
+
+impl Device {
+    fn work(&self, wait: u64) -> Vec<Value> {
+        let (_, v) = call(
+            "GET",
+            &format!("{}/api/v1/agent/work?wait={wait}", self.url),
+            &self.secret,
+            None,
+        );
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+    fn finish(&self, job: &str) {
+        let start = call(
+            "POST",
+            &format!("{}/api/v1/agent/jobs/{job}/start", self.url),
+            &self.secret,
+            None,
+        );
+        assert_eq!(start.0, 204);
+        let result = json!({"started_at": "2026-11-25T02:10:00Z", "finished_at": "2026-11-25T02:11:00Z",
+            "commands": ["apt-get install"], "exit_code": 0, "duration_ms": 1, "output": "",
+            "packages": [{"package": "pw-demo", "state": "verified", "from_version": "1.0", "to_version": "1.1", "installed_version": "1.1"}]});
+        let (status, v) = call(
+            "POST",
+            &format!("{}/api/v1/agent/jobs/{job}/result", self.url),
+            &self.secret,
+            Some(result),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+fn device(app: &App, name: &str) -> Device {
+    let (_, tok) = call(
+        "POST",
+        &format!("{}/api/v1/enroll-tokens", app.url),
+        &app.admin,
+        Some(json!({})),
+    );
+    let body = json!({"token": tok["token"], "hostname": name, "agent_version": "t", "protocol_version": 1});
+    let (_, d) = call(
+        "POST",
+        &format!("{}/api/v1/agent/enroll", app.url),
+        "x",
+        Some(body),
+    );
+    let secret = d["device_secret"].as_str().expect("secret").to_owned();
+    let inv = json!({"hostname": name, "kernel": "6.1", "boot_id": "b", "package_manager": "apt", "timezone": "UTC",
+        "os": {"id": "debian", "version": "12", "codename": "bookworm", "pretty_name": "Debian 12"},
+        "packages": [{"name": "pw-demo", "source": "pw-demo", "version": "1.0", "source_version": "1.0", "arch": "all", "status": "ii"}],
+        "upgradable": [{"name": "pw-demo", "installed_version": "1.0", "candidate_version": "1.1", "arch": "all", "security": false}],
+        "held": [], "reboot_required": false, "health": {"interrupted": false, "broken_packages": []},
+        "disk": {"root_free_bytes": 1, "cache_free_bytes": 1}});
+    let body = json!({"agent_version": "t", "protocol_version": 1, "inventory_hash": name, "inventory": inv});
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{}/api/v1/agent/checkin", app.url),
+            &secret,
+            Some(body)
+        )
+        .0,
+        200
+    );
+    Device {
+        url: app.url.clone(),
+        secret,
+        name: name.to_owned(),
+    }
+}
+
+fn view(app: &App, dep: &str) -> Value {
+    call(
+        "GET",
+        &format!("{}/api/v1/deployments/{dep}", app.url),
+        &app.admin,
+        None,
+    )
+    .1
+}
+
+fn row<'a>(v: &'a Value, host: &str) -> &'a Value {
+    v["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["hostname"] == host))
+        .unwrap_or_else(|| panic!("{host}: {v:#}"))
+}
+
+/// Waits (bounded) for the server's 2 s ticker to act on the new time.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss_it() {
+    let app = spawn_app("2026-11-25T01:00:00Z");
+    let (a, b, c) = (device(&app, "a"), device(&app, "b"), device(&app, "c"));
+    let body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
+        "window": "daily 02:00", "window_duration_secs": 3600, "concurrency": "1"});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments", app.url),
+        &app.admin,
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    assert!(
+        a.work(0).is_empty() && b.work(0).is_empty() && c.work(0).is_empty(),
+        "outside the window"
+    );
+
+    // 02:10: inside the window; one device at a time.
+    app.clock.set(ms("2026-11-25T02:10:00Z"));
+    let mut first = None;
+    until("the first release", || {
+        first = [&a, &b, &c]
+            .into_iter()
+            .find(|d| !d.work(0).is_empty())
+            .map(|d| d.name.clone());
+        first.is_some()
+    });
+    let first = [&a, &b, &c]
+        .into_iter()
+        .find(|d| Some(&d.name) == first.as_ref())
+        .expect("device");
+    let item = first.work(0).remove(0);
+    let payload: Value =
+        serde_json::from_str(item["payload"].as_str().expect("payload")).expect("json");
+    assert_eq!(
+        payload["not_after"], "2026-11-25T03:00:00.000Z",
+        "the work carries the window's end"
+    );
+    first.finish(item["job_id"].as_str().expect("job"));
+    // The next device is released; it never asks (offline).
+    let v = view(&app, &dep);
+    let second = v["jobs"]
+        .as_array()
+        .and_then(|j| j.iter().find(|x| x["status"] == "queued"))
+        .map(|x| x["hostname"].clone())
+        .expect("second released");
+    let third = ["a", "b", "c"]
+        .into_iter()
+        .find(|h| *h != first.name && Some(*h) != second.as_str())
+        .expect("third");
+
+    // 03:05: the window has closed.
+    app.clock.set(ms("2026-11-25T03:05:00Z"));
+    until("the window to close", || {
+        row(&view(&app, &dep), third)["class"] == "window_missed"
+    });
+    let v = view(&app, &dep);
+    assert_eq!(row(&v, &first.name)["state"], "verified");
+    let offline = row(&v, second.as_str().expect("name"));
+    assert_eq!(
+        (offline["state"].as_str(), offline["class"].as_str()),
+        (Some("device_offline"), Some("device_offline")),
+        "{v:#}"
+    );
+    assert_eq!(row(&v, third)["state"], "failed");
+    assert!(
+        row(&v, third)["evidence"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("window closed"),
+        "{v:#}"
+    );
+    assert!(
+        a.work(0).is_empty() && b.work(0).is_empty() && c.work(0).is_empty(),
+        "nothing starts after the window end"
+    );
+    assert_eq!(v["status"], "running");
+
+    // Next day's window: each remaining device is caught up exactly once.
+    app.clock.set(ms("2026-11-26T02:05:00Z"));
+    for _ in 0..2 {
+        let mut done = false;
+        until("a catch-up release", || {
+            for d in [&a, &b, &c] {
+                if let Some(item) = d.work(0).first() {
+                    d.finish(item["job_id"].as_str().expect("job"));
+                    done = true;
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(done);
+    }
+    let v = view(&app, &dep);
+    assert_eq!(v["status"], "completed", "{v:#}");
+    assert_eq!(v["counts"]["verified"], 3);
+    assert_eq!(
+        v["jobs"].as_array().map(Vec::len),
+        Some(3),
+        "one job per device, never two"
+    );
+    let (_, detail) = call(
+        "GET",
+        &format!(
+            "{}/api/v1/devices/{}",
+            app.url,
+            offline["device"].as_str().expect("id")
+        ),
+        &app.admin,
+        None,
+    );
+    // (The fake results carry fixed agent timestamps, so compare as a set.)
+    let mut states: Vec<&str> = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["state"].as_str())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(
+        states,
+        vec!["device_offline", "verified"],
+        "offline, then caught up once"
+    );
+}
