@@ -4,7 +4,6 @@
 use base64::Engine;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,88 +12,19 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-struct App {
-    url: String,
-    admin: String,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+mod support;
 
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn spawn_app() -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
-    let config = patchwarden_server::ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data_dir.clone(),
-        database_url: None,
-        checkin_interval_secs: 60,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            patchwarden_server::run(config, async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
-        });
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
-            break u.trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let admin = std::fs::read_to_string(data_dir.join("admin-token"))
-        .expect("token")
-        .trim()
-        .to_owned();
-    App {
-        url,
-        admin,
-        _dir: dir,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
-}
+use support::{spawn_app, App};
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let result = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = resp.status();
-    (
-        status,
-        serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null),
-    )
+    support::call(method, url, Some(token), body)
 }
 
-impl App {
-    fn op(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(method, &format!("{}{path}", self.url), &self.admin, body)
-    }
+trait Feeds {
+    fn import(&self, kind: &str, bytes: &[u8]) -> (u16, Value);
+}
+
+impl Feeds for App {
     fn import(&self, kind: &str, bytes: &[u8]) -> (u16, Value) {
         let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
         self.op(

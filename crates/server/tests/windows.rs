@@ -8,25 +8,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct App {
-    url: String,
-    admin: String,
-    clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+mod support;
 
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use support::App;
 
 fn ms(rfc3339: &str) -> i64 {
     let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
@@ -34,66 +18,14 @@ fn ms(rfc3339: &str) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn spawn_app(start: &str) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
-    let config = patchwarden_server::ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data_dir.clone(),
-        database_url: None,
-        checkin_interval_secs: 60,
-    };
+fn spawn_app(start: &str) -> (App, Arc<ManualClock>) {
     let clock = ManualClock::at(ms(start));
-    let c: Arc<dyn patchwarden_server::Clock> = clock.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            patchwarden_server::run_with_clock(config, c, async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
-        });
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
-            break u.trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let admin = std::fs::read_to_string(data_dir.join("admin-token"))
-        .expect("token")
-        .trim()
-        .to_owned();
-    App {
-        url,
-        admin,
-        clock,
-        _dir: dir,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
+    let app = support::spawn_app_with_clock(Some(clock.clone()));
+    (app, clock)
 }
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let result = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = resp.status();
-    (
-        status,
-        serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null),
-    )
+    support::call(method, url, Some(token), body)
 }
 
 struct Device {
@@ -200,7 +132,7 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss_it() {
-    let app = spawn_app("2026-11-25T01:00:00Z");
+    let (app, clock) = spawn_app("2026-11-25T01:00:00Z");
     let (a, b, c) = (device(&app, "a"), device(&app, "b"), device(&app, "c"));
     let body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
         "window": "daily 02:00", "window_duration_secs": 3600, "concurrency": "1"});
@@ -218,7 +150,7 @@ fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss
     );
 
     // 02:10: inside the window; one device at a time.
-    app.clock.set(ms("2026-11-25T02:10:00Z"));
+    clock.set(ms("2026-11-25T02:10:00Z"));
     let mut first = None;
     until("the first release", || {
         first = [&a, &b, &c]
@@ -252,7 +184,7 @@ fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss
         .expect("third");
 
     // 03:05: the window has closed.
-    app.clock.set(ms("2026-11-25T03:05:00Z"));
+    clock.set(ms("2026-11-25T03:05:00Z"));
     until("the window to close", || {
         row(&view(&app, &dep), third)["class"] == "window_missed"
     });
@@ -279,7 +211,7 @@ fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss
     assert_eq!(v["status"], "running");
 
     // Next day's window: each remaining device is caught up exactly once.
-    app.clock.set(ms("2026-11-26T02:05:00Z"));
+    clock.set(ms("2026-11-26T02:05:00Z"));
     for _ in 0..2 {
         let mut done = false;
         until("a catch-up release", || {

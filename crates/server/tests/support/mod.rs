@@ -34,6 +34,12 @@ impl Drop for App {
 }
 
 pub fn spawn_app() -> App {
+    spawn_app_with_clock(None)
+}
+
+/// The server with its time taken from `clock` (tests move a `ManualClock` instead of sleeping).
+pub fn spawn_app_with_clock(clock: Option<std::sync::Arc<dyn patchwarden_server::Clock>>) -> App {
+    let clock = clock.unwrap_or_else(|| std::sync::Arc::new(patchwarden_server::SystemClock));
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let config = patchwarden_server::ServerConfig {
@@ -46,7 +52,7 @@ pub fn spawn_app() -> App {
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async move {
-            patchwarden_server::run(config, async move {
+            patchwarden_server::run_with_clock(config, clock, async move {
                 let _ = rx.await;
             })
             .await
