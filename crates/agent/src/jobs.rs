@@ -91,6 +91,8 @@ pub fn execute(
             let budget = Duration::from_secs(timeout_secs).clamp(MIN_BUDGET, MAX_BUDGET);
             pm.install(&packages, budget)
         }
+        // A pre-flight check changes nothing, so it runs in report-only mode too.
+        Operation::Preflight { packages, .. } => pm.preflight(&packages),
         Operation::Unsupported => error_result("unsupported operation".to_owned()),
     }
 }

@@ -166,7 +166,10 @@ pub async fn checkin(
         .store
         .offerable_jobs(&device.id, now, JOB_LEASE_GRACE_MS)
         .await?
-        .is_empty();
+        .is_empty()
+        || !crate::preflight::offerable(&state, &device.id)
+            .await?
+            .is_empty();
     tracing::debug!(device = %device.id, with_inventory = update.is_some(), "check-in");
     Ok(Json(CheckinResponse {
         inventory_wanted,
@@ -204,15 +207,17 @@ pub async fn work(
             .store
             .offerable_jobs(&device.id, state.clock.now_ms(), JOB_LEASE_GRACE_MS)
             .await?;
-        if !jobs.is_empty() || tokio::time::Instant::now() >= deadline {
-            let items = jobs
+        // Pre-flight checks first: they are quick and change nothing.
+        let preflight = crate::preflight::offerable(&state, &device.id).await?;
+        if !jobs.is_empty() || !preflight.is_empty() || tokio::time::Instant::now() >= deadline {
+            let items = preflight
                 .into_iter()
-                .map(|j| WorkEnvelope {
+                .chain(jobs.into_iter().map(|j| WorkEnvelope {
                     job_id: j.id,
                     payload: j.payload,
                     signature: None,
                     key_id: None,
-                })
+                }))
                 .collect();
             return Ok(Json(WorkResponse { items }));
         }
@@ -229,6 +234,9 @@ pub async fn job_started(
     DeviceAuth(device): DeviceAuth,
     Path(job_id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    if crate::preflight::is_preflight_job(&job_id) {
+        return crate::preflight::started(&state, &device, &job_id).await;
+    }
     if state
         .store
         .mark_job_started(&job_id, &device.id, state.clock.now_ms())
@@ -262,6 +270,10 @@ pub async fn job_result(
     Path(job_id): Path<String>,
     Body(result): Body<JobResult>,
 ) -> ApiResult<Json<ResultAck>> {
+    if crate::preflight::is_preflight_job(&job_id) {
+        let stored = crate::preflight::store_result(&state, &device, &job_id, &result).await?;
+        return Ok(Json(ResultAck { stored }));
+    }
     let raw = serde_json::to_string(&result).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now_ms();
     let jobs_deployment = |job: &str| {

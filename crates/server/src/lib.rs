@@ -10,6 +10,7 @@ pub mod notify;
 pub mod openapi;
 pub mod operator_api;
 pub mod orchestrator;
+pub mod preflight;
 pub mod vulns;
 pub mod web;
 
@@ -164,6 +165,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/deployments/{id}/cancel",
             post(operator_api::cancel_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{id}/preflight",
+            post(preflight::start_preflight),
         )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state.clone())

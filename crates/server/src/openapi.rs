@@ -31,6 +31,7 @@ impl Modify for Security {
         crate::vulns::import_feed, crate::vulns::list_feeds, crate::vulns::list_vulns, crate::vulns::show_vuln,
         operator_api::approve_deployment, operator_api::reject_deployment, operator_api::halt_deployment,
         operator_api::resume_deployment, operator_api::cancel_deployment,
+        crate::preflight::start_preflight,
     ),
     modifiers(&Security)
 )]

@@ -553,7 +553,7 @@ async fn deployment_view(
         .collect();
     let jobs_by_id: HashMap<&str, &Job> = jobs.iter().map(|j| (j.id.as_str(), j)).collect();
     let mut counts = OutcomeCounts::default();
-    let results = packages
+    let mut results = packages
         .iter()
         .map(|p| {
             let state = p
@@ -578,9 +578,13 @@ async fn deployment_view(
                 exit_code: job.and_then(|j| j.exit_code).map(|c| c as i32),
                 command: job.and_then(|j| j.commands.last().cloned()),
                 duration_ms: job.and_then(|j| j.duration_ms).map(|d| d as u64),
+                predicted_state: None,
+                predicted_class: None,
             }
         })
-        .collect();
+        .collect::<Vec<ResultRow>>();
+    let (predictions, prediction_accuracy) =
+        crate::preflight::annotate(state, &d.id, &hostnames, &mut results).await?;
     let devices_done = jobs.iter().filter(|j| j.status == JobStatus::Done).count() as u32;
     let devices_total = jobs.len() as u32;
     let job_views = jobs
@@ -619,6 +623,8 @@ async fn deployment_view(
         counts,
         jobs: job_views,
         results,
+        predictions,
+        prediction_accuracy,
     })
 }
 

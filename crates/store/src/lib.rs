@@ -5,6 +5,7 @@
 //! Times are unix milliseconds (UTC). Every record carries its tenant.
 
 pub mod dashboard;
+pub mod preflight;
 pub mod sqlite;
 pub mod users;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 pub use dashboard::*;
+pub use preflight::*;
 pub use sqlite::SqliteStore;
 pub use users::*;
 
@@ -313,7 +315,7 @@ pub enum ResultStored {
 /// The storage interface. Every method is one transaction; a method returns only once its
 /// change is durable, so the caller can acknowledge it.
 #[async_trait]
-pub trait Store: UserStore + DashboardStore + Send + Sync + 'static {
+pub trait Store: UserStore + DashboardStore + PreflightStore + Send + Sync + 'static {
     /// The tenant with this name, created if missing.
     async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>>;

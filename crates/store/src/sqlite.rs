@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod dashboard;
+mod preflight;
 mod users;
 
 pub struct SqliteStore {

@@ -185,6 +185,16 @@ pub enum Operation {
         #[serde(default)]
         not_after: Option<String>,
     },
+    /// Predict what `Install` of these packages would do, changing nothing on the device
+    /// (simulation, repository and signature check into a temporary lists directory, free
+    /// space, holds, package-manager health). The answer is a normal [`JobResult`] whose
+    /// package states are predictions: `verified` means "would succeed".
+    Preflight {
+        #[serde(default)]
+        deployment_id: String,
+        #[serde(default)]
+        packages: Vec<PackageTarget>,
+    },
     /// An operation this agent does not know (sent by a newer server).
     #[serde(other)]
     Unsupported,

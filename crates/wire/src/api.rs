@@ -271,6 +271,55 @@ pub struct DeploymentView {
     pub jobs: Vec<JobView>,
     /// One row per (device, package).
     pub results: Vec<ResultRow>,
+    /// Pre-flight predictions, one row per (device, package): what the run is expected to do.
+    #[serde(default)]
+    pub predictions: Vec<PredictionRow>,
+    /// How the real outcomes compared with the predictions, once both exist.
+    #[serde(default)]
+    pub prediction_accuracy: Option<PredictionAccuracy>,
+}
+
+/// One predicted outcome of a pre-flight check (nothing was installed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PredictionRow {
+    pub device: String,
+    #[serde(default)]
+    pub hostname: String,
+    pub package: String,
+    /// The predicted state: `verified` means "would succeed".
+    pub state: PackageState,
+    #[serde(default)]
+    pub class: Option<FailureClass>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// When the prediction was made (RFC 3339).
+    pub at: String,
+}
+
+/// Predictions compared with real outcomes: a match is the same state and the same class.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PredictionAccuracy {
+    /// (device, package) pairs with both a prediction and a final real outcome.
+    pub packages_compared: u32,
+    pub packages_matched: u32,
+    /// Devices with at least one compared package; a device matches when all its packages do.
+    pub devices_compared: u32,
+    pub devices_matched: u32,
+    /// `packages_matched / packages_compared` in percent (0 when nothing was compared).
+    pub percent: f64,
+}
+
+/// `POST /api/v1/deployments/{id}/preflight`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PreflightStarted {
+    pub deployment: String,
+    /// Pre-flight jobs queued by this call (0: all were already queued or running).
+    pub queued: u32,
+    /// Pre-flight jobs of this deployment in total.
+    pub total: u32,
 }
 
 /// One device's job within a deployment.
@@ -322,6 +371,11 @@ pub struct ResultRow {
     pub command: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// The pre-flight prediction for this (device, package), when one was made.
+    #[serde(default)]
+    pub predicted_state: Option<PackageState>,
+    #[serde(default)]
+    pub predicted_class: Option<FailureClass>,
 }
 
 /// `GET /api/v1/deployments`

@@ -28,6 +28,8 @@ use std::time::SystemTime;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+mod preflight;
+
 /// Budget of each inventory command.
 const INVENTORY_COMMAND_BUDGET: Duration = Duration::from_secs(120);
 /// Budget of the commands that inspect dpkg after an install, even when the job's budget ran out.
@@ -456,6 +458,10 @@ impl<R: Runner> PackageManager for Apt<R> {
         }
         canonicalize(&mut inv);
         inv
+    }
+
+    fn preflight(&self, targets: &[PackageTarget]) -> JobResult {
+        self.run_preflight(targets)
     }
 
     fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult {

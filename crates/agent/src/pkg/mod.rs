@@ -36,4 +36,28 @@ pub trait PackageManager: Send + Sync {
     /// Upgrades the installed `targets` within `budget`, and reports each one's end state as the
     /// package database shows it afterwards.
     fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult;
+
+    /// Predicts what `install` of `targets` would do, changing nothing: every package's state
+    /// is a prediction (`verified`: would succeed). Backends without a pre-flight check
+    /// report every target `skipped`.
+    fn preflight(&self, targets: &[PackageTarget]) -> JobResult {
+        let mut r = crate::jobs::error_result(String::new());
+        r.error = None;
+        r.packages = targets
+            .iter()
+            .map(|t| patchwarden_wire::agent::PackageResult {
+                package: t.name.clone(),
+                state: patchwarden_core::PackageState::Skipped,
+                class: None,
+                from_version: None,
+                to_version: t.version.clone(),
+                installed_version: None,
+                evidence: vec![format!(
+                    "prediction: the {} backend has no pre-flight check",
+                    self.name()
+                )],
+            })
+            .collect();
+        r
+    }
 }
