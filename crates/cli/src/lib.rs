@@ -3,6 +3,7 @@
 
 mod client;
 mod output;
+mod preflight;
 
 pub use client::Client;
 
@@ -117,6 +118,9 @@ pub enum FeedsCommand {
         source: Option<String>,
         #[arg(long, conflicts_with = "file")]
         url: Option<String>,
+        /// With --url: refetch it on this schedule, e.g. 6h
+        #[arg(long, requires = "url", value_parser = parse_duration)]
+        every: Option<Duration>,
         file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
@@ -261,6 +265,9 @@ pub struct DeployArgs {
     /// Give up waiting after this long, e.g. 1h
     #[arg(long, default_value = "2h", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// Request the pre-flight check of every device right after creation
+    #[arg(long)]
+    pub preflight: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -288,6 +295,19 @@ pub enum DeploymentCommand {
     Resume(ActionArgs),
     /// Stop for good: work not started is skipped
     Cancel(ActionArgs),
+    /// Predict each device's outcome now, changing nothing (exit status with --wait: 0 no
+    /// failure predicted, 2 a failure predicted, 3 gave up waiting)
+    Preflight {
+        id: String,
+        /// Wait for every device's answer and print the predictions
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this long, e.g. 10m
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        wait_timeout: Duration,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +474,7 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             url,
             file,
+            every,
             json,
         }) => {
             let content_base64 = match (&file, &url) {
@@ -471,6 +492,7 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 source,
                 url,
                 content_base64,
+                refresh_secs: every.map(|d| d.as_secs()),
             };
             let status: FeedStatus = client.post("/api/v1/feeds", &req)?;
             if json {
@@ -552,8 +574,15 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::print_json(&view)?;
             } else {
                 output::print_deployment(&view);
+                preflight::print_predictions(&view);
             }
         }
+        Command::Deployment(DeploymentCommand::Preflight {
+            id,
+            wait,
+            wait_timeout,
+            json,
+        }) => return preflight::run(&client, &id, wait, wait_timeout, json),
         Command::Deployment(DeploymentCommand::Approve(a)) => return action(&client, "approve", a),
         Command::Deployment(DeploymentCommand::Reject(a)) => return action(&client, "reject", a),
         Command::Deployment(DeploymentCommand::Halt(a)) => return action(&client, "halt", a),
@@ -612,6 +641,12 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         window_duration_secs: args.window_duration.map(|d| d.as_secs()),
     };
     let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
+    if args.preflight {
+        let _: PreflightStarted = client.post(
+            &format!("/api/v1/deployments/{}/preflight", created.id),
+            &serde_json::json!({}),
+        )?;
+    }
     if !args.wait {
         if args.json {
             output::print_json(&created)?;

@@ -274,6 +274,15 @@ pub async fn run_with_clock(
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
     let state = AppState::new(store, config, clock);
     vulns::load(&state).await;
+    // Feeds fetched from URLs on a schedule.
+    let refresher = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            vulns::refresh_due(&refresher).await;
+        }
+    });
     // Soak timers and leases move without any request: tick active deployments regularly.
     let ticker = state.clone();
     tokio::spawn(async move {

@@ -246,70 +246,98 @@ pub async fn import_feed(
             "feeds are shared by all tenants: a provider-level token is needed",
         ));
     }
-    let source = req.source.clone().unwrap_or_else(|| req.kind.clone());
-    let now = state.clock.now_ms();
-    let bytes = match (&req.content_base64, &req.url) {
+    if let Some(r) = req.refresh_secs {
+        if req.url.is_none() || r < 60 {
+            return Err(ApiError::bad_request(
+                "refresh_secs needs a url and at least 60 seconds",
+            ));
+        }
+    }
+    let content = match (&req.content_base64, &req.url) {
         (Some(b64), None) => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| ApiError::bad_request(format!("content_base64 is not base64: {e}")))?
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("content_base64 is not base64: {e}"))
+                    })?,
+            )
         }
-        (None, Some(url)) => {
-            let url = url.clone();
-            let fetched = tokio::task::spawn_blocking(move || fetch(&url))
-                .await
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            match fetched {
-                Ok(b) => b,
-                Err(e) => {
-                    state
-                        .store
-                        .feed_failed(&source, &req.kind, req.url.as_deref(), now, &e)
-                        .await?;
-                    return Err(ApiError::bad_request(format!(
-                        "feed {source}: {e}; the previous data stays in force"
-                    )));
-                }
-            }
-        }
+        (None, Some(_)) => None,
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of content_base64 or url",
             ))
         }
     };
-    let kind = req.kind.clone();
+    let source = req.source.clone().unwrap_or_else(|| req.kind.clone());
+    let refresh = req.refresh_secs.map(|r| r as i64);
+    import(
+        &state,
+        &source,
+        &req.kind,
+        req.url.as_deref(),
+        content,
+        refresh,
+    )
+    .await
+    .map(Json)
+}
+
+/// Imports one feed: fetch (when no content is given), parse all-or-nothing, store, rebuild
+/// the index, rematch the devices the change concerns. On any error the previous data stays.
+pub async fn import(
+    state: &AppState,
+    source: &str,
+    kind: &str,
+    url: Option<&str>,
+    content: Option<Vec<u8>>,
+    refresh_secs: Option<i64>,
+) -> ApiResult<FeedStatus> {
+    let now = state.clock.now_ms();
+    let fail = |e: String| async move {
+        state.store.feed_failed(source, kind, url, now, &e).await?;
+        tracing::warn!(source = %source, error = %e, "feed rejected; the previous data stays in force");
+        Err::<FeedStatus, ApiError>(ApiError::bad_request(format!(
+            "feed {source} rejected: {e}; the previous data stays in force"
+        )))
+    };
+    let bytes = match (content, url) {
+        (Some(b), _) => b,
+        (None, Some(u)) => {
+            let u = u.to_owned();
+            match tokio::task::spawn_blocking(move || fetch(&u)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return fail(e).await,
+                Err(e) => return fail(e.to_string()).await,
+            }
+        }
+        (None, None) => return Err(ApiError::bad_request("no content and no url")),
+    };
+    let kind_owned = kind.to_owned();
     let parse_bytes = bytes.clone();
     let parsed =
-        tokio::task::spawn_blocking(move || parse(&kind, &parse_bytes).map(|p| records(&p)))
+        tokio::task::spawn_blocking(move || parse(&kind_owned, &parse_bytes).map(|p| records(&p)))
             .await
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let count = match parsed {
         Ok(n) => n,
-        Err(e) => {
-            state
-                .store
-                .feed_failed(&source, &req.kind, req.url.as_deref(), now, &e)
-                .await?;
-            tracing::warn!(source = %source, error = %e, "feed rejected; the previous data stays in force");
-            return Err(ApiError::bad_request(format!(
-                "feed {source} rejected: {e}; the previous data stays in force"
-            )));
-        }
+        Err(e) => return fail(e).await,
     };
     let record = FeedRecord {
-        source: source.clone(),
-        kind: req.kind.clone(),
-        url: req.url.clone(),
+        source: source.to_owned(),
+        kind: kind.to_owned(),
+        url: url.map(str::to_owned),
         sha256: Some(hex::encode(Sha256::digest(&bytes))),
         records: count as i64,
         imported_at: Some(now),
         last_attempt_at: Some(now),
         last_error: None,
+        refresh_secs,
     };
     state.store.put_feed(&record, &bytes).await?;
-    let new_index = build_index(&state).await.map_err(ApiError::bad_request)?;
+    let new_index = build_index(state).await.map_err(ApiError::bad_request)?;
     let changed = {
         let mut slot = state
             .vulns
@@ -319,9 +347,28 @@ pub async fn import_feed(
         *slot = Arc::new(new_index);
         changed
     };
-    let rematched = rematch_all(&state, Some(&changed)).await;
+    let rematched = rematch_all(state, Some(&changed)).await;
     tracing::info!(source = %source, records = count, changed_packages = changed.packages.len(), rematched, "feed imported");
-    Ok(Json(feed_status(record)))
+    Ok(feed_status(record))
+}
+
+/// Refetches every URL feed whose refresh interval has passed since its last attempt.
+pub async fn refresh_due(state: &AppState) {
+    let Ok(feeds) = state.store.list_feeds().await else {
+        return;
+    };
+    let now = state.clock.now_ms();
+    for f in feeds {
+        let (Some(url), Some(every)) = (f.url.as_deref(), f.refresh_secs) else {
+            continue;
+        };
+        if f.last_attempt_at.is_some_and(|t| t + every * 1000 > now) {
+            continue;
+        }
+        if let Err(e) = import(state, &f.source, &f.kind, Some(url), None, Some(every)).await {
+            tracing::warn!(source = %f.source, error = %e.message, "scheduled feed refresh failed");
+        }
+    }
 }
 
 fn feed_status(f: FeedRecord) -> FeedStatus {
@@ -333,6 +380,7 @@ fn feed_status(f: FeedRecord) -> FeedStatus {
         last_success: f.imported_at.map(rfc3339),
         last_attempt: f.last_attempt_at.map(rfc3339),
         last_error: f.last_error,
+        refresh_secs: f.refresh_secs.map(|r| r as u64),
     }
 }
 

@@ -168,3 +168,86 @@ fn feeds_match_devices_and_exposures_close_when_fixed() {
     let (_, history) = app.op("GET", "/api/v1/vulns/CVE-2024-6387", None);
     assert!(history[0]["closed_at"].is_string(), "{history:#}");
 }
+
+/// Serves `bodies` in turn, one HTTP response per connection, on loopback.
+fn serve(bodies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/feed", listener.local_addr().expect("addr"));
+    let handle = std::thread::spawn(move || {
+        for body in bodies {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+fn feeds_from_a_url_are_refreshed_on_their_schedule() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            patchwarden_store::SqliteStore::open(&dir.path().join("t.db").display().to_string())
+                .await
+                .expect("db");
+        let config = patchwarden_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+            checkin_interval_secs: 60,
+        };
+        let clock = patchwarden_server::ManualClock::at(1_000_000);
+        let state =
+            patchwarden_server::AppState::new(std::sync::Arc::new(store), config, clock.clone());
+        // First fetch: the KEV catalog; the scheduled one gets a truncated catalog.
+        let (url, server) = serve(vec![
+            fixture("kev.json"),
+            fixture("malformed/kev_truncated.json"),
+        ]);
+        let first = patchwarden_server::vulns::import(
+            &state,
+            "kev",
+            "cisa-kev",
+            Some(&url),
+            None,
+            Some(3600),
+        )
+        .await
+        .expect("import");
+        assert!(first.records > 0);
+        // Not due yet: nothing fetched.
+        clock.set(1_000_000 + 1_800_000);
+        patchwarden_server::vulns::refresh_due(&state).await;
+        let feeds = state.store.list_feeds().await.expect("feeds");
+        assert_eq!(feeds[0].last_attempt_at, Some(1_000_000));
+        // Due: fetched, rejected as truncated, the previous catalog stays in force.
+        clock.set(1_000_000 + 3_600_001);
+        patchwarden_server::vulns::refresh_due(&state).await;
+        let feeds = state.store.list_feeds().await.expect("feeds");
+        assert_eq!(feeds[0].last_attempt_at, Some(1_000_000 + 3_600_001));
+        assert!(
+            feeds[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| !e.is_empty()),
+            "{feeds:?}"
+        );
+        assert_eq!(
+            feeds[0].records as u64, first.records,
+            "the previous data stays"
+        );
+        assert_eq!(feeds[0].imported_at, Some(1_000_000));
+        let _ = server.join();
+    });
+}

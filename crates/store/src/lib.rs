@@ -257,6 +257,8 @@ pub struct FeedRecord {
     pub last_attempt_at: Option<i64>,
     /// Error of the last attempt, when it failed (the previous content stays in force).
     pub last_error: Option<String>,
+    /// Refetch the URL this often (seconds); `None`: on demand only.
+    pub refresh_secs: Option<i64>,
 }
 
 /// One exposure of a device to a CVE through a package.

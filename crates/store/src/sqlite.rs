@@ -816,10 +816,11 @@ impl Store for SqliteStore {
 
     async fn put_feed(&self, f: &FeedRecord, content: &[u8]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO feeds (source, kind, url, content, sha256, records, imported_at, last_attempt_at, last_error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, \
+            "INSERT INTO feeds (source, kind, url, content, sha256, records, imported_at, last_attempt_at, last_error, \
+             refresh_secs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, \
              url = excluded.url, content = excluded.content, sha256 = excluded.sha256, records = excluded.records, \
-             imported_at = excluded.imported_at, last_attempt_at = excluded.last_attempt_at, last_error = NULL",
+             imported_at = excluded.imported_at, last_attempt_at = excluded.last_attempt_at, last_error = NULL, \
+             refresh_secs = excluded.refresh_secs",
         )
         .bind(&f.source)
         .bind(&f.kind)
@@ -829,6 +830,7 @@ impl Store for SqliteStore {
         .bind(f.records)
         .bind(f.imported_at)
         .bind(f.last_attempt_at)
+        .bind(f.refresh_secs)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -858,7 +860,8 @@ impl Store for SqliteStore {
 
     async fn list_feeds(&self) -> Result<Vec<FeedRecord>> {
         let rows = sqlx::query(
-            "SELECT source, kind, url, sha256, records, imported_at, last_attempt_at, last_error FROM feeds ORDER BY source",
+            "SELECT source, kind, url, sha256, records, imported_at, last_attempt_at, last_error, refresh_secs \
+             FROM feeds ORDER BY source",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -873,6 +876,7 @@ impl Store for SqliteStore {
                     imported_at: r.try_get("imported_at")?,
                     last_attempt_at: r.try_get("last_attempt_at")?,
                     last_error: r.try_get("last_error")?,
+                    refresh_secs: r.try_get("refresh_secs")?,
                 })
             })
             .collect()

@@ -277,6 +277,9 @@ pub struct DeploymentView {
     /// How the real outcomes compared with the predictions, once both exist.
     #[serde(default)]
     pub prediction_accuracy: Option<PredictionAccuracy>,
+    /// Pre-flight checks requested and not answered yet.
+    #[serde(default)]
+    pub preflight_pending: u32,
 }
 
 /// One predicted outcome of a pre-flight check (nothing was installed).
@@ -462,6 +465,9 @@ pub struct FeedImportRequest {
     pub url: Option<String>,
     #[serde(default)]
     pub content_base64: Option<String>,
+    /// With `url`: refetch it this often (seconds, at least 60); absent: on demand only.
+    #[serde(default)]
+    pub refresh_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -478,6 +484,8 @@ pub struct FeedStatus {
     pub last_attempt: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub refresh_secs: Option<u64>,
 }
 
 /// One exposure: a device exposed to a CVE through a package.
