@@ -69,15 +69,94 @@ pub(crate) enum EntryState {
     Undetermined,
 }
 
+/// Marks an [`Entry`] whose CVE has no enrichment (default [`CveInfo`]).
+pub(crate) const NO_INFO: u32 = u32::MAX;
+
+/// The commonest Debian statement, "fixed in F" (one range, no introduced, no listed
+/// versions), with F's parts inline: evaluating it then reads only the entry, not the range
+/// and version text behind two more pointers (matching is bound by cache misses on the
+/// index). Build-derived, so not part of equality.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Quick {
+    /// Use the general rules on `state`.
+    None,
+    DebFixedIn {
+        epoch: u64,
+        upstream_len: u8,
+        revision_len: u8,
+        /// Upstream then revision.
+        bytes: [u8; QUICK_BYTES],
+    },
+}
+
+pub(crate) const QUICK_BYTES: usize = 46;
+
+impl Quick {
+    #[cfg(test)]
+    pub(crate) fn of_for_tests(state: &EntryState) -> Quick {
+        Quick::of(state)
+    }
+
+    fn of(state: &EntryState) -> Quick {
+        let EntryState::Affected { ranges, versions } = state else {
+            return Quick::None;
+        };
+        let [ParsedRange {
+            introduced: None,
+            fixed: Some(fixed),
+            last_affected: None,
+        }] = ranges.as_slice()
+        else {
+            return Quick::None;
+        };
+        if !versions.is_empty() {
+            return Quick::None;
+        }
+        let Some((epoch, up, rev)) = fixed.deb_parts() else {
+            return Quick::None;
+        };
+        if up.len() + rev.len() > QUICK_BYTES {
+            return Quick::None;
+        }
+        let mut bytes = [0u8; QUICK_BYTES];
+        bytes[..up.len()].copy_from_slice(up);
+        bytes[up.len()..up.len() + rev.len()].copy_from_slice(rev);
+        Quick::DebFixedIn {
+            epoch,
+            upstream_len: up.len() as u8,
+            revision_len: rev.len() as u8,
+            bytes,
+        }
+    }
+}
+
 /// One (key, CVE) statement after merging the feeds that speak about it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub cve: Arc<str>,
+    /// Index into [`AdvisoryIndex::infos`], or [`NO_INFO`]: the matcher reaches the CVE's
+    /// enrichment without hashing the CVE id (that lookup was a fifth of matching).
+    /// Build-local, so not part of equality.
+    pub info: u32,
+    /// A fast form of `state` (set at the end of the build).
+    pub quick: Quick,
     pub advisory_ids: Vec<String>,
     pub feed: FeedKind,
     pub state: EntryState,
-    pub urgency: Option<String>,
+    /// Interned: a handful of distinct values, shared and so cache-hot when matching.
+    pub urgency: Option<Arc<str>>,
     pub name_kind: NameKind,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Entry) -> bool {
+        self.cve == o.cve
+            && self.advisory_ids == o.advisory_ids
+            && self.feed == o.feed
+            && self.state == o.state
+            && self.urgency == o.urgency
+            && self.name_kind == o.name_kind
+    }
 }
 
 /// What the index knows about a CVE beyond package statements.
@@ -92,7 +171,9 @@ pub struct CveInfo {
 #[derive(Debug, Clone, Default)]
 pub struct AdvisoryIndex {
     pub(crate) releases: HashMap<Release, FastMap<Box<str>, Vec<Entry>>>,
-    pub(crate) cves: FastMap<Arc<str>, CveInfo>,
+    /// CVE id → index into `infos`.
+    pub(crate) cves: FastMap<Arc<str>, u32>,
+    pub(crate) infos: Vec<CveInfo>,
     /// Ubuntu's binary → source map (from OSV `ecosystem_specific.binaries`), used when a
     /// device reports a binary without its source.
     pub(crate) binary_sources: HashMap<Release, HashMap<Box<str>, Box<str>>>,
@@ -179,7 +260,12 @@ impl AdvisoryIndex {
                     .entry(cve.clone())
                     .or_insert_with(|| Arc::from(cve.as_str()))
                     .clone();
-                let info = index.cves.entry(cve.clone()).or_default();
+                let infos = &mut index.infos;
+                let idx = *index.cves.entry(cve.clone()).or_insert_with(|| {
+                    infos.push(CveInfo::default());
+                    (infos.len() - 1) as u32
+                });
+                let info = &mut index.infos[idx as usize];
                 if let Some(c) = &adv.cvss {
                     if info
                         .cvss
@@ -194,10 +280,17 @@ impl AdvisoryIndex {
                 }
                 let new = Entry {
                     cve: cve.clone(),
+                    info: idx,
+                    quick: Quick::None,
                     advisory_ids: vec![adv.advisory_id.clone()],
                     feed: adv.feed,
                     state: state.clone(),
-                    urgency: adv.urgency.clone(),
+                    urgency: adv.urgency.as_deref().map(|u| {
+                        interned
+                            .entry(u.to_owned())
+                            .or_insert_with(|| Arc::from(u))
+                            .clone()
+                    }),
                     name_kind: adv.name_kind,
                 };
                 match entries.iter_mut().find(|e| e.cve == cve) {
@@ -213,13 +306,32 @@ impl AdvisoryIndex {
         }
         if let Some(kev) = kev {
             for (cve, e) in &kev.entries {
-                index.cves.entry(Arc::from(cve.as_str())).or_default().kev = Some(e.clone());
+                let infos = &mut index.infos;
+                let idx = *index
+                    .cves
+                    .entry(Arc::from(cve.as_str()))
+                    .or_insert_with(|| {
+                        infos.push(CveInfo::default());
+                        (infos.len() - 1) as u32
+                    });
+                index.infos[idx as usize].kev = Some(e.clone());
             }
         }
         if let Some(epss) = epss {
             // Only CVEs some advisory mentions: EPSS lists ~250k CVEs, most irrelevant here.
-            for (cve, info) in index.cves.iter_mut() {
-                info.epss = epss.scores.get(&**cve).copied();
+            for (cve, &idx) in index.cves.iter() {
+                index.infos[idx as usize].epss = epss.scores.get(&**cve).copied();
+            }
+        }
+        let default = CveInfo::default();
+        for pkgs in index.releases.values_mut() {
+            for entries in pkgs.values_mut() {
+                for e in entries {
+                    e.quick = Quick::of(&e.state);
+                    if index.infos[e.info as usize] == default {
+                        e.info = NO_INFO;
+                    }
+                }
             }
         }
         Ok(index)
@@ -239,7 +351,7 @@ impl AdvisoryIndex {
     }
 
     pub fn cve(&self, cve: &str) -> Option<&CveInfo> {
-        self.cves.get(cve)
+        self.cves.get(cve).map(|&i| &self.infos[i as usize])
     }
 
     /// Keys that have statements (e.g. for `vuln show`).
@@ -280,8 +392,8 @@ impl AdvisoryIndex {
         }
         let default = CveInfo::default();
         for cve in self.cves.keys().chain(old.cves.keys()) {
-            let a = self.cves.get(cve).unwrap_or(&default);
-            let b = old.cves.get(cve).unwrap_or(&default);
+            let a = self.cve(cve).unwrap_or(&default);
+            let b = old.cve(cve).unwrap_or(&default);
             if a != b {
                 out.cves.insert(cve.to_string());
             }

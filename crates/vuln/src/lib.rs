@@ -17,7 +17,9 @@ pub mod version;
 
 pub use feeds::{FeedError, FeedKind, Location};
 pub use index::{AdvisoryIndex, ChangedKeys, PackageKey};
-pub use matching::{match_device, DeviceFacts, Exposure, Fix, InstalledPackage, UpdateCandidate};
+pub use matching::{
+    match_device, match_device_into, DeviceFacts, Exposure, Fix, InstalledPackage, UpdateCandidate,
+};
 pub use model::{Distro, PackageAdvisory, Rating, Release, Severity};
 pub use priority::{priority, Priority};
 pub use sla::{sla_clock, SlaClock, SlaPolicy, SlaState};

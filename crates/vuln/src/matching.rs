@@ -14,7 +14,7 @@
 //!   (`linux-signed-amd64`, version `6.1.76+1`) is matched as `linux` `6.1.76-1`.
 
 use crate::feeds::{Epss, KevEntry};
-use crate::index::{AdvisoryIndex, Entry, EntryState, PackageKey};
+use crate::index::{AdvisoryIndex, CveInfo, Entry, EntryState, PackageKey, Quick};
 use crate::model::{Distro, Rating, Release, Severity};
 use crate::version::{Scheme, Version};
 use std::borrow::Cow;
@@ -261,7 +261,22 @@ struct Group<'a> {
 /// skipped (see [`match_device_report`] to see them).
 /// Exposures come ordered by package, then CVE.
 pub fn match_device(index: &AdvisoryIndex, facts: &DeviceFacts) -> Vec<Exposure> {
-    match_device_report(index, facts).exposures
+    let mut out = Vec::new();
+    match_device_into(index, facts, &mut out);
+    out
+}
+
+/// [`match_device`] into a caller-owned buffer, for matching many devices in a row: `out` is
+/// overwritten with this device's exposures, and the exposures already in it are reused in
+/// place (their strings and vectors keep their capacity), so that after the first devices
+/// matching allocates almost nothing. Same result as [`match_device`].
+pub fn match_device_into(index: &AdvisoryIndex, facts: &DeviceFacts, out: &mut Vec<Exposure>) {
+    let mut skipped = Vec::new();
+    let n = match facts.release() {
+        Some(release) => match_core(index, facts, &release, out, &mut skipped),
+        None => 0,
+    };
+    out.truncate(n);
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -278,11 +293,128 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
         release: facts.release(),
         ..MatchReport::default()
     };
-    let Some(release) = report.release.clone() else {
-        return report;
+    if let Some(release) = &report.release {
+        let n = match_core(
+            index,
+            facts,
+            release,
+            &mut report.exposures,
+            &mut report.skipped,
+        );
+        report.exposures.truncate(n);
+    }
+    report
+}
+
+fn set_str(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+fn set_strs<'a>(dst: &mut Vec<String>, src: impl ExactSizeIterator<Item = &'a str>) {
+    dst.truncate(src.len());
+    for (i, s) in src.enumerate() {
+        match dst.get_mut(i) {
+            Some(d) => set_str(d, s),
+            None => dst.push(s.to_owned()),
+        }
+    }
+}
+
+/// Writes exposure number `n` of the output: in place over an old one when there is one.
+#[allow(clippy::too_many_arguments)]
+fn put_exposure(
+    out: &mut Vec<Exposure>,
+    n: usize,
+    entry: &Entry,
+    info: Option<&CveInfo>,
+    release: &Release,
+    package: &str,
+    binaries: &[&str],
+    installed: &str,
+    verdict: &Verdict<'_>,
+    fixed_by_update: Option<&str>,
+) {
+    let (rating, cvss) = match info.and_then(|i| i.cvss.as_ref()) {
+        Some(c) => (c.rating(), Some(c)),
+        None => (
+            entry
+                .urgency
+                .as_deref()
+                .map(Rating::from_distro_urgency)
+                .unwrap_or(Rating::Unknown),
+            None,
+        ),
     };
-    let Some(pkgs) = index.releases.get(&release) else {
-        return report;
+    let Some(e) = out.get_mut(n) else {
+        out.push(Exposure {
+            cve: entry.cve.to_string(),
+            advisory_ids: entry.advisory_ids.clone(),
+            release: release.clone(),
+            package: package.to_owned(),
+            binaries: binaries.iter().map(|b| (*b).to_owned()).collect(),
+            installed_version: installed.to_owned(),
+            fix: verdict.to_fix(),
+            fixed_by_update: fixed_by_update.map(str::to_owned),
+            severity: Severity {
+                rating,
+                cvss: cvss.cloned(),
+                urgency: entry.urgency.as_deref().map(str::to_owned),
+            },
+            kev: info.and_then(|i| i.kev.clone()),
+            epss: info.and_then(|i| i.epss),
+            summary: info.and_then(|i| i.summary.clone()),
+        });
+        return;
+    };
+    set_str(&mut e.cve, &entry.cve);
+    set_strs(
+        &mut e.advisory_ids,
+        entry.advisory_ids.iter().map(String::as_str),
+    );
+    if e.release.distro != release.distro || e.release.version != release.version {
+        e.release.clone_from(release);
+    }
+    set_str(&mut e.package, package);
+    set_strs(&mut e.binaries, binaries.iter().copied());
+    set_str(&mut e.installed_version, installed);
+    match (&mut e.fix, verdict) {
+        (Fix::Fixed { version }, Verdict::Fixed(v)) => set_str(version, v.as_str()),
+        (fix, v) => *fix = v.to_fix(),
+    }
+    match (&mut e.fixed_by_update, fixed_by_update) {
+        (Some(d), Some(s)) => set_str(d, s),
+        (d, s) => *d = s.map(str::to_owned),
+    }
+    e.severity.rating = rating;
+    match cvss {
+        Some(c) => e.severity.cvss = Some(c.clone()),
+        None => e.severity.cvss = None,
+    }
+    match (&mut e.severity.urgency, entry.urgency.as_deref()) {
+        (Some(d), Some(s)) => set_str(d, s),
+        (d, s) => *d = s.map(str::to_owned),
+    }
+    e.kev = info.and_then(|i| i.kev.clone());
+    e.epss = info.and_then(|i| i.epss);
+    match (&mut e.summary, info.and_then(|i| i.summary.as_deref())) {
+        (Some(d), Some(s)) => set_str(d, s),
+        (d, s) => *d = s.map(str::to_owned),
+    }
+}
+
+/// Matches into `out` from index 0 (reusing what is there); returns the number of exposures
+/// written (the caller truncates).
+fn match_core(
+    index: &AdvisoryIndex,
+    facts: &DeviceFacts,
+    release: &Release,
+    out: &mut Vec<Exposure>,
+    skipped: &mut Vec<(String, String)>,
+) -> usize {
+    let mut n = 0;
+    let Some(pkgs) = index.releases.get(release) else {
+        return n;
     };
     let scheme = release.distro.scheme();
     let running = facts.running_kernel.as_deref();
@@ -292,8 +424,14 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
     // Parsed versions: (as installed, as compared for the fix (backport-stripped)).
     let mut versions: Vec<(Version, Option<Version>)> = Vec::new();
     let mut group_of: crate::index::FastMap<&str, usize> = Default::default();
+    group_of.reserve(facts.installed.len().min(pkgs.len()));
     for p in &facts.installed {
-        // Kernel filter first: it is cheap and decides whether to look at all.
+        let (name, signed) = lookup_name(index, release, &p.name, p.source.as_deref());
+        let Some((package, entries)) = pkgs.get_key_value(&*name) else {
+            continue;
+        };
+        // Kernel filter after the lookup: most packages are not in the index, and then their
+        // binary name (a cache miss per package) is not read at all.
         match scheme {
             Scheme::Deb => match deb_kernel(&p.name) {
                 KernelPkg::Meta => continue,
@@ -309,10 +447,6 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
             }
             _ => {}
         }
-        let (name, signed) = lookup_name(index, &release, &p.name, p.source.as_deref());
-        let Some((package, entries)) = pkgs.get_key_value(&*name) else {
-            continue;
-        };
         let raw = match scheme {
             Scheme::Deb | Scheme::Apk => p.source_version.as_deref().unwrap_or(&p.version),
             Scheme::Rpm => &p.version,
@@ -345,7 +479,7 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
         let installed = match Version::parse(scheme, raw) {
             Ok(v) => v,
             Err(e) => {
-                report.skipped.push((p.name.clone(), e.to_string()));
+                skipped.push((p.name.clone(), e.to_string()));
                 continue;
             }
         };
@@ -362,18 +496,19 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
 
     // 2. Evaluate each (package, CVE) once per distinct installed version.
     let mut candidates: Option<HashMap<String, Vec<Version>>> = None;
+    let mut binaries: Vec<&str> = Vec::new();
     for g in &groups {
         for entry in g.entries {
-            let mut binaries: Vec<String> = Vec::new();
+            binaries.clear();
             let mut lowest: Option<(&Version, Verdict<'_>)> = None;
             for (bin, vi) in &g.members {
                 let (installed, effective) = &versions[*vi];
-                let Some(verdict) = evaluate(&entry.state, effective.as_ref().unwrap_or(installed))
+                let Some(verdict) = evaluate_entry(entry, effective.as_ref().unwrap_or(installed))
                 else {
                     continue;
                 };
-                if !binaries.iter().any(|b| b == bin) {
-                    binaries.push((*bin).to_owned());
+                if !binaries.contains(bin) {
+                    binaries.push(bin);
                 }
                 if lowest
                     .as_ref()
@@ -387,7 +522,7 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
             };
             let fixed_by_update = match verdict {
                 Verdict::Fixed(fixed) => candidates
-                    .get_or_insert_with(|| candidate_versions(index, &release, facts))
+                    .get_or_insert_with(|| candidate_versions(index, release, facts))
                     .get(g.package)
                     .and_then(|cands| {
                         cands
@@ -395,45 +530,27 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
                             .filter(|c| c.try_cmp(fixed).is_some_and(|o| o != Ordering::Less))
                             .max_by(|a, b| a.try_cmp(b).unwrap_or(Ordering::Equal))
                     })
-                    .map(|c| c.as_str().to_owned()),
+                    .map(Version::as_str),
                 _ => None,
             };
-            let info = index.cves.get(&entry.cve);
-            let severity = match info.and_then(|i| i.cvss.clone()) {
-                Some(c) => Severity {
-                    rating: c.rating(),
-                    cvss: Some(c),
-                    urgency: entry.urgency.clone(),
-                },
-                None => Severity {
-                    rating: entry
-                        .urgency
-                        .as_deref()
-                        .map(Rating::from_distro_urgency)
-                        .unwrap_or(Rating::Unknown),
-                    cvss: None,
-                    urgency: entry.urgency.clone(),
-                },
-            };
-            report.exposures.push(Exposure {
-                cve: entry.cve.to_string(),
-                advisory_ids: entry.advisory_ids.clone(),
-                release: release.clone(),
-                package: g.package.to_owned(),
-                binaries,
-                installed_version: installed.as_str().to_owned(),
-                fix: verdict.to_fix(),
+            let info = index.infos.get(entry.info as usize);
+            put_exposure(
+                out,
+                n,
+                entry,
+                info,
+                release,
+                g.package,
+                &binaries,
+                installed.as_str(),
+                &verdict,
                 fixed_by_update,
-                severity,
-                kev: info.and_then(|i| i.kev.clone()),
-                epss: info.and_then(|i| i.epss),
-                summary: info.and_then(|i| i.summary.clone()),
-            });
+            );
+            n += 1;
         }
     }
-    report
+    n
 }
-
 /// Update candidates by advisory package name, with the version to compare.
 fn candidate_versions(
     index: &AdvisoryIndex,
@@ -484,6 +601,37 @@ fn rpm_kernel_is_running(evr: &str, running: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
+/// [`evaluate`] for an entry, by its quick form when it has one (same result).
+fn evaluate_entry<'a>(entry: &'a Entry, v: &Version) -> Option<Verdict<'a>> {
+    if let Quick::DebFixedIn {
+        epoch,
+        upstream_len,
+        revision_len,
+        bytes,
+    } = &entry.quick
+    {
+        if let Some((ev, uv, rv)) = v.deb_parts() {
+            let u = usize::from(*upstream_len);
+            let r = usize::from(*revision_len);
+            let less = ev
+                .cmp(epoch)
+                .then_with(|| crate::deb::verrevcmp(uv, &bytes[..u]))
+                .then_with(|| crate::deb::verrevcmp(rv, &bytes[u..u + r]))
+                == Ordering::Less;
+            if !less {
+                return None;
+            }
+            // Affected: the fixed version (cold) is read only now.
+            if let EntryState::Affected { ranges, .. } = &entry.state {
+                if let Some(f) = ranges.first().and_then(|r| r.fixed.as_ref()) {
+                    return Some(Verdict::Fixed(f));
+                }
+            }
+        }
+    }
+    evaluate(&entry.state, v)
+}
+
 /// Whether `v` is affected by the statement, and how it is (or is not) fixed.
 fn evaluate<'a>(state: &'a EntryState, v: &Version) -> Option<Verdict<'a>> {
     let lt = |a: &Version, b: &Version| a.try_cmp(b) == Some(Ordering::Less);
@@ -524,6 +672,61 @@ fn evaluate<'a>(state: &'a EntryState, v: &Version) -> Option<Verdict<'a>> {
                 return Some(Verdict::NoFixYet);
             }
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::ParsedRange;
+
+    #[test]
+    fn quick_form_agrees_with_the_general_rules() {
+        let vs = [
+            "1.0-1",
+            "1.0-1+deb12u1",
+            "1.0-1+deb12u2",
+            "1:1.0-1",
+            "1.0~rc1-1",
+            "1.0",
+            "1.0-1~bpo12+1",
+            "2:0.9-3",
+            "1.0-01",
+            "1.00-1",
+            "1.0a-1",
+            "1.0+really0.9-1",
+            "0:1.0-1",
+        ];
+        let parse = |s: &str| Version::parse(Scheme::Deb, s).expect("valid");
+        for f in vs {
+            let state = EntryState::Affected {
+                ranges: vec![ParsedRange {
+                    introduced: None,
+                    fixed: Some(parse(f)),
+                    last_affected: None,
+                }],
+                versions: vec![],
+            };
+            let entry = Entry {
+                cve: "CVE-2024-0001".into(),
+                info: crate::index::NO_INFO,
+                quick: Quick::of_for_tests(&state),
+                advisory_ids: vec![],
+                feed: crate::FeedKind::DebianTracker,
+                state,
+                urgency: None,
+                name_kind: crate::model::NameKind::Source,
+            };
+            assert!(matches!(entry.quick, Quick::DebFixedIn { .. }), "{f}");
+            for v in vs {
+                let v = parse(v);
+                assert_eq!(
+                    evaluate_entry(&entry, &v).map(|x| x.to_fix()),
+                    evaluate(&entry.state, &v).map(|x| x.to_fix()),
+                    "installed {v}, fixed {f}"
+                );
+            }
         }
     }
 }

@@ -154,6 +154,21 @@ impl Version {
         &self.raw
     }
 
+    /// A Debian version's epoch, upstream and revision (`None` for other schemes).
+    pub(crate) fn deb_parts(&self) -> Option<(u64, &[u8], &[u8])> {
+        match self.parsed {
+            Parsed::Deb {
+                epoch,
+                upstream,
+                revision,
+            } => {
+                let b = self.raw.as_bytes();
+                Some((epoch, part(b, upstream), part(b, revision)))
+            }
+            _ => None,
+        }
+    }
+
     /// The order of two versions of the same scheme; `None` across schemes.
     pub fn try_cmp(&self, other: &Version) -> Option<Ordering> {
         match (&self.parsed, &other.parsed) {

@@ -5,7 +5,7 @@
 
 use patchwarden_vuln::feeds;
 use patchwarden_vuln::matching::{
-    match_device, DeviceFacts, Exposure, Fix, InstalledPackage, UpdateCandidate,
+    match_device, match_device_into, DeviceFacts, Exposure, Fix, InstalledPackage, UpdateCandidate,
 };
 use patchwarden_vuln::model::{Distro, PackageAdvisory, Rating, Release};
 use patchwarden_vuln::sla::{sla_clock, SlaPolicy, SlaState};
@@ -537,4 +537,49 @@ fn incremental_rematch_keys() {
     )]);
     let dk = patchwarden_vuln::matching::device_keys(&new, &d);
     assert_eq!(dk[0].package, "samba");
+}
+
+#[test]
+fn match_device_into_reuses_the_buffer_with_the_same_result() {
+    let idx = index();
+    let mut with_update = bookworm(vec![
+        pkg("openssh-server", "1:9.2p1-2+deb12u2", "openssh", None),
+        pkg("openssh-client", "1:9.2p1-2+deb12u2", "openssh", None),
+    ]);
+    with_update.upgradable = vec![UpdateCandidate {
+        name: "openssh-server".into(),
+        version: "1:9.2p1-2+deb12u3".into(),
+        ..UpdateCandidate::default()
+    }];
+    let devices = [
+        with_update,
+        DeviceFacts {
+            os_id: "debian".into(),
+            os_version_id: Some("10".into()),
+            installed: vec![pkg("sudo", "1.8.27-1+deb10u2", "sudo", None)],
+            ..DeviceFacts::default()
+        },
+        bookworm(vec![pkg(
+            "openssh-server",
+            "1:9.2p1-2+deb12u2",
+            "openssh",
+            None,
+        )]),
+        DeviceFacts {
+            os_id: "plan9".into(),
+            ..DeviceFacts::default()
+        },
+        bookworm(vec![
+            pkg("openssh-server", "1:9.2p1-2", "openssh", None),
+            pkg("sudo", "1.9.13p3-1", "sudo", None),
+        ]),
+    ];
+    let mut out = Vec::new();
+    // Twice round, so that every device meets a buffer left by another.
+    for d in devices.iter().chain(devices.iter().rev()) {
+        match_device_into(&idx, d, &mut out);
+        assert_eq!(out, match_device(&idx, d));
+    }
+    assert!(!match_device(&idx, &devices[0]).is_empty());
+    assert!(!match_device(&idx, &devices[1]).is_empty());
 }
