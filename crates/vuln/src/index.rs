@@ -80,6 +80,8 @@ pub(crate) const NO_INFO: u32 = u32::MAX;
 pub(crate) enum Quick {
     /// Use the general rules on `state`.
     None,
+    /// Every version is affected and there is no fix (one open range, no listed versions).
+    AllAffected,
     DebFixedIn {
         epoch: u64,
         upstream_len: u8,
@@ -101,17 +103,22 @@ impl Quick {
         let EntryState::Affected { ranges, versions } = state else {
             return Quick::None;
         };
-        let [ParsedRange {
-            introduced: None,
-            fixed: Some(fixed),
-            last_affected: None,
-        }] = ranges.as_slice()
-        else {
-            return Quick::None;
-        };
         if !versions.is_empty() {
             return Quick::None;
         }
+        let fixed = match ranges.as_slice() {
+            [ParsedRange {
+                introduced: None,
+                fixed: Some(fixed),
+                last_affected: None,
+            }] => fixed,
+            [ParsedRange {
+                introduced: None,
+                fixed: None,
+                last_affected: None,
+            }] => return Quick::AllAffected,
+            _ => return Quick::None,
+        };
         let Some((epoch, up, rev)) = fixed.deb_parts() else {
             return Quick::None;
         };

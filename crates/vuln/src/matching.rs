@@ -603,6 +603,9 @@ fn rpm_kernel_is_running(evr: &str, running: &str) -> bool {
 
 /// [`evaluate`] for an entry, by its quick form when it has one (same result).
 fn evaluate_entry<'a>(entry: &'a Entry, v: &Version) -> Option<Verdict<'a>> {
+    if let Quick::AllAffected = entry.quick {
+        return Some(Verdict::NoFixYet);
+    }
     if let Quick::DebFixedIn {
         epoch,
         upstream_len,
@@ -719,12 +722,30 @@ mod tests {
                 name_kind: crate::model::NameKind::Source,
             };
             assert!(matches!(entry.quick, Quick::DebFixedIn { .. }), "{f}");
+            let open = EntryState::Affected {
+                ranges: vec![ParsedRange {
+                    introduced: None,
+                    fixed: None,
+                    last_affected: None,
+                }],
+                versions: vec![],
+            };
+            assert!(matches!(Quick::of_for_tests(&open), Quick::AllAffected));
+            let open_entry = Entry {
+                quick: Quick::AllAffected,
+                state: open,
+                ..entry.clone()
+            };
             for v in vs {
                 let v = parse(v);
                 assert_eq!(
                     evaluate_entry(&entry, &v).map(|x| x.to_fix()),
                     evaluate(&entry.state, &v).map(|x| x.to_fix()),
                     "installed {v}, fixed {f}"
+                );
+                assert_eq!(
+                    evaluate_entry(&open_entry, &v).map(|x| x.to_fix()),
+                    evaluate(&open_entry.state, &v).map(|x| x.to_fix()),
                 );
             }
         }
