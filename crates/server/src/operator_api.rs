@@ -583,7 +583,7 @@ async fn deployment_view(
             }
         })
         .collect::<Vec<ResultRow>>();
-    let (predictions, prediction_accuracy) =
+    let (predictions, prediction_accuracy, preflight_pending) =
         crate::preflight::annotate(state, &d.id, &hostnames, &mut results).await?;
     let devices_done = jobs.iter().filter(|j| j.status == JobStatus::Done).count() as u32;
     let devices_total = jobs.len() as u32;
@@ -625,6 +625,7 @@ async fn deployment_view(
         results,
         predictions,
         prediction_accuracy,
+        preflight_pending,
     })
 }
 

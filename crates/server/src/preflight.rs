@@ -211,16 +211,23 @@ fn comparable(real: PackageState, class: Option<FailureClass>) -> bool {
 }
 
 /// The predictions of a deployment as view rows, each result row annotated with its
-/// prediction, and the accuracy over the rows that have both.
+/// prediction, the accuracy over the rows that have both, and how many checks are pending.
 pub async fn annotate(
     state: &AppState,
     deployment_id: &str,
     hostnames: &HashMap<String, String>,
     results: &mut [ResultRow],
-) -> ApiResult<(Vec<PredictionRow>, Option<PredictionAccuracy>)> {
+) -> ApiResult<(Vec<PredictionRow>, Option<PredictionAccuracy>, u32)> {
+    let pending = state
+        .store
+        .preflight_jobs_of_deployment(deployment_id)
+        .await?
+        .iter()
+        .filter(|j| j.status != "done")
+        .count() as u32;
     let stored = state.store.predictions_of_deployment(deployment_id).await?;
     if stored.is_empty() {
-        return Ok((vec![], None));
+        return Ok((vec![], None, pending));
     }
     let rows: Vec<PredictionRow> = stored
         .into_iter()
@@ -267,7 +274,7 @@ pub async fn annotate(
         f64::from(acc.packages_matched) * 100.0 / f64::from(acc.packages_compared)
     };
     let accuracy = (acc.packages_compared > 0).then_some(acc);
-    Ok((rows, accuracy))
+    Ok((rows, accuracy, pending))
 }
 
 #[cfg(test)]
