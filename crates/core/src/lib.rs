@@ -9,8 +9,8 @@ pub mod outcome;
 pub mod outcome_rpm;
 pub mod reboot;
 pub mod rings;
-pub mod schedule;
 pub mod rpm;
+pub mod schedule;
 pub mod state;
 pub mod version;
 

@@ -272,20 +272,21 @@ impl FromStr for Recurrence {
                     [nth, day, ref rest @ ..] => (nth, day, rest),
                     _ => return Err(invalid(input, "expected `monthly NTH WEEKDAY [+Nd] HH:MM`")),
                 };
-                let nth =
-                    match nth.to_ascii_lowercase().as_str() {
-                        "first" | "1st" => 1,
-                        "second" | "2nd" => 2,
-                        "third" | "3rd" => 3,
-                        "fourth" | "4th" => 4,
-                        "last" => -1,
-                        other => return Err(invalid(
+                let nth = match nth.to_ascii_lowercase().as_str() {
+                    "first" | "1st" => 1,
+                    "second" | "2nd" => 2,
+                    "third" | "3rd" => 3,
+                    "fourth" | "4th" => 4,
+                    "last" => -1,
+                    other => {
+                        return Err(invalid(
                             input,
                             format!(
                                 "unknown position {other:?}: first, second, third, fourth or last"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 let weekday = weekday(day)
                     .ok_or_else(|| invalid(input, format!("unknown weekday {day:?}")))?;
                 let (offset_days, at) = match rest {

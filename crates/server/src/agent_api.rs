@@ -198,7 +198,12 @@ pub async fn work(
     // A held request is also a sign of life.
     state
         .store
-        .record_checkin(&device.id, state.clock.now_ms(), &device.agent_version, None)
+        .record_checkin(
+            &device.id,
+            state.clock.now_ms(),
+            &device.agent_version,
+            None,
+        )
         .await?;
     loop {
         // Register interest before looking, so a wake between the look and the wait counts.

@@ -143,7 +143,10 @@ pub fn router(state: AppState) -> Router {
             get(operator_api::get_deployment),
         )
         .route("/api/v1/failures", get(history::list_failures))
-        .route("/api/v1/feeds", get(vulns::list_feeds).post(vulns::import_feed))
+        .route(
+            "/api/v1/feeds",
+            get(vulns::list_feeds).post(vulns::import_feed),
+        )
         .route("/api/v1/vulns", get(vulns::list_vulns))
         .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
         .route(
@@ -297,7 +300,7 @@ pub async fn run_with_clock(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }

@@ -39,7 +39,10 @@ async fn resolve_tenant(
             "invalid tenant name {name:?}: use letters, digits, '-', '_' or '.' (at most 64)"
         )));
     }
-    let tenant = state.store.ensure_tenant(name, state.clock.now_ms()).await?;
+    let tenant = state
+        .store
+        .ensure_tenant(name, state.clock.now_ms())
+        .await?;
     if !op.can_access(&tenant.id) {
         return Err(ApiError::forbidden(format!(
             "this token may not act on tenant {name:?}"
@@ -148,7 +151,12 @@ pub async fn revoke_enroll_token(
         .await?
         .iter()
         .any(|t| t.id == id);
-    if !visible || !state.store.revoke_enroll_token(&id, state.clock.now_ms()).await? {
+    if !visible
+        || !state
+            .store
+            .revoke_enroll_token(&id, state.clock.now_ms())
+            .await?
+    {
         return Err(ApiError::not_found(format!("no enrollment token {id}")));
     }
     tracing::info!(token_id = %id, "enrollment token revoked");
@@ -514,11 +522,14 @@ fn validate_plan(
         crate::orchestrator::parse_concurrency(c).map_err(ApiError::bad_request)?;
     }
     if let Some(w) = &req.window {
-        w.parse::<patchwarden_core::schedule::Recurrence>().map_err(|e| ApiError::bad_request(e.to_string()))?;
+        w.parse::<patchwarden_core::schedule::Recurrence>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     if let Some(d) = req.window_duration_secs {
         if d == 0 || d > 7 * 24 * 3600 {
-            return Err(ApiError::bad_request("window duration must be between 1 second and 7 days"));
+            return Err(ApiError::bad_request(
+                "window duration must be between 1 second and 7 days",
+            ));
         }
     }
     let plan = crate::orchestrator::Plan {
