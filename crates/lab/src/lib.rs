@@ -36,6 +36,7 @@ mod host;
 pub mod proxy;
 mod repo;
 pub mod rpm;
+mod serve;
 mod util;
 
 pub use base::BaseRoot;

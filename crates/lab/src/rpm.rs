@@ -2,17 +2,14 @@
 //! indexed with `createrepo_c` and served over loopback HTTP, and the steps that make a Debian
 //! overlay host (with dnf and rpm installed) present itself as Rocky Linux 9.
 
+use crate::serve::StaticServer;
 use crate::util;
 use crate::{BaseRoot, Host};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs;
-use std::net::TcpStream;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -229,21 +226,7 @@ impl RpmPackage {
 pub struct RpmRepo {
     tmp: tempfile::TempDir,
     served: PathBuf,
-    port: u16,
-    running: Option<Running>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-struct Running {
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").finish_non_exhaustive()
-    }
+    http: StaticServer,
 }
 
 impl RpmRepo {
@@ -258,10 +241,8 @@ impl RpmRepo {
         let served = served.canonicalize()?;
         let mut repo = RpmRepo {
             tmp,
+            http: StaticServer::new(served.clone(), "rpm-repo"),
             served,
-            port: 0,
-            running: None,
-            requests: Arc::new(Mutex::new(Vec::new())),
         };
         repo.add(
             &RpmPackage::new(SH_PROVIDER, "1.0")
@@ -279,12 +260,12 @@ impl RpmRepo {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.http.port()
     }
 
     /// `http://127.0.0.1:PORT/`
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        format!("http://127.0.0.1:{}/", self.http.port())
     }
 
     /// The `/etc/yum.repos.d/lab.repo` that points a host here (unsigned, metadata never
@@ -337,74 +318,23 @@ impl RpmRepo {
     }
 
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.http.is_running()
     }
 
     /// Requests served so far, as `METHOD /path STATUS`.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.http.requests()
     }
 
     /// Serves again (on the same port once one was chosen). No-op if running.
     pub fn start(&mut self) -> Result<()> {
-        if self.running.is_some() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let server = loop {
-            match tiny_http::Server::http(("127.0.0.1", self.port)) {
-                Ok(s) => break s,
-                Err(e) if self.port != 0 && Instant::now() < deadline => {
-                    tracing::debug!(port = self.port, error = %e, "port busy, retrying");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => bail!("cannot listen on 127.0.0.1:{}: {e}", self.port),
-            }
-        };
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .ok_or_else(|| anyhow!("server has no IP address"))?;
-        self.port = port;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (server, stop) = (server.clone(), stop.clone());
-            let (root, log) = (self.served.clone(), self.requests.clone());
-            std::thread::Builder::new()
-                .name(format!("rpm-repo-{port}"))
-                .spawn(move || serve(&server, &stop, &root, &log))
-                .context("starting repository thread")?
-        };
-        self.running = Some(Running {
-            server,
-            stop,
-            thread,
-        });
-        Ok(())
+        self.http.start()
     }
 
     /// Takes the repository down: connections to its port are refused until
     /// [`RpmRepo::start`].
     pub fn stop(&mut self) -> Result<()> {
-        let Some(r) = self.running.take() else {
-            return Ok(());
-        };
-        r.stop.store(true, Ordering::SeqCst);
-        r.server.unblock();
-        r.thread
-            .join()
-            .map_err(|_| anyhow!("repository thread panicked"))?;
-        drop(r.server);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            if Instant::now() >= deadline {
-                bail!("repository port {} still accepting after stop", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+        self.http.stop()
     }
 }
 
@@ -414,51 +344,6 @@ impl Drop for RpmRepo {
             tracing::warn!(error = %format!("{e:#}"), "stopping rpm repository");
         }
     }
-}
-
-fn serve(server: &tiny_http::Server, stop: &AtomicBool, root: &Path, log: &Mutex<Vec<String>>) {
-    while !stop.load(Ordering::SeqCst) {
-        let req = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(_) => break,
-        };
-        let method = req.method().clone();
-        let url = req.url().to_string();
-        let file = matches!(method, tiny_http::Method::Get | tiny_http::Method::Head)
-            .then(|| resolve(root, &url))
-            .flatten()
-            .and_then(|p| fs::File::open(p).ok());
-        let (status, result) = match file {
-            Some(f) => (200, req.respond(tiny_http::Response::from_file(f))),
-            None => (
-                404,
-                req.respond(tiny_http::Response::from_string("not found\n").with_status_code(404)),
-            ),
-        };
-        if let Err(e) = result {
-            tracing::debug!(%url, error = %e, "response not sent");
-        }
-        if let Ok(mut l) = log.lock() {
-            l.push(format!("{method} {url} {status}"));
-        }
-    }
-}
-
-/// The regular file under `root` that `url` names (no percent-decoding: rpm file names and
-/// repodata need none), or `None`.
-fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
-    let path = url.split(['?', '#']).next()?;
-    let mut p = root.to_path_buf();
-    for c in Path::new(path.trim_start_matches('/')).components() {
-        match c {
-            Component::Normal(s) => p.push(s),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    let real = p.canonicalize().ok()?;
-    (real.starts_with(root) && real.is_file()).then_some(real)
 }
 
 /// The /etc/os-release of the Rocky Linux 9.4 that lab rpm hosts present.
