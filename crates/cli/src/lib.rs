@@ -200,6 +200,8 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Clear a device's current failures (the history keeps them, and who reset them)
+    ResetFailures { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -458,6 +460,13 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 output::print_devices(&devices);
             }
+        }
+        Command::Device(DeviceCommand::ResetFailures { id }) => {
+            let r: serde_json::Value = client.post(
+                &format!("/api/v1/devices/{id}/reset-failures"),
+                &serde_json::json!({}),
+            )?;
+            println!("{} failure(s) reset", r["reset"]);
         }
         Command::Device(DeviceCommand::Show { id, json }) => {
             let device: DeviceDetail = client.get(&format!("/api/v1/devices/{id}"))?;

@@ -47,6 +47,33 @@ pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
     }
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ResetFailures {
+    /// How many current failures were reset.
+    pub reset: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/reset-failures", params(("id" = String, Path)),
+    responses((status = 200, body = ResetFailures), (status = 404, body = patchwarden_wire::ErrorBody)),
+    security(("operator" = [])), tag = "failures")]
+pub async fn reset_failures(
+    State(state): State<AppState>,
+    op: Operator,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<ResetFailures>> {
+    let device = match state.store.device(&id).await? {
+        Some(d) if op.can_access(&d.tenant_id) => d,
+        _ => return Err(ApiError::not_found(format!("no device {id}"))),
+    };
+    let action = format!("failures reset by {}", op.0.name);
+    let reset = state
+        .store
+        .reset_failures(&device.id, state.clock.now_ms(), &action)
+        .await?;
+    tracing::info!(device = %device.id, reset, by = %op.0.name, "failure state reset");
+    Ok(Json(ResetFailures { reset }))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct FailuresQuery {
     /// Only this class (a taxonomy name, e.g. `lock_held`).

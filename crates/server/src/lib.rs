@@ -144,6 +144,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/failures", get(history::list_failures))
         .route(
+            "/api/v1/devices/{id}/reset-failures",
+            post(history::reset_failures),
+        )
+        .route(
             "/api/v1/feeds",
             get(vulns::list_feeds).post(vulns::import_feed),
         )

@@ -28,6 +28,7 @@ impl Modify for Security {
         operator_api::list_devices, operator_api::get_device,
         operator_api::create_deployment, operator_api::list_deployments, operator_api::get_deployment,
         crate::history::list_failures,
+        crate::history::reset_failures,
         crate::vulns::import_feed, crate::vulns::list_feeds, crate::vulns::list_vulns, crate::vulns::show_vuln,
         operator_api::approve_deployment, operator_api::reject_deployment, operator_api::halt_deployment,
         operator_api::resume_deployment, operator_api::cancel_deployment,

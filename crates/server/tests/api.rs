@@ -998,3 +998,44 @@ fn approval_concurrency_breaker_and_cancel() {
         );
     }
 }
+
+#[test]
+fn a_devices_failure_state_is_reset_in_one_command_and_the_history_keeps_it() {
+    let app = spawn_app();
+    let a = app.device("a", json!({}));
+    a.checkin(Some(&inventory("1.0", Some("1.1"))), "h");
+    let (_, _) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"all": true}, "selection": {"kind": "all_updates"}})),
+    );
+    let job = a.work(0)[0].job_id.clone();
+    let mut r = result_for("pw-demo", PackageState::Failed, "1.0");
+    r.packages[0].class = Some(FailureClass::LockHeld);
+    assert_eq!(
+        a.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(serde_json::to_value(r).expect("json"))
+        )
+        .0,
+        200
+    );
+    let (_, before) = app.op("GET", "/api/v1/failures", None);
+    assert_eq!(before["total"], 1);
+    let (status, v) = app.op(
+        "POST",
+        &format!("/api/v1/devices/{}/reset-failures", a.id),
+        None,
+    );
+    assert_eq!((status, v["reset"].as_u64()), (200, Some(1)), "{v}");
+    let (_, after) = app.op("GET", "/api/v1/failures", None);
+    assert_eq!(after["total"], 0, "{after:#}");
+    let (_, detail) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
+    let history = detail["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(history.len(), 2, "{detail:#}");
+    assert_eq!(history[0]["action"], "failures reset by admin");
+    assert_eq!(history[1]["class"], "lock_held");
+    let (status, _) = app.op("POST", "/api/v1/devices/nope/reset-failures", None);
+    assert_eq!(status, 404);
+}

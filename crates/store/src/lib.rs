@@ -415,6 +415,9 @@ pub trait Store: UserStore + DashboardStore + PreflightStore + Send + Sync + 'st
     async fn attempts_of_device(&self, device_id: &str, limit: i64) -> Result<Vec<Attempt>>;
     /// Current failures: (device, package) pairs whose latest attempt failed, newest first.
     async fn current_failures(&self, filter: &FailureFilter) -> Result<Vec<Attempt>>;
+    /// Clears a device's current failures: each gets a later `skipped` attempt (kept in the
+    /// history, with who did it). Returns how many were reset.
+    async fn reset_failures(&self, device_id: &str, now: i64, action: &str) -> Result<u64>;
 
     /// Records a successful feed import: its content replaces the source's previous one.
     async fn put_feed(&self, feed: &FeedRecord, content: &[u8]) -> Result<()>;

@@ -1072,6 +1072,38 @@ impl Store for SqliteStore {
         rows.iter().map(attempt_from_row).collect()
     }
 
+    async fn reset_failures(&self, device_id: &str, now: i64, action: &str) -> Result<u64> {
+        let current = self
+            .current_failures(&FailureFilter {
+                device_id: Some(device_id.to_owned()),
+                ..Default::default()
+            })
+            .await?;
+        let mut tx = self.pool.begin().await?;
+        for a in &current {
+            insert_attempt(
+                &mut tx,
+                &Attempt {
+                    id: 0,
+                    at: now.max(a.at),
+                    // Not pursued any more by decision: `skipped`, with the reason as evidence.
+                    state: "skipped".to_owned(),
+                    class: None,
+                    evidence: vec![format!(
+                        "failure state reset (was {})",
+                        a.class.as_deref().unwrap_or("failed")
+                    )],
+                    action: action.to_owned(),
+                    exit_code: None,
+                    ..a.clone()
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(current.len() as u64)
+    }
+
     async fn current_failures(&self, f: &FailureFilter) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT a.* FROM attempts a WHERE a.state = 'failed' \
