@@ -9,7 +9,7 @@ pub use client::Client;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use patchwarden_wire::agent::PackageTarget;
+use patchwarden_wire::agent::{PackageTarget, RebootMode};
 use patchwarden_wire::api::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -270,6 +270,34 @@ pub struct DeployArgs {
     /// Request the pre-flight check of every device right after creation
     #[arg(long)]
     pub preflight: bool,
+    /// Never install packages whose name matches this pattern (`*`, `?`); repeatable
+    #[arg(long = "exclude")]
+    pub exclude: Vec<String>,
+    /// Upgrade held packages too (by default holds are respected)
+    #[arg(long)]
+    pub ignore_holds: bool,
+    /// Expedite: do not wait for the maintenance window (rings and approval still apply)
+    #[arg(long)]
+    pub expedite: bool,
+    /// Reboot after installing: never, when-required or always [default: never]
+    #[arg(long, value_parser = ["never", "when-required", "always"])]
+    pub reboot: Option<String>,
+    /// Reboot loop guard: at most this many reboots of a device per day [default: 2]
+    #[arg(long)]
+    pub max_reboots_per_day: Option<u32>,
+    /// Retry failed installs: attempts in all, the first included (e.g. 3)
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Delay before the first retry, doubled each time [default: 60s]
+    #[arg(long, value_parser = parse_duration)]
+    pub retry_backoff: Option<Duration>,
+    /// Failure class worth a retry; repeatable [default: lock_held, repo_unreachable, timeout]
+    #[arg(long = "retry-class")]
+    pub retry_classes: Vec<String>,
+    /// A device that missed its window catches up at its next check-in instead of waiting
+    /// for the next window
+    #[arg(long)]
+    pub catch_up_immediately: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -648,6 +676,27 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         require_approval: args.require_approval,
         window: args.window.clone(),
         window_duration_secs: args.window_duration.map(|d| d.as_secs()),
+        exclude: args.exclude.clone(),
+        respect_holds: args.ignore_holds.then_some(false),
+        expedite: args.expedite,
+        reboot: args.reboot.as_deref().map(|m| RebootRequest {
+            mode: match m {
+                "always" => RebootMode::Always,
+                "when-required" => RebootMode::WhenRequired,
+                _ => RebootMode::Never,
+            },
+            max_per_day: args.max_reboots_per_day,
+            come_back_secs: None,
+        }),
+        retry: (args.retries.is_some() || args.retry_backoff.is_some() || !args.retry_classes.is_empty())
+            .then(|| RetryRequest {
+                max_attempts: args.retries,
+                backoff_secs: args.retry_backoff.map(|d| d.as_secs()),
+                classes: args.retry_classes.clone(),
+            }),
+        offline: args.catch_up_immediately.then(|| "immediately".to_owned()),
+        preflight: None,
+        policy: None,
     };
     let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
     if args.preflight {

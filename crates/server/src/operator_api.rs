@@ -385,6 +385,8 @@ pub async fn create_deployment(
             packages: planned.iter().map(|p| p.target.clone()).collect(),
             timeout_secs,
             not_after: None,
+            reboot: Default::default(),
+            respect_holds: true,
         };
         for p in &planned {
             rows.push(JobPackage {

@@ -168,6 +168,24 @@ pub struct WorkEnvelope {
     pub key_id: Option<String>,
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// When an install may reboot the device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RebootMode {
+    /// Never reboot; packages needing one stay `pending_reboot`.
+    #[default]
+    Never,
+    /// Reboot when the install left the device requiring one (inside the window only).
+    WhenRequired,
+    /// Reboot after every install that changed something.
+    Always,
+}
+
 /// The typed operations an agent runs. There is no arbitrary shell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -184,6 +202,13 @@ pub enum Operation {
         /// maintenance window. The agent reports `window_missed` instead.
         #[serde(default)]
         not_after: Option<String>,
+        /// Whether the agent reboots the device after the install (the server has already
+        /// applied the reboot loop guard when it sends anything but `never`).
+        #[serde(default)]
+        reboot: RebootMode,
+        /// Respect package holds (`apt-mark hold`, dnf versionlock); `false` overrides them.
+        #[serde(default = "yes")]
+        respect_holds: bool,
     },
     /// Predict what `Install` of these packages would do, changing nothing on the device
     /// (simulation, repository and signature check into a temporary lists directory, free
@@ -194,6 +219,9 @@ pub enum Operation {
         deployment_id: String,
         #[serde(default)]
         packages: Vec<PackageTarget>,
+        /// Predict with holds respected (default) or overridden, as the install will run.
+        #[serde(default = "yes")]
+        respect_holds: bool,
     },
     /// An operation this agent does not know (sent by a newer server).
     #[serde(other)]

@@ -152,6 +152,71 @@ pub struct CreateDeploymentRequest {
     /// Length of the window (default 4 h).
     #[serde(default)]
     pub window_duration_secs: Option<u64>,
+    /// Package name patterns (`*` and `?` globs) never installed by this deployment.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Respect package holds (default true); `false` upgrades held packages too.
+    #[serde(default)]
+    pub respect_holds: Option<bool>,
+    /// Expedited: does not wait for a maintenance window (rings and approval still apply).
+    #[serde(default)]
+    pub expedite: bool,
+    /// Reboot policy (default: never reboot).
+    #[serde(default)]
+    pub reboot: Option<RebootRequest>,
+    /// Retries with exponential backoff for transient failure classes (default: none).
+    #[serde(default)]
+    pub retry: Option<RetryRequest>,
+    /// A device that missed its window: `next_window` (default) or `immediately` at its next check-in.
+    #[serde(default)]
+    pub offline: Option<String>,
+    /// Pre-flight before the window opens (and what to do with devices predicted to fail).
+    #[serde(default)]
+    pub preflight: Option<PreflightPolicy>,
+    /// The policy that created this deployment, if any (set by the server's scheduler).
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// Reboots after installs, with a loop guard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RebootRequest {
+    pub mode: crate::agent::RebootMode,
+    /// Loop guard: at most this many reboots of one device in 24 hours (default 2).
+    #[serde(default)]
+    pub max_per_day: Option<u32>,
+    /// How long a rebooted device has to come back before it is flagged (default 900 s).
+    #[serde(default)]
+    pub come_back_secs: Option<u64>,
+}
+
+/// Retries of failed installs, with exponential backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RetryRequest {
+    /// Attempts in all, the first included (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Delay before the first retry; doubled for each next one (default 60 s).
+    #[serde(default)]
+    pub backoff_secs: Option<u64>,
+    /// Failure classes worth a retry (default `lock_held`, `repo_unreachable`, `timeout`).
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+/// Pre-flight ahead of a deployment's window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PreflightPolicy {
+    /// Run the pre-flight this long before each device's window opens (default 24 h).
+    #[serde(default)]
+    pub lead_secs: Option<u64>,
+    /// Leave out devices whose pre-flight predicts a failure (they are `skipped` with the
+    /// prediction as evidence).
+    #[serde(default)]
+    pub exclude_failing: bool,
 }
 
 /// A ring: named devices, a percentage of the remaining ones, or the rest.
