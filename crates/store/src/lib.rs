@@ -4,16 +4,24 @@
 //! Records here are storage types: deliberate, flat, and separate from the wire types.
 //! Times are unix milliseconds (UTC). Every record carries its tenant.
 
+pub mod audit;
 pub mod dashboard;
+pub mod history;
+pub mod policies;
 pub mod preflight;
+pub mod reboots;
 pub mod sqlite;
 pub mod users;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
+pub use audit::*;
 pub use dashboard::*;
+pub use history::*;
+pub use policies::*;
 pub use preflight::*;
+pub use reboots::*;
 pub use sqlite::SqliteStore;
 pub use users::*;
 
@@ -181,6 +189,10 @@ pub struct Job {
     pub released_at: Option<i64>,
     /// End of the maintenance window it was released for.
     pub window_end: Option<i64>,
+    /// Which attempt this is (1 first; retries count up).
+    pub attempt: i64,
+    /// A retry waits until then.
+    pub not_before: Option<i64>,
 }
 
 /// One targeted package of one job.
@@ -214,6 +226,8 @@ pub struct JobOutcome {
     pub packages: Vec<JobPackage>,
     /// The device's boot id when the job finished.
     pub boot_id: Option<String>,
+    /// The attempt the result is for; a result for an earlier attempt is a re-delivery.
+    pub attempt: Option<i64>,
 }
 
 /// One attempt at one package on one device (the history behind a state).
@@ -317,7 +331,18 @@ pub enum ResultStored {
 /// The storage interface. Every method is one transaction; a method returns only once its
 /// change is durable, so the caller can acknowledge it.
 #[async_trait]
-pub trait Store: UserStore + DashboardStore + PreflightStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + DashboardStore
+    + PreflightStore
+    + PolicyStore
+    + HistoryStore
+    + AuditStore
+    + RebootStore
+    + Send
+    + Sync
+    + 'static
+{
     /// The tenant with this name, created if missing.
     async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
     async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>>;

@@ -9,8 +9,12 @@ use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod audit;
 mod dashboard;
+mod history;
 mod preflight;
+mod reboots;
+mod policies;
 mod users;
 
 pub struct SqliteStore {
@@ -175,6 +179,8 @@ fn job_from_row(r: &SqliteRow) -> Result<Job> {
         ring: r.try_get("ring")?,
         released_at: r.try_get("released_at")?,
         window_end: r.try_get("window_end")?,
+        attempt: r.try_get("attempt")?,
+        not_before: r.try_get("not_before")?,
     })
 }
 
@@ -451,46 +457,7 @@ impl Store for SqliteStore {
         packages: &[JobPackage],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs, \
-             status, status_reason, plan_json, current_ring, approved_by, approved_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&d.id)
-        .bind(&d.tenant_id)
-        .bind(d.created_at)
-        .bind(&d.created_by)
-        .bind(&d.selection_json)
-        .bind(d.timeout_secs)
-        .bind(&d.status)
-        .bind(&d.status_reason)
-        .bind(&d.plan_json)
-        .bind(d.current_ring)
-        .bind(&d.approved_by)
-        .bind(d.approved_at)
-        .bind(d.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        for j in jobs {
-            sqlx::query(
-                "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at, ring, released_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&j.id)
-            .bind(&j.tenant_id)
-            .bind(&j.deployment_id)
-            .bind(&j.device_id)
-            .bind(&j.payload)
-            .bind(j.status.as_str())
-            .bind(j.created_at)
-            .bind(j.ring)
-            .bind(j.released_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for p in packages {
-            insert_job_package(&mut tx, p).await?;
-        }
+        insert_deployment(&mut tx, d, jobs, packages).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -694,10 +661,12 @@ impl Store for SqliteStore {
             "SELECT j.* FROM jobs j JOIN deployments d ON d.id = j.deployment_id \
              WHERE j.device_id = ? AND d.status = 'running' AND j.released_at IS NOT NULL AND \
              (j.window_end IS NULL OR j.status <> 'queued' OR j.window_end > ?) AND \
+             (j.not_before IS NULL OR j.status <> 'queued' OR j.not_before <= ?) AND \
              (j.status = 'queued' OR (j.status = 'running' AND j.started_at + d.timeout_secs * 1000 + ? < ?)) \
              ORDER BY j.created_at, j.id",
         )
         .bind(device_id)
+        .bind(now)
         .bind(now)
         .bind(grace_ms)
         .bind(now)
@@ -736,7 +705,7 @@ impl Store for SqliteStore {
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'done', started_at = COALESCE(started_at, ?), finished_at = ?, \
              exit_code = ?, commands_json = ?, duration_ms = ?, output = ?, error = ?, result_json = ?, \
-             boot_id = ? WHERE id = ? AND device_id = ? AND status <> 'done'",
+             boot_id = ? WHERE id = ? AND device_id = ? AND status <> 'done' AND (? IS NULL OR attempt = ?)",
         )
         .bind(o.started_at)
         .bind(o.finished_at)
@@ -749,6 +718,8 @@ impl Store for SqliteStore {
         .bind(&o.boot_id)
         .bind(job_id)
         .bind(device_id)
+        .bind(o.attempt)
+        .bind(o.attempt)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1161,6 +1132,58 @@ async fn insert_attempt(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, a: &Attemp
     .bind(a.exit_code)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Inserts a deployment with its jobs and their package rows inside the caller's transaction.
+pub(crate) async fn insert_deployment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    d: &Deployment,
+    jobs: &[Job],
+    packages: &[JobPackage],
+) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs, \
+             status, status_reason, plan_json, current_ring, approved_by, approved_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(d.created_at)
+        .bind(&d.created_by)
+        .bind(&d.selection_json)
+        .bind(d.timeout_secs)
+        .bind(&d.status)
+        .bind(&d.status_reason)
+        .bind(&d.plan_json)
+        .bind(d.current_ring)
+        .bind(&d.approved_by)
+        .bind(d.approved_at)
+        .bind(d.updated_at)
+        .execute(&mut **tx)
+        .await?;
+        for j in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at, ring, released_at, attempt, not_before) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&j.id)
+            .bind(&j.tenant_id)
+            .bind(&j.deployment_id)
+            .bind(&j.device_id)
+            .bind(&j.payload)
+            .bind(j.status.as_str())
+            .bind(j.created_at)
+            .bind(j.ring)
+            .bind(j.released_at)
+            .bind(j.attempt.max(1))
+            .bind(j.not_before)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for p in packages {
+            insert_job_package(tx, p).await?;
+        }
     Ok(())
 }
 

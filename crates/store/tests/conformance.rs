@@ -77,6 +77,8 @@ fn job(id: &str, dep: &Deployment, device: &str) -> Job {
         ring: 0,
         released_at: Some(100),
         window_end: None,
+        attempt: 1,
+        not_before: None,
     }
 }
 
@@ -327,6 +329,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         result_json: "{}".into(),
         packages: vec![verified],
         boot_id: Some("boot-1".into()),
+        attempt: None,
     };
     assert_eq!(
         store
@@ -404,6 +407,7 @@ async fn concurrent_results_are_all_stored(store: &dyn Store) {
         result_json: "{}".into(),
         packages: vec![pkg(j, "pw-demo", "verified")],
         boot_id: None,
+        attempt: None,
     };
     let results = futures_join_all(jobs.iter().map(|j| {
         let o = outcome(j);
@@ -464,6 +468,7 @@ fn outcome_of(j: &Job, at: i64, rows: Vec<JobPackage>) -> JobOutcome {
         result_json: format!("{{\"job\":\"{}\"}}", j.id),
         packages: rows,
         boot_id: Some("boot-1".into()),
+        attempt: None,
     }
 }
 
@@ -692,6 +697,18 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
 mod people;
 use people::*;
 
+#[path = "conformance/reboots.rs"]
+mod reboots;
+use reboots::*;
+
+#[path = "conformance/audit.rs"]
+mod audit;
+use audit::*;
+
+#[path = "conformance/history.rs"]
+mod history;
+use history::*;
+
 fn exposure(d: &Device, cve: &str) -> ExposureRecord {
     ExposureRecord {
         device_id: d.id.clone(),
@@ -817,8 +834,12 @@ conformance!(
     attempts_history_and_current_failures,
     rollout_controls_what_is_offered,
     users_memberships_and_sessions,
+    audit_log_is_appended_and_filtered,
+    api_tokens_are_listed_and_revoked,
     dashboard_figures_and_device_page,
     exposures_and_feeds,
+    reboots_offered_requested_and_overdue,
+    history_and_exposure_stats,
 );
 
 #[tokio::test]
