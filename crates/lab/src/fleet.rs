@@ -18,7 +18,30 @@ pub struct ServerProcess {
     url: String,
     data_dir: PathBuf,
     log: PathBuf,
+    /// The extra `server` flags, for [`ServerProcess::restart`].
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+/// `patchwarden --data-dir DIR server --listen ADDR EXTRA...`, logging (appending) to `log`.
+fn spawn_server(data_dir: &Path, log: &Path, listen: &str, extra: &[String]) -> Result<Child> {
+    let bin = workspace_bin("patchwarden")?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["server", "--listen", listen])
+        .args(extra);
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .env("RUST_LOG", "info");
+    cmd.spawn()
+        .with_context(|| format!("starting {}", bin.display()))
 }
 
 impl ServerProcess {
@@ -34,35 +57,57 @@ impl ServerProcess {
             .context("server tempdir")?;
         let data_dir = dir.path().join("data");
         let log = dir.path().join("server.log");
-        let bin = workspace_bin("patchwarden")?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--data-dir")
-            .arg(&data_dir)
-            .args(["server", "--listen", "127.0.0.1:0"])
-            .args(extra);
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(&log)?.try_clone()?)
-            .env("RUST_LOG", "info");
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = spawn_server(&data_dir, &log, "127.0.0.1:0", &extra)?;
         let mut server = ServerProcess {
             child,
             url: String::new(),
             data_dir,
             log,
+            extra,
             _dir: dir,
         };
-        let url_file = server.data_dir.join("server-url");
+        server.wait_listening()?;
+        Ok(server)
+    }
+
+    fn wait_listening(&mut self) -> Result<()> {
+        let url_file = self.data_dir.join("server-url");
         wait_until(Duration::from_secs(30), "the server to listen", || {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("server exited with {status}: {}", server.logs());
+            if let Some(status) = self.child.try_wait()? {
+                bail!("server exited with {status}: {}", self.logs());
             }
             Ok(url_file.is_file())
         })?;
-        server.url = std::fs::read_to_string(&url_file)?.trim().to_owned();
-        Ok(server)
+        self.url = std::fs::read_to_string(&url_file)?.trim().to_owned();
+        Ok(())
+    }
+
+    /// SIGKILL by pid, as a crash or power loss would stop it, and waits for it.
+    pub fn kill(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            let pid = rustix::process::Pid::from_child(&self.child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            self.child.wait().context("reaping the server")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again (after [`ServerProcess::kill`] or [`ServerProcess::stop`]) on
+    /// the same data directory, database and address, so that enrolled agents find it.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!("the server (pid {}) is still running", self.child.id());
+        }
+        let listen = self
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let _ = std::fs::remove_file(self.data_dir.join("server-url"));
+        // Append to the log: the first run's lines stay readable.
+        self.child = spawn_server(&self.data_dir, &self.log, &listen, &self.extra)?;
+        self.wait_listening()
     }
 
     pub fn url(&self) -> &str {

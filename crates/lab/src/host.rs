@@ -49,6 +49,8 @@ pub struct Host {
     spawn_seq: AtomicU32,
     /// Mounts made on top of the overlay ([`Host::mount_tmpfs`]), unmounted before it.
     extra_mounts: Mutex<Vec<PathBuf>>,
+    /// Network namespace (`/run/netns/NAME`) commands run in; `None`: the machine's.
+    netns: Mutex<Option<String>>,
 }
 
 /// A package as dpkg sees it: `${Version}` and `${db:Status-Abbrev}` (e.g. `ii`, `iF`, `iU`,
@@ -100,6 +102,7 @@ impl Host {
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
             spawn_seq: AtomicU32::new(0),
             extra_mounts: Mutex::new(Vec::new()),
+            netns: Mutex::new(None),
         };
         host.mount()?;
         // Overlays share the base's identity files; give each host its own.
@@ -367,6 +370,12 @@ impl Host {
         Ok(())
     }
 
+    /// Runs the host's later commands in this network namespace (`/run/netns/NAME`, see
+    /// [`crate::netns::LabNet::attach`]), or in the machine's with `None`.
+    pub fn set_netns(&self, path: Option<String>) {
+        *self.netns.lock().unwrap_or_else(|p| p.into_inner()) = path;
+    }
+
     fn lock_mounts(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
         self.extra_mounts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -409,7 +418,16 @@ impl Host {
         if !self.mounted.load(Ordering::SeqCst) {
             bail!("host {} is not mounted", self.name);
         }
-        let mut cmd = Command::new("unshare");
+        // nsenter execs unshare in place: the child's pid stays unshare's.
+        let netns = self.netns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={ns}")).arg("unshare");
+                c
+            }
+            None => Command::new("unshare"),
+        };
         cmd.args([
             "--mount",
             "--pid",

@@ -33,6 +33,7 @@ mod base;
 mod deb;
 pub mod fleet;
 mod host;
+pub mod netns;
 pub mod proxy;
 mod repo;
 pub mod rpm;
