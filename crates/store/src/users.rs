@@ -1,7 +1,7 @@
 //! People: users, their roles per tenant (memberships), and server-side login sessions.
 //! Part of the [`crate::Store`] interface (a supertrait), kept apart for readability.
 
-use crate::Result;
+use crate::{ApiToken, Result};
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +45,18 @@ pub trait UserStore: Send + Sync {
     async fn count_users(&self) -> Result<i64>;
     async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool>;
     async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>>;
+    /// Every user, by login.
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Every membership of every user.
+    async fn all_memberships(&self) -> Result<Vec<Membership>>;
+
+    /// API tokens, oldest first: of one tenant (`Some`), or all of them, provider-level
+    /// ones included (`None`). Hashes are part of the record; never show them.
+    async fn list_api_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<ApiToken>>;
+    async fn api_token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Marks a token revoked at `now` (it stops working at once). False when there is no
+    /// such token or it was already revoked.
+    async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool>;
 
     async fn insert_session(&self, session: &Session) -> Result<()>;
     /// The session with this id hash, if it has not expired at `now`.

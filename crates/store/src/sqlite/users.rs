@@ -112,6 +112,65 @@ impl UserStore for SqliteStore {
             .collect()
     }
 
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY login")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn all_memberships(&self) -> Result<Vec<Membership>> {
+        let rows = sqlx::query("SELECT user_id, tenant_id, role FROM memberships ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    user_id: r.try_get("user_id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    role: r.try_get("role")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_api_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<ApiToken>> {
+        let rows = match tenant_id {
+            Some(t) => {
+                sqlx::query("SELECT * FROM api_tokens WHERE tenant_id = ? ORDER BY created_at, id")
+                    .bind(t)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(api_token_from_row).collect()
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_token_from_row).transpose()
+    }
+
+    async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
     async fn insert_session(&self, s: &Session) -> Result<()> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, last_seen, csrf_token) \
