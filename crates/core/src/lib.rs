@@ -7,6 +7,7 @@ pub mod classify;
 pub mod classify_dnf;
 pub mod outcome;
 pub mod outcome_rpm;
+pub mod policy;
 pub mod reboot;
 pub mod rings;
 pub mod rpm;
