@@ -23,6 +23,9 @@ pub enum FailureClass {
     Timeout,
     VerificationFailed,
     RebootPending,
+    /// A reboot did not clear the device's reboot requirement for the package: flagged, and
+    /// the device is not rebooted again for it (the reboot loop guard).
+    RebootLoop,
     AgentError,
     /// Not recognised: the evidence is kept so that a rule can be added. Also what an older
     /// reader maps a class it does not know to.
@@ -31,7 +34,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 16] = [
+    pub const ALL: [FailureClass; 17] = [
         Self::DeviceOffline,
         Self::WindowMissed,
         Self::LockHeld,
@@ -46,6 +49,7 @@ impl FailureClass {
         Self::Timeout,
         Self::VerificationFailed,
         Self::RebootPending,
+        Self::RebootLoop,
         Self::AgentError,
         Self::Unknown,
     ];
@@ -66,6 +70,7 @@ impl FailureClass {
             Self::Timeout => "timeout",
             Self::VerificationFailed => "verification_failed",
             Self::RebootPending => "reboot_pending",
+            Self::RebootLoop => "reboot_loop",
             Self::AgentError => "agent_error",
             Self::Unknown => "unknown",
         }

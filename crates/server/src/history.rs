@@ -166,6 +166,12 @@ pub async fn confirm_reboots(state: &AppState, device: &Device, inv: &Inventory)
                 boot_id: &inv.boot_id,
                 running_kernel: &inv.kernel,
                 installed_version: installed,
+                still_requires_reboot: !patchwarden_core::reboot::still_requiring(
+                    inv.reboot_required,
+                    &inv.reboot_required_packages,
+                    std::slice::from_ref(&row.package),
+                )
+                .is_empty(),
             },
         ) else {
             continue;

@@ -130,6 +130,7 @@ pub fn class_meaning(c: FailureClass) -> &'static str {
         Timeout => "the operation exceeded its time budget",
         VerificationFailed => "reported success, but the installed version is not the intended one",
         RebootPending => "installed, not effective until reboot",
+        RebootLoop => "still requires a reboot after one; not rebooted again (loop guard)",
         AgentError => "the agent itself failed",
         Unknown => "not recognised: evidence kept, so that a rule can be added",
     }
