@@ -1,7 +1,7 @@
 //! Turning one work item into a job result: check the envelope, decode the operation, run it
 //! (or decline it in report-only mode).
 
-use crate::pkg::PackageManager;
+use crate::pkg::{InstallOptions, PackageManager};
 use crate::timefmt::now_rfc3339;
 use patchwarden_core::PackageState;
 use patchwarden_wire::agent::{JobResult, Operation, PackageResult, WorkEnvelope};
@@ -50,6 +50,7 @@ pub fn execute(
             packages,
             timeout_secs,
             not_after,
+            respect_holds,
             ..
         } => {
             if let Some(end) = not_after.as_deref().and_then(window_closed) {
@@ -89,10 +90,14 @@ pub fn execute(
                 return r;
             }
             let budget = Duration::from_secs(timeout_secs).clamp(MIN_BUDGET, MAX_BUDGET);
-            pm.install(&packages, budget)
+            pm.install(&packages, budget, InstallOptions { respect_holds })
         }
         // A pre-flight check changes nothing, so it runs in report-only mode too.
-        Operation::Preflight { packages, .. } => pm.preflight(&packages),
+        Operation::Preflight {
+            packages,
+            respect_holds,
+            ..
+        } => pm.preflight(&packages, InstallOptions { respect_holds }),
         Operation::Unsupported => error_result("unsupported operation".to_owned()),
     }
 }
@@ -134,7 +139,7 @@ mod tests {
         fn collect_inventory(&self) -> Inventory {
             Inventory::default()
         }
-        fn install(&self, _: &[PackageTarget], _: Duration) -> JobResult {
+        fn install(&self, _: &[PackageTarget], _: Duration, _: InstallOptions) -> JobResult {
             panic!("must not install");
         }
     }

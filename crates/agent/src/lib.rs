@@ -34,7 +34,7 @@ pub fn system_package_manager(settings: &pkg::Settings) -> Box<dyn PackageManage
             .any(|d| paths.at(&format!("{d}/{tool}")).is_file())
     };
     if has("dnf") && patchwarden_core::rpm::is_rhel_family(&os.id, &os.id_like) {
-        return Box::new(Dnf::new(exec::SystemRunner, paths));
+        return Box::new(Dnf::new(exec::SystemRunner, paths).with_lock_wait(settings.lock_wait));
     }
     Box::new(Apt::new(exec::SystemRunner, paths).with_lock_wait(settings.lock_wait))
 }

@@ -324,6 +324,142 @@ pub fn releasever(version_id: &str) -> Option<String> {
     (!major.is_empty() && major.bytes().all(|b| b.is_ascii_digit())).then(|| major.to_owned())
 }
 
+/// A shell-style glob (`*`, `?`, `[...]` taken literally) as dnf matches `exclude` patterns
+/// against package names.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// One `exclude`/`excludepkgs` pattern of a dnf configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludePattern {
+    /// The section it is in: `main` (every repository) or a repository id.
+    pub section: String,
+    pub pattern: String,
+}
+
+/// The `exclude=`/`excludepkgs=` patterns (comma or space separated) of a dnf.conf or
+/// `.repo` file, per section. A repository section whose `enabled` is 0 is left out.
+pub fn parse_dnf_excludes(text: &str) -> Vec<ExcludePattern> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut enabled = true;
+    let mut flush = |section: &str, current: &mut Vec<String>, enabled: bool| {
+        if enabled {
+            out.extend(current.drain(..).map(|pattern| ExcludePattern {
+                section: section.to_owned(),
+                pattern,
+            }));
+        }
+        current.clear();
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            flush(&section, &mut current, enabled);
+            section = name.trim().to_owned();
+            enabled = true;
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key.trim() {
+            "exclude" | "excludepkgs" => current.extend(
+                value
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            ),
+            "enabled" if section != "main" => {
+                enabled = !matches!(value.trim(), "0" | "false" | "False" | "no")
+            }
+            _ => {}
+        }
+    }
+    flush(&section, &mut current, enabled);
+    out
+}
+
+/// A package of a dnf transaction table (`dnf upgrade --assumeno` output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRow {
+    /// The table section: `Upgrading`, `Installing dependencies`, ...
+    pub action: String,
+    pub name: String,
+    pub arch: String,
+    pub evr: String,
+    pub repo: String,
+}
+
+/// The rows of the transaction table dnf prints before it asks for confirmation. A name too
+/// long for its column is printed alone on its line, the other columns on the next one.
+pub fn parse_dnf_transaction(output: &str) -> Vec<TransactionRow> {
+    let mut rows = Vec::new();
+    let mut action: Option<String> = None;
+    let mut pending_name: Option<String> = None;
+    for line in output.lines() {
+        if line.starts_with("Transaction Summary") || line.starts_with("Total") {
+            action = None;
+            continue;
+        }
+        if !line.starts_with(' ') {
+            let t = line.trim_end();
+            action = t
+                .strip_suffix(':')
+                .filter(|a| !a.is_empty() && !a.contains("  "))
+                .map(str::to_owned);
+            pending_name = None;
+            continue;
+        }
+        let Some(act) = &action else {
+            continue;
+        };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match (pending_name.take(), f.len()) {
+            (None, 1) => pending_name = Some(f[0].to_owned()),
+            (Some(name), n) if n >= 4 => rows.push(TransactionRow {
+                action: act.clone(),
+                name,
+                arch: f[0].into(),
+                evr: f[1].into(),
+                repo: f[2].into(),
+            }),
+            (None, n) if n >= 5 => rows.push(TransactionRow {
+                action: act.clone(),
+                name: f[0].into(),
+                arch: f[1].into(),
+                evr: f[2].into(),
+                repo: f[3].into(),
+            }),
+            _ => {}
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,5 +670,71 @@ mod tests {
         assert_eq!(releasever("9.4").as_deref(), Some("9"));
         assert_eq!(releasever("40").as_deref(), Some("40"));
         assert_eq!(releasever(""), None);
+    }
+
+    #[test]
+    fn globs_as_dnf_excludes_match_them() {
+        assert!(glob_match("pw-ok", "pw-ok"));
+        assert!(glob_match("pw-*", "pw-ok"));
+        assert!(glob_match("kernel*", "kernel-core"));
+        assert!(glob_match("*ok", "pw-ok"));
+        assert!(glob_match("pw-?k", "pw-ok"));
+        assert!(glob_match("p*-*k", "pw-ok"));
+        assert!(!glob_match("pw-ok", "pw-ok2"));
+        assert!(!glob_match("pw-o", "pw-ok"));
+        assert!(!glob_match("kernel*", "pw-kernel"));
+    }
+
+    #[test]
+    fn excludes_per_section_and_disabled_repositories_left_out() {
+        let conf = "[main]\ngpgcheck=1\nexclude=pw-ok, kernel*\n# exclude=commented\n[lab]\nbaseurl=http://x\nexcludepkgs=pw-a pw-b\n[off]\nenabled=0\nexclude=pw-c\n";
+        let ex = parse_dnf_excludes(conf);
+        let got: Vec<(&str, &str)> = ex
+            .iter()
+            .map(|e| (e.section.as_str(), e.pattern.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("main", "pw-ok"),
+                ("main", "kernel*"),
+                ("lab", "pw-a"),
+                ("lab", "pw-b")
+            ]
+        );
+        assert!(parse_dnf_excludes("[main]\nexclude=\n").is_empty());
+    }
+
+    #[test]
+    fn transaction_table_of_a_captured_upgrade() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/dnf/install-ok.txt"
+        ))
+        .expect("fixture");
+        let rows = parse_dnf_transaction(&text);
+        assert_eq!(
+            rows,
+            [TransactionRow {
+                action: "Upgrading".into(),
+                name: "pw-ok".into(),
+                arch: "noarch".into(),
+                evr: "2.0-1".into(),
+                repo: "lab".into(),
+            }]
+        );
+        let wrapped = "Dependencies resolved.\n====\n Package  Arch  Version  Repository  Size\n====\nUpgrading:\n a-very-long-package-name-indeed\n                   noarch  2:1.0-1  lab  4.0 M\nInstalling dependencies:\n pw-lib  noarch  1.0-1  lab  5 k\n\nTransaction Summary\n====\nUpgrade  1 Package\n";
+        let rows = parse_dnf_transaction(wrapped);
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.action.as_str(), r.name.as_str(), r.evr.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Upgrading", "a-very-long-package-name-indeed", "2:1.0-1"),
+                ("Installing dependencies", "pw-lib", "1.0-1")
+            ]
+        );
     }
 }

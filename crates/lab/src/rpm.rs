@@ -13,8 +13,9 @@ use std::time::Duration;
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The packages an rpm host's base root has on top of the Debian base.
-pub const RPM_BASE_INCLUDES: &[&str] = &["procps", "dnf", "rpm"];
+/// The packages an rpm host's base root has on top of the Debian base (`dnf-plugins-core`
+/// brings the versionlock plugin, the usual way to hold an rpm package).
+pub const RPM_BASE_INCLUDES: &[&str] = &["procps", "dnf", "dnf-plugins-core", "rpm"];
 
 /// The name of the package every lab rpm host installs first. It provides `/bin/sh`: without
 /// it rpm's database has no provider for the `Requires(post): /bin/sh` of every package with a
@@ -365,6 +366,9 @@ pub fn make_rpm_host(host: &Host, repo: &RpmRepo) -> Result<()> {
     }
     set_rpm_repo(host, repo)?;
     host.write_file("/etc/dnf/vars/releasever", "9\n", 0o644)?;
+    // Debian's dnf-plugins-core enables the `local` plugin (a GPG-checked `_dnf_local`
+    // repository); Rocky does not ship it. The versionlock plugin stays enabled.
+    host.write_file("/etc/dnf/plugins/local.conf", "[main]\nenabled=0\n", 0o644)?;
     dnf_ok(host, &["install", SH_PROVIDER])?;
     Ok(())
 }

@@ -386,7 +386,7 @@ pub async fn create_deployment(
             timeout_secs,
             not_after: None,
             reboot: Default::default(),
-            respect_holds: true,
+            respect_holds: req.respect_holds.unwrap_or(true),
         };
         for p in &planned {
             rows.push(JobPackage {

@@ -55,6 +55,7 @@ pub async fn start_preflight(
         let Ok(Operation::Install {
             deployment_id,
             packages,
+            respect_holds,
             ..
         }) = serde_json::from_str::<Operation>(&j.payload)
         else {
@@ -63,6 +64,7 @@ pub async fn start_preflight(
         let payload = serde_json::to_string(&Operation::Preflight {
             deployment_id,
             packages,
+            respect_holds,
         })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         jobs.push(PreflightJob {

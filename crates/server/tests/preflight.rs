@@ -94,11 +94,13 @@ fn preflight_predicts_before_approval_and_the_accuracy_is_reported_after_the_run
         let Operation::Preflight {
             deployment_id,
             packages,
+            respect_holds,
         } = op
         else {
             panic!("not a pre-flight operation: {op:?}");
         };
         assert_eq!(deployment_id, &id);
+        assert!(respect_holds, "holds are respected by default");
         assert_eq!(packages.len(), 1);
         assert_eq!(packages[0].name, "pw-demo");
         assert_eq!(packages[0].version.as_deref(), Some("1.1"));

@@ -1,7 +1,7 @@
 //! apt/dpkg driven through their command-line tools (never libapt): `dpkg-query`, `apt-get`,
 //! `apt-cache`, `apt-mark`. Parsing and decisions live in `patchwarden_core`.
 
-use super::PackageManager;
+use super::{InstallOptions, PackageManager};
 use crate::exec::{CommandOutput, Runner};
 use crate::inventory::{canonicalize, collect_host_facts, reboot_required_packages, HostPaths};
 use crate::timefmt::now_rfc3339;
@@ -255,6 +255,37 @@ impl<R: Runner> Apt<R> {
         parse_dpkg_query(&out.stdout).map_err(|e| format!("dpkg-query output: {e}"))
     }
 
+    /// Makes sure `names` are still held after an install that overrode their holds; says
+    /// what it found, for the evidence.
+    fn keep_holds(&self, names: &[&str], log: &mut RunLog) -> String {
+        let deadline = Instant::now() + INSPECT_BUDGET;
+        let held = match self.held(deadline, log) {
+            Ok(h) => h,
+            Err(e) => return format!("could not check the hold afterwards: {e}"),
+        };
+        let lost: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !held.iter().any(|h| h == n))
+            .collect();
+        if lost.is_empty() {
+            return "the hold is kept".into();
+        }
+        let mut argv = vec!["apt-mark", "hold"];
+        argv.extend(lost.iter().copied());
+        let out = self.run(&argv, deadline, log);
+        if out.success() {
+            "the hold was set again after the install (apt-mark hold)".into()
+        } else {
+            warn!(packages = %lost.join(" "), "could not hold packages again");
+            format!(
+                "the install cleared the hold and apt-mark hold exited {:?}: {}",
+                out.exit_code,
+                last_lines(&out.stderr, 2)
+            )
+        }
+    }
+
     fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, String> {
         let out = self.run(&["apt-mark", "showhold"], deadline, log);
         if !out.success() {
@@ -460,11 +491,16 @@ impl<R: Runner> PackageManager for Apt<R> {
         inv
     }
 
-    fn preflight(&self, targets: &[PackageTarget]) -> JobResult {
-        self.run_preflight(targets)
+    fn preflight(&self, targets: &[PackageTarget], options: InstallOptions) -> JobResult {
+        self.run_preflight(targets, options)
     }
 
-    fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult {
+    fn install(
+        &self,
+        targets: &[PackageTarget],
+        budget: Duration,
+        options: InstallOptions,
+    ) -> JobResult {
         let started_at = now_rfc3339();
         let start = Instant::now();
         let deadline = start + budget;
@@ -537,6 +573,8 @@ impl<R: Runner> PackageManager for Apt<R> {
         });
 
         let mut remaining: Vec<&PackageTarget> = Vec::new();
+        // Held targets the deployment overrides (`respect_holds: false`).
+        let mut overridden: Vec<&str> = Vec::new();
         for t in targets {
             let db = db_of(&before, &t.name);
             let Some(installed) = db.version.clone() else {
@@ -554,18 +592,22 @@ impl<R: Runner> PackageManager for Apt<R> {
                 continue;
             };
             if held.contains(&t.name) {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        &t.name,
-                        PackageState::Skipped,
-                        Some(FailureClass::HeldBack),
-                        &db,
-                        t.version.clone(),
-                        vec!["held by apt-mark hold".into()],
-                    ),
-                );
-                continue;
+                if !options.respect_holds {
+                    overridden.push(t.name.as_str());
+                } else {
+                    results.insert(
+                        t.name.clone(),
+                        result(
+                            &t.name,
+                            PackageState::Skipped,
+                            Some(FailureClass::HeldBack),
+                            &db,
+                            t.version.clone(),
+                            vec!["held by apt-mark hold".into()],
+                        ),
+                    );
+                    continue;
+                }
             }
             if let Some(v) = &t.version {
                 if matches!(
@@ -741,12 +783,25 @@ impl<R: Runner> PackageManager for Apt<R> {
                 .min(deadline.saturating_duration_since(Instant::now()))
                 .as_secs()
         );
+        let overridden: Vec<&str> = overridden
+            .into_iter()
+            .filter(|n| plan.iter().any(|(t, _)| t.name == *n))
+            .collect();
         let mut argv = vec!["apt-get", "install", "-y", "--no-remove", "--only-upgrade"];
+        if !overridden.is_empty() {
+            argv.push("--allow-change-held-packages");
+            log.note(&format!(
+                "holds overridden by the deployment (respect_holds: false): {}",
+                overridden.join(" ")
+            ));
+        }
         argv.extend(DPKG_OPTIONS);
         argv.extend(["-o", lock_timeout.as_str()]);
         argv.extend(specs.iter().map(String::as_str));
         info!(packages = %specs.join(" "), "installing");
         let install = self.run(&argv, deadline, &mut log);
+        // An overridden hold stays a hold: set it again should the install have cleared it.
+        let kept_holds = (!overridden.is_empty()).then(|| self.keep_holds(&overridden, &mut log));
 
         // 6. The package database decides.
         let inspect = Instant::now() + INSPECT_BUDGET;
@@ -792,6 +847,16 @@ impl<R: Runner> PackageManager for Apt<R> {
                     None,
                 ),
             };
+            let mut evidence = evidence;
+            if let (true, Some(kept)) = (overridden.contains(&t.name.as_str()), &kept_holds) {
+                evidence.insert(
+                    0,
+                    format!(
+                        "held by apt-mark hold; installed anyway because the deployment overrides holds (respect_holds: false); {kept}"
+                    ),
+                );
+                evidence.truncate(MAX_EVIDENCE_LINES);
+            }
             results.insert(
                 t.name.clone(),
                 PackageResult {
@@ -938,7 +1003,11 @@ mod tests {
             target("pw-gone", Some("1.0")),
             target("pw-held", Some("2.0")),
         ];
-        let r = apt.install(&targets, Duration::from_secs(600));
+        let r = apt.install(
+            &targets,
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         let states: Vec<_> = r
             .packages
             .iter()
@@ -986,7 +1055,11 @@ mod tests {
             ("apt-mark showhold", out(0, "", "")),
             ("apt-get update", captured("update-nopubkey.txt")),
         ]);
-        let r = apt.install(&[target("pw-ok", Some("2.0"))], Duration::from_secs(600));
+        let r = apt.install(
+            &[target("pw-ok", Some("2.0"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         assert_eq!(r.packages[0].state, PackageState::Failed);
         assert_eq!(r.packages[0].class, Some(FailureClass::RepoInvalid));
         assert!(r.packages[0]
@@ -1005,7 +1078,11 @@ mod tests {
         ]);
         std::fs::create_dir_all(root.path().join("var/lib/dpkg/updates")).expect("mkdir");
         std::fs::write(root.path().join("var/lib/dpkg/updates/0000"), "").expect("write");
-        let r = apt.install(&[target("pw-ok", Some("2.0"))], Duration::from_secs(600));
+        let r = apt.install(
+            &[target("pw-ok", Some("2.0"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         let p = &r.packages[0];
         assert_eq!(
             (p.state, p.class),
@@ -1036,7 +1113,11 @@ mod tests {
             ),
             ("dpkg-query -W", out(0, &row("pw-ok", "2.0", "ii"), "")),
         ]);
-        let r = apt.install(&[target("pw-ok", Some("2.0"))], Duration::from_secs(600));
+        let r = apt.install(
+            &[target("pw-ok", Some("2.0"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         assert_eq!(r.packages[0].state, PackageState::Verified, "{r:#?}");
         let install = r
             .commands
@@ -1052,7 +1133,11 @@ mod tests {
             ("dpkg-query -W", out(0, &row("pw-ok", "2.0", "ii"), "")),
             ("apt-mark showhold", out(0, "", "")),
         ]);
-        let r = apt.install(&[target("pw-ok", Some("1.5"))], Duration::from_secs(600));
+        let r = apt.install(
+            &[target("pw-ok", Some("1.5"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         assert_eq!(r.packages[0].state, PackageState::NotApplicable);
         assert_eq!(r.commands.len(), 2);
     }

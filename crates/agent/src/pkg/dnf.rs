@@ -9,11 +9,18 @@
 //!   set `best=False`, which silently skips an upgrade with unmet dependencies),
 //!   `skip_if_unavailable=False` (a repository down is an error, not a warning), and never
 //!   `--allowerasing`: dnf then refuses any solution that would remove a package.
-//! - Holds are `dnf versionlock` entries when the plugin is installed, else none.
+//! - Holds are `dnf versionlock` entries (when the plugin is installed) and `exclude=` /
+//!   `excludepkgs=` patterns of /etc/dnf/dnf.conf and the enabled repositories. A held target
+//!   is `skipped`/`held_back`; an install with `respect_holds: false` runs with
+//!   `--disableplugin=versionlock` / `--disableexcludes=all` and locks the new version again.
+//! - Health before acting: dnf 4 waits forever for another dnf's lock, so the agent waits
+//!   (bounded by `--lock-wait`) for dnf's pid-file locks and rpm's transaction lock itself and
+//!   fails `lock_held`; two versions of one package (an interrupted transaction) fail every
+//!   target `interrupted_state`, as dpkg's journal does for apt.
 //! - Reboot: `needs-restarting -r` where installed; else a package among [`REBOOT_PACKAGES`]
 //!   installed after the current boot (RHEL's own list for `needs-restarting -r`).
 
-use super::PackageManager;
+use super::{InstallOptions, PackageManager};
 use crate::exec::{CommandOutput, Runner};
 use crate::inventory::{canonicalize, collect_host_facts, reboot_required_packages, HostPaths};
 use crate::timefmt::now_rfc3339;
@@ -22,8 +29,9 @@ use patchwarden_core::classify_dnf::{attribute_specs, classify_dnf};
 use patchwarden_core::outcome::{RunEvidence, MAX_EVIDENCE_LINES};
 use patchwarden_core::outcome_rpm::{decide_rpm, reaches};
 use patchwarden_core::rpm::{
-    compare_rpm, parse_repoquery, parse_rpm_query, parse_updateinfo_list, parse_versionlock_list,
-    releasever, AvailableUpdate, RpmEntry, REPOQUERY_FORMAT, RPM_QUERY_FORMAT,
+    compare_rpm, glob_match, parse_dnf_excludes, parse_repoquery, parse_rpm_query,
+    parse_updateinfo_list, parse_versionlock_list, releasever, AvailableUpdate, ExcludePattern,
+    RpmEntry, REPOQUERY_FORMAT, RPM_QUERY_FORMAT,
 };
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_wire::agent::{
@@ -31,11 +39,14 @@ use patchwarden_wire::agent::{
     UpgradablePackage,
 };
 use patchwarden_wire::{bound_output, MAX_OUTPUT_BYTES};
+use rustix::process::{fcntl_getlk, Flock, FlockType};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+
+mod preflight;
 
 /// Budget of each inventory command.
 const INVENTORY_COMMAND_BUDGET: Duration = Duration::from_secs(120);
@@ -68,6 +79,129 @@ pub struct Dnf<R: Runner> {
     paths: HostPaths,
     /// `--releasever=` from os-release VERSION_ID's major (`9.4` → `9`), when known.
     releasever: Option<String>,
+    /// How long a job waits for another dnf or rpm to release its lock.
+    lock_wait: Duration,
+}
+
+/// dnf 4's locks: files naming the pid of the dnf that holds them (held while that process
+/// lives; dnf waits for it forever).
+const DNF_PID_LOCKS: [&str; 3] = [
+    "/var/lib/dnf/rpmdb_lock.pid",
+    "/var/cache/dnf/metadata_lock.pid",
+    "/var/cache/dnf/download_lock.pid",
+];
+/// rpm's transaction lock (fcntl write lock), in the classic and the newer database place.
+const RPM_LOCKS: [&str; 2] = ["/var/lib/rpm/.rpm.lock", "/usr/lib/sysimage/rpm/.rpm.lock"];
+/// How often a held lock is probed again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
+
+/// Why dnf would leave a package alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hold {
+    Versionlock,
+    Exclude {
+        file: String,
+        section: String,
+        pattern: String,
+    },
+}
+
+impl Hold {
+    fn describe(&self) -> String {
+        match self {
+            Hold::Versionlock => "locked by dnf versionlock".into(),
+            Hold::Exclude {
+                file,
+                section,
+                pattern,
+            } => format!("excluded by `{pattern}` in [{section}] of {file}"),
+        }
+    }
+}
+
+/// The device's holds: versionlock entries and exclude patterns (with their file).
+#[derive(Debug, Default)]
+struct Holds {
+    locked: Vec<String>,
+    excludes: Vec<(String, ExcludePattern)>,
+}
+
+impl Holds {
+    fn of(&self, name: &str) -> Option<Hold> {
+        if self.locked.iter().any(|l| l == name) {
+            return Some(Hold::Versionlock);
+        }
+        self.excludes
+            .iter()
+            .find(|(_, e)| glob_match(&e.pattern, name))
+            .map(|(file, e)| Hold::Exclude {
+                file: file.clone(),
+                section: e.section.clone(),
+                pattern: e.pattern.clone(),
+            })
+    }
+}
+
+/// dnf options that lift the holds of `overridden` targets for one command.
+fn override_flags(overridden: &[(&PackageTarget, Hold)]) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    if overridden.iter().any(|(_, h)| *h == Hold::Versionlock) {
+        flags.push("--disableplugin=versionlock");
+    }
+    if overridden
+        .iter()
+        .any(|(_, h)| matches!(h, Hold::Exclude { .. }))
+    {
+        flags.push("--disableexcludes=all");
+    }
+    flags
+}
+
+/// Packages installed at several versions at once (install-only packages left out): a
+/// transaction was interrupted between installing the new one and erasing the old one.
+fn duplicates(entries: &[RpmEntry]) -> Vec<(String, String, Vec<String>)> {
+    let mut versions: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| !is_install_only(&e.name)) {
+        versions
+            .entry((e.name.as_str(), e.arch.as_str()))
+            .or_default()
+            .push(e.evr.as_str());
+    }
+    versions
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|((n, a), v)| {
+            (
+                n.to_owned(),
+                a.to_owned(),
+                v.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Evidence that rpm's database holds an interrupted transaction; `None` when consistent.
+fn interrupted_evidence(entries: &[RpmEntry]) -> Option<Vec<String>> {
+    let dups = duplicates(entries);
+    if dups.is_empty() {
+        return None;
+    }
+    let mut evidence: Vec<String> = dups
+        .iter()
+        .map(|(name, arch, evrs)| {
+            format!(
+                "rpm: {name}.{arch} installed at {} versions ({}): a transaction was interrupted",
+                evrs.len(),
+                evrs.join(", ")
+            )
+        })
+        .collect();
+    evidence.truncate(MAX_EVIDENCE_LINES - 1);
+    evidence.push(
+        "`dnf remove --duplicates` (or `dnf distro-sync`) must run before anything is installed"
+            .into(),
+    );
+    Some(evidence)
 }
 
 impl<R: Runner> Dnf<R> {
@@ -79,7 +213,157 @@ impl<R: Runner> Dnf<R> {
             runner,
             releasever: releasever(&os.version_id),
             paths,
+            lock_wait: crate::pkg::DEFAULT_LOCK_WAIT,
         }
+    }
+
+    /// How long a job waits for the dnf and rpm locks (`run --lock-wait`).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The first held dnf or rpm lock, described (`None`: all free). Never takes a lock.
+    fn held_lock(&self) -> Option<String> {
+        for path in DNF_PID_LOCKS {
+            let Ok(text) = fs::read_to_string(self.paths.at(path)) else {
+                continue;
+            };
+            let Ok(pid) = text.trim().parse::<u32>() else {
+                continue;
+            };
+            if pid == std::process::id() || !self.paths.at(&format!("/proc/{pid}/stat")).exists() {
+                continue;
+            }
+            let comm = fs::read_to_string(self.paths.at(&format!("/proc/{pid}/comm")))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_else(|_| "?".into());
+            return Some(format!("{path} is held by process {pid} ({comm})"));
+        }
+        RPM_LOCKS.iter().find_map(|path| {
+            let file = fs::File::open(self.paths.at(path)).ok()?;
+            let probe = Flock::from(FlockType::WriteLock);
+            let holder = fcntl_getlk(&file, &probe).ok()??;
+            if holder.typ == FlockType::Unlocked {
+                return None;
+            }
+            Some(match holder.pid {
+                Some(pid) => format!("{path} is locked by process {}", pid.as_raw_nonzero()),
+                None => format!("{path} is locked by another process"),
+            })
+        })
+    }
+
+    /// Waits until no dnf or rpm lock is held, for at most `wait` (and never past `deadline`).
+    /// `Err` carries the evidence when a lock is still held.
+    fn wait_for_locks(
+        &self,
+        wait: Duration,
+        deadline: Instant,
+        log: &mut RunLog,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let until = (start + wait).min(deadline);
+        let mut first: Option<String> = None;
+        loop {
+            let Some(held) = self.held_lock() else {
+                if let Some(first) = first {
+                    let waited = start.elapsed().as_secs_f32();
+                    log.note(&format!("{first}; it was released after {waited:.1} s"));
+                    info!(waited_secs = waited, "package-manager lock released");
+                }
+                return Ok(());
+            };
+            if first.is_none() {
+                info!(lock = %held, wait_secs = wait.as_secs(), "waiting for the package-manager lock");
+                first = Some(held.clone());
+            }
+            if Instant::now() >= until {
+                let waited = start.elapsed().as_secs();
+                let line = format!(
+                    "{held}: still held after waiting {waited} s (lock wait {} s)",
+                    wait.as_secs()
+                );
+                log.note(&line);
+                warn!(class = "lock_held", lock = %held, waited_secs = waited, "giving up on the package-manager lock");
+                return Err(line);
+            }
+            std::thread::sleep(LOCK_POLL);
+        }
+    }
+
+    /// Versionlock entries and exclude patterns (dnf.conf, then the repository files).
+    fn holds(&self, deadline: Instant, log: &mut RunLog) -> Holds {
+        let locked = self.held(deadline, log).unwrap_or_else(|e| {
+            warn!(error = %e, "could not list version locks");
+            Vec::new()
+        });
+        Holds {
+            locked,
+            ..self.holds_from_files()
+        }
+    }
+
+    /// The exclude patterns of dnf.conf and the repository files.
+    fn holds_from_files(&self) -> Holds {
+        let mut files = vec!["/etc/dnf/dnf.conf".to_owned()];
+        if let Ok(dir) = fs::read_dir(self.paths.at("/etc/yum.repos.d")) {
+            let mut repos: Vec<String> = dir
+                .flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().into_string().ok()?;
+                    n.ends_with(".repo")
+                        .then(|| format!("/etc/yum.repos.d/{n}"))
+                })
+                .collect();
+            repos.sort();
+            files.extend(repos);
+        }
+        let mut excludes = Vec::new();
+        for f in files {
+            if let Ok(text) = fs::read_to_string(self.paths.at(&f)) {
+                excludes.extend(
+                    parse_dnf_excludes(&text)
+                        .into_iter()
+                        .map(|e| (f.clone(), e)),
+                );
+            }
+        }
+        Holds {
+            locked: Vec::new(),
+            excludes,
+        }
+    }
+
+    /// After an install that overrode the versionlock of `names`: lock the version now
+    /// installed (the hold stays a hold). Returns a line per name for the evidence.
+    fn relock(&self, names: &[&str], log: &mut RunLog) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + INSPECT_BUDGET;
+        let mut out = BTreeMap::new();
+        if names.is_empty() {
+            return out;
+        }
+        let mut del = vec!["versionlock", "delete"];
+        del.extend(names.iter().copied());
+        let d = self.dnf(true, &del, deadline, log);
+        let mut add = vec!["versionlock", "add"];
+        add.extend(names.iter().copied());
+        let a = self.dnf(true, &add, deadline, log);
+        for n in names {
+            let line = if d.success() && a.success() {
+                "the versionlock now holds the version installed".to_owned()
+            } else {
+                warn!(package = %n, "could not lock the new version again");
+                format!(
+                    "locking the new version again failed (versionlock delete exited {:?}, add exited {:?}): {}",
+                    d.exit_code,
+                    a.exit_code,
+                    last_lines(&format!("{}{}", d.stderr, a.stderr), 2)
+                )
+            };
+            out.insert((*n).to_owned(), line);
+        }
+        out
     }
 
     fn run(&self, argv: &[&str], deadline: Instant, log: &mut RunLog) -> CommandOutput {
@@ -134,15 +418,17 @@ impl<R: Runner> Dnf<R> {
         Ok(entries)
     }
 
-    /// Newer versions available, newest per (name, arch); `names` limits the query.
+    /// Newer versions available, newest per (name, arch); `names` limits the query; `extra`
+    /// options come first.
     fn upgrades(
         &self,
         names: &[&str],
         refresh: bool,
+        extra: &[&str],
         deadline: Instant,
         log: &mut RunLog,
     ) -> Result<Vec<AvailableUpdate>, CommandOutput> {
-        let mut args = Vec::new();
+        let mut args = extra.to_vec();
         if refresh {
             args.push("--refresh");
         }
@@ -225,6 +511,11 @@ struct RunLog {
 }
 
 impl RunLog {
+    /// A line of the agent's own, in the job output.
+    fn note(&mut self, line: &str) {
+        self.output.push_str(&format!("[agent] {line}\n"));
+    }
+
     fn record(&mut self, out: &CommandOutput) {
         self.commands.push(out.command.clone());
         self.output.push_str(&format!("$ {}\n", out.command));
@@ -286,16 +577,9 @@ impl<R: Runner> PackageManager for Dnf<R> {
         // Two versions of one package installed at once: a transaction was interrupted
         // between installing the new one and erasing the old one.
         let mut health = PackageManagerHealth::default();
-        let mut versions: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
-        for e in entries.iter().filter(|e| !is_install_only(&e.name)) {
-            versions
-                .entry((e.name.as_str(), e.arch.as_str()))
-                .or_default()
-                .push(e.evr.as_str());
-        }
-        for ((name, arch), evrs) in versions.iter().filter(|(_, v)| v.len() > 1) {
+        for (name, arch, evrs) in duplicates(&entries) {
             health.interrupted = true;
-            health.broken_packages.push((*name).to_owned());
+            health.broken_packages.push(name.clone());
             health.evidence.push(format!(
                 "rpm: {name}.{arch} installed at {} versions ({}): an interrupted transaction",
                 evrs.len(),
@@ -316,7 +600,7 @@ impl<R: Runner> PackageManager for Dnf<R> {
             })
             .collect();
 
-        match self.upgrades(&[], false, deadline, &mut log) {
+        match self.upgrades(&[], false, &[], deadline, &mut log) {
             Ok(ups) => {
                 inv.upgradable = ups
                     .into_iter()
@@ -377,6 +661,13 @@ impl<R: Runner> PackageManager for Dnf<R> {
             Ok(held) => inv.held = held,
             Err(e) => inv.collection_errors.push(e),
         }
+        // Installed packages an exclude pattern keeps dnf from upgrading are held too.
+        let holds = self.holds_from_files();
+        for p in &inv.packages {
+            if holds.of(&p.name).is_some() && !inv.held.contains(&p.name) {
+                inv.held.push(p.name.clone());
+            }
+        }
         let (reboot, pkgs) = self.reboot_needed(&entries, deadline, &mut log);
         inv.reboot_required |= reboot;
         inv.reboot_required_packages.extend(pkgs);
@@ -384,7 +675,16 @@ impl<R: Runner> PackageManager for Dnf<R> {
         inv
     }
 
-    fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult {
+    fn preflight(&self, targets: &[PackageTarget], options: InstallOptions) -> JobResult {
+        self.run_preflight(targets, options)
+    }
+
+    fn install(
+        &self,
+        targets: &[PackageTarget],
+        budget: Duration,
+        options: InstallOptions,
+    ) -> JobResult {
         let started_at = now_rfc3339();
         let start = Instant::now();
         let deadline = start + budget;
@@ -448,11 +748,10 @@ impl<R: Runner> PackageManager for Dnf<R> {
                 return finish(log, None, results, Some(e));
             }
         };
-        let held = self.held(deadline, &mut log).unwrap_or_else(|e| {
-            warn!(error = %e, "could not list version locks");
-            Vec::new()
-        });
+        let holds = self.holds(deadline, &mut log);
         let mut remaining: Vec<&PackageTarget> = Vec::new();
+        // Held targets the deployment overrides (`respect_holds: false`).
+        let mut overridden: Vec<(&PackageTarget, Hold)> = Vec::new();
         for t in targets {
             let Some(current) = installed(&before, &t.name) else {
                 results.insert(
@@ -468,19 +767,22 @@ impl<R: Runner> PackageManager for Dnf<R> {
                 );
                 continue;
             };
-            if held.contains(&t.name) {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        t,
-                        PackageState::Skipped,
-                        Some(FailureClass::HeldBack),
-                        Some(current),
-                        t.version.clone(),
-                        vec!["locked by dnf versionlock".into()],
-                    ),
-                );
-                continue;
+            if let Some(hold) = holds.of(&t.name) {
+                if options.respect_holds {
+                    results.insert(
+                        t.name.clone(),
+                        result(
+                            t,
+                            PackageState::Skipped,
+                            Some(FailureClass::HeldBack),
+                            Some(current),
+                            t.version.clone(),
+                            vec![hold.describe()],
+                        ),
+                    );
+                    continue;
+                }
+                overridden.push((t, hold));
             }
             if let Some(v) = &t.version {
                 if reaches(&current, v) {
@@ -504,11 +806,54 @@ impl<R: Runner> PackageManager for Dnf<R> {
         if remaining.is_empty() {
             return finish(log, None, results, None);
         }
+        let fail_all = |results: &mut BTreeMap<String, PackageResult>,
+                        names: &[&PackageTarget],
+                        class: FailureClass,
+                        evidence: &[String]| {
+            for t in names {
+                results.insert(
+                    t.name.clone(),
+                    result(
+                        t,
+                        PackageState::Failed,
+                        Some(class),
+                        installed(&before, &t.name),
+                        t.version.clone(),
+                        evidence.to_vec(),
+                    ),
+                );
+            }
+        };
+
+        // Health, before acting: dnf 4 would wait forever for another dnf's lock, and would
+        // build on a database an interrupted transaction left with two versions of a package.
+        if let Err(line) = self.wait_for_locks(self.lock_wait, deadline, &mut log) {
+            let ev = [format!("{line}; nothing was installed")];
+            fail_all(&mut results, &remaining, FailureClass::LockHeld, &ev);
+            return finish(log, None, results, None);
+        }
+        if let Some(evidence) = interrupted_evidence(&before) {
+            for line in &evidence {
+                log.note(line);
+            }
+            warn!(
+                class = "interrupted_state",
+                "rpm database interrupted; nothing installed"
+            );
+            fail_all(
+                &mut results,
+                &remaining,
+                FailureClass::InterruptedState,
+                &evidence,
+            );
+            return finish(log, None, results, None);
+        }
 
         // 2. Fresh metadata and the candidates; a repository error fails every remaining target
         // without installing anything.
         let names: Vec<&str> = remaining.iter().map(|t| t.name.as_str()).collect();
-        let candidates = match self.upgrades(&names, true, deadline, &mut log) {
+        let flags = override_flags(&overridden);
+        let candidates = match self.upgrades(&names, true, &flags, deadline, &mut log) {
             Ok(c) => c,
             Err(out) => {
                 let (class, mut evidence) = if out.timed_out {
@@ -581,12 +926,22 @@ impl<R: Runner> PackageManager for Dnf<R> {
 
         // 4. One transaction for every remaining target; nothing may be removed.
         let specs: Vec<&str> = plan.iter().map(|(_, _, s)| s.as_str()).collect();
-        let mut args = vec![
+        overridden.retain(|(t, _)| plan.iter().any(|(p, _, _)| p.name == t.name));
+        let flags = override_flags(&overridden);
+        if !overridden.is_empty() {
+            let names: Vec<&str> = overridden.iter().map(|(t, _)| t.name.as_str()).collect();
+            log.note(&format!(
+                "holds overridden by the deployment (respect_holds: false): {}",
+                names.join(" ")
+            ));
+        }
+        let mut args = flags.clone();
+        args.extend([
             "--best",
             "--setopt=skip_if_unavailable=False",
             "--setopt=clean_requirements_on_remove=False",
             "upgrade",
-        ];
+        ]);
         args.extend(specs.iter().copied());
         info!(packages = %specs.join(" "), "installing");
         let install = self.dnf(false, &args, deadline, &mut log);
@@ -642,6 +997,37 @@ impl<R: Runner> PackageManager for Dnf<R> {
                 ),
             };
             results.insert(t.name.clone(), r);
+        }
+        // An overridden hold stays a hold: a versionlock moves to the version now installed,
+        // an exclude pattern stays as it is.
+        let relock: Vec<&str> = overridden
+            .iter()
+            .filter(|(t, h)| {
+                *h == Hold::Versionlock
+                    && results
+                        .get(&t.name)
+                        .is_some_and(|r| r.installed_version != r.from_version)
+            })
+            .map(|(t, _)| t.name.as_str())
+            .collect();
+        let relocked = self.relock(&relock, &mut log);
+        for (t, hold) in &overridden {
+            let Some(r) = results.get_mut(&t.name) else {
+                continue;
+            };
+            let kept = match (hold, relocked.get(&t.name)) {
+                (Hold::Versionlock, Some(line)) => line.clone(),
+                (Hold::Versionlock, None) => "the versionlock is kept".to_owned(),
+                (Hold::Exclude { .. }, _) => "the exclude is kept".to_owned(),
+            };
+            r.evidence.insert(
+                0,
+                format!(
+                    "{}; installed anyway because the deployment overrides holds (respect_holds: false); {kept}",
+                    hold.describe()
+                ),
+            );
+            r.evidence.truncate(MAX_EVIDENCE_LINES);
         }
         finish(log, install.exit_code, results, error)
     }
@@ -764,6 +1150,7 @@ mod tests {
                 target("pw-gone", Some("1.0-1")),
             ],
             Duration::from_secs(600),
+            InstallOptions::default(),
         );
         let states: Vec<_> = r
             .packages
@@ -803,7 +1190,11 @@ mod tests {
                 captured("repoquery-repo-down.txt"),
             ),
         ]);
-        let r = dnf.install(&[target("pw-ok", Some("2.0-1"))], Duration::from_secs(600));
+        let r = dnf.install(
+            &[target("pw-ok", Some("2.0-1"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
         assert_eq!(r.packages[0].state, PackageState::Failed);
         assert_eq!(r.packages[0].class, Some(FailureClass::RepoUnreachable));
         assert!(!r.commands.iter().any(|c| c.contains(" upgrade ")));

@@ -1,4 +1,4 @@
-//! The package-manager layer: what the agent needs from apt (and later dnf), behind one trait.
+//! The package-manager layer: what the agent needs from apt and dnf, behind one trait.
 
 pub mod apt;
 pub mod dnf;
@@ -25,6 +25,22 @@ impl Default for Settings {
     }
 }
 
+/// How one install (or its pre-flight prediction) runs, from the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// Respect package holds (`apt-mark hold`, dnf versionlock and excludes): a held target is
+    /// `skipped`/`held_back`. `false` upgrades it anyway and keeps the hold afterwards.
+    pub respect_holds: bool,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        InstallOptions {
+            respect_holds: true,
+        }
+    }
+}
+
 pub trait PackageManager: Send + Sync {
     /// `apt` or `dnf`, as the inventory reports it.
     fn name(&self) -> &'static str;
@@ -35,12 +51,18 @@ pub trait PackageManager: Send + Sync {
 
     /// Upgrades the installed `targets` within `budget`, and reports each one's end state as the
     /// package database shows it afterwards.
-    fn install(&self, targets: &[PackageTarget], budget: Duration) -> JobResult;
+    fn install(
+        &self,
+        targets: &[PackageTarget],
+        budget: Duration,
+        options: InstallOptions,
+    ) -> JobResult;
 
     /// Predicts what `install` of `targets` would do, changing nothing: every package's state
     /// is a prediction (`verified`: would succeed). Backends without a pre-flight check
     /// report every target `skipped`.
-    fn preflight(&self, targets: &[PackageTarget]) -> JobResult {
+    fn preflight(&self, targets: &[PackageTarget], options: InstallOptions) -> JobResult {
+        let _ = options;
         let mut r = crate::jobs::error_result(String::new());
         r.error = None;
         r.packages = targets

@@ -99,7 +99,11 @@ impl<R: Runner> Apt<R> {
         .collect()
     }
 
-    pub(super) fn run_preflight(&self, targets: &[PackageTarget]) -> JobResult {
+    pub(super) fn run_preflight(
+        &self,
+        targets: &[PackageTarget],
+        options: InstallOptions,
+    ) -> JobResult {
         let started_at = now_rfc3339();
         let start = Instant::now();
         let deadline = start + PREFLIGHT_BUDGET;
@@ -173,7 +177,7 @@ impl<R: Runner> Apt<R> {
                 );
                 continue;
             };
-            if held.contains(&t.name) {
+            if held.contains(&t.name) && options.respect_holds {
                 put(
                     &mut results,
                     t,
@@ -309,6 +313,9 @@ impl<R: Runner> Apt<R> {
         let mut argv: Vec<&str> = vec!["apt-get", "-s"];
         argv.extend(opts.iter().map(String::as_str));
         argv.extend(["install", "--no-remove", "--only-upgrade"]);
+        if !options.respect_holds {
+            argv.push("--allow-change-held-packages");
+        }
         argv.extend(specs.iter().map(String::as_str));
         let sim = self.run(&argv, deadline, &mut log);
         if !sim.success() {
