@@ -219,7 +219,49 @@ impl Agent {
         info!(job = %job_id, exit_code = ?result.exit_code, error = ?result.error,
             states = ?result.packages.iter().map(|p| (p.package.as_str(), p.state.as_str())).collect::<Vec<_>>(), "job finished");
         self.dir.outbox_put(job_id, &result)?;
-        self.upload(job_id, &result)
+        let delivered = self.upload(job_id, &result);
+        // The result is in the outbox (and was offered to the server): a reboot loses nothing.
+        self.reboot_if_due(job_id, &envelope.payload, &result)?;
+        delivered
+    }
+
+    /// Reboots the device when the job's reboot policy asks for it, once per job: the job is
+    /// recorded in the state file before the reboot command runs.
+    fn reboot_if_due(
+        &self,
+        job_id: &str,
+        payload: &str,
+        result: &JobResult,
+    ) -> Result<(), AgentError> {
+        if self.options.report_only {
+            return Ok(());
+        }
+        let Some(mode) =
+            crate::reboot::reboot_due(payload, result, time::OffsetDateTime::now_utc())
+        else {
+            return Ok(());
+        };
+        {
+            let mut st = lock(&self.state);
+            if st.rebooted_for_jobs.iter().any(|j| j == job_id) {
+                warn!(job = %job_id, "already rebooted for this job; not rebooting again");
+                return Ok(());
+            }
+            st.rebooted_for_jobs.push(job_id.to_owned());
+            let excess = st
+                .rebooted_for_jobs
+                .len()
+                .saturating_sub(crate::reboot::REMEMBERED_JOBS);
+            st.rebooted_for_jobs.drain(..excess);
+            self.dir.save(&st)?;
+        }
+        let argv = crate::reboot::reboot_command();
+        warn!(job = %job_id, mode = mode.as_str(), command = %argv.join(" "), "rebooting the device after the install");
+        match crate::reboot::run_reboot_command(&argv) {
+            Ok(()) => info!(job = %job_id, "reboot command returned"),
+            Err(e) => error!(job = %job_id, error = %e, "the reboot command failed; not retried for this job"),
+        }
+        Ok(())
     }
 
     /// Fetches and runs the queued work; returns how many items there were.

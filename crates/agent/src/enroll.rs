@@ -58,6 +58,7 @@ pub fn enroll(
         checkin_interval_secs: resp.checkin_interval_secs,
         last_acked_inventory_hash: None,
         work_signing_key: resp.work_signing_key,
+        rebooted_for_jobs: vec![],
     };
     dir.save(&state).map_err(AgentError::from)?;
     Ok(state)

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod inventory;
 pub mod jobs;
 pub mod pkg;
+pub mod reboot;
 pub mod state;
 pub mod timefmt;
 

@@ -51,6 +51,10 @@ pub struct State {
     pub last_acked_inventory_hash: Option<String>,
     #[serde(default)]
     pub work_signing_key: Option<String>,
+    /// Jobs after which this agent rebooted the device (newest last, bounded): never twice
+    /// for one job.
+    #[serde(default)]
+    pub rebooted_for_jobs: Vec<String>,
 }
 
 // The secret must never reach a log line.
@@ -269,6 +273,7 @@ mod tests {
             checkin_interval_secs: 60,
             last_acked_inventory_hash: None,
             work_signing_key: None,
+            rebooted_for_jobs: vec![],
         }
     }
 
