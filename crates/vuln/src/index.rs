@@ -4,7 +4,7 @@
 //! the devices that have a changed package.
 
 use crate::feeds::{Epss, EpssScores, FeedKind, KevCatalog, KevEntry};
-use crate::model::{Cvss, Distro, NameKind, PackageAdvisory, Release, Statement};
+use crate::model::{Cvss, Distro, NameKind, PackageAdvisory, Rating, Release, Statement};
 use crate::version::{Version, VersionError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -152,6 +152,8 @@ pub(crate) struct Entry {
     pub state: EntryState,
     /// Interned: a handful of distinct values, shared and so cache-hot when matching.
     pub urgency: Option<Arc<str>>,
+    /// `urgency` as a rating (build-derived, so not part of equality).
+    pub urgency_rating: Rating,
     pub name_kind: NameKind,
 }
 
@@ -175,9 +177,76 @@ pub struct CveInfo {
     pub summary: Option<String>,
 }
 
+/// A release's entries by package while the index is built.
+type PackageEntries = FastMap<Box<str>, Vec<Entry>>;
+
+/// One release's statements, flat: package names interned to dense ids (in name order, so
+/// sorting by id is sorting by name), and every entry in one contiguous array grouped by
+/// package (then sorted by CVE), so the matcher touches a few cache lines per package.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReleaseIndex {
+    /// Dense id of this release within the index (memo keys in the matcher).
+    pub id: u32,
+    /// Package name → key id.
+    pub ids: FastMap<Box<str>, u32>,
+    /// Key id → package name.
+    pub names: Vec<Box<str>>,
+    /// Key id `k`'s entries are `entries[starts[k]..starts[k + 1]]`.
+    pub starts: Vec<u32>,
+    pub entries: Vec<Entry>,
+}
+
+impl ReleaseIndex {
+    pub fn key(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, key: u32) -> &str {
+        &self.names[key as usize]
+    }
+
+    /// The first entry's position of `key` in `entries`.
+    pub fn start(&self, key: u32) -> u32 {
+        self.starts[key as usize]
+    }
+
+    pub fn entries(&self, key: u32) -> &[Entry] {
+        let k = key as usize;
+        &self.entries[self.starts[k] as usize..self.starts[k + 1] as usize]
+    }
+
+    fn get(&self, name: &str) -> Option<&[Entry]> {
+        self.key(name).map(|k| self.entries(k))
+    }
+
+    /// (name, entries) per key, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Entry])> + '_ {
+        (0..self.names.len() as u32).map(|k| (self.name(k), self.entries(k)))
+    }
+
+    fn flatten(id: u32, pkgs: PackageEntries) -> ReleaseIndex {
+        let mut pkgs: Vec<(Box<str>, Vec<Entry>)> = pkgs.into_iter().collect();
+        pkgs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = ReleaseIndex {
+            id,
+            starts: Vec::with_capacity(pkgs.len() + 1),
+            entries: Vec::with_capacity(pkgs.iter().map(|p| p.1.len()).sum()),
+            ..ReleaseIndex::default()
+        };
+        for (k, (name, entries)) in pkgs.into_iter().enumerate() {
+            out.starts.push(out.entries.len() as u32);
+            out.ids.insert(name.clone(), k as u32);
+            out.names.push(name);
+            out.entries.extend(entries);
+        }
+        out.starts.push(out.entries.len() as u32);
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AdvisoryIndex {
-    pub(crate) releases: HashMap<Release, FastMap<Box<str>, Vec<Entry>>>,
+    pub(crate) releases: HashMap<Release, ReleaseIndex>,
     /// CVE id → index into `infos`.
     pub(crate) cves: FastMap<Arc<str>, u32>,
     pub(crate) infos: Vec<CveInfo>,
@@ -229,6 +298,7 @@ impl AdvisoryIndex {
         epss: Option<&EpssScores>,
     ) -> Result<AdvisoryIndex, VersionError> {
         let mut index = AdvisoryIndex::default();
+        let mut releases: HashMap<Release, PackageEntries> = HashMap::new();
         let mut interned: HashMap<String, Arc<str>> = HashMap::new();
         for adv in advisories {
             let distro = adv.release.distro;
@@ -260,7 +330,7 @@ impl AdvisoryIndex {
                         .or_insert_with(|| adv.package.as_str().into());
                 }
             }
-            let pkgs = index.releases.entry(adv.release.clone()).or_default();
+            let pkgs = releases.entry(adv.release.clone()).or_default();
             let entries = pkgs.entry(adv.package.as_str().into()).or_default();
             for cve in &adv.cves {
                 let cve: Arc<str> = interned
@@ -298,6 +368,7 @@ impl AdvisoryIndex {
                             .or_insert_with(|| Arc::from(u))
                             .clone()
                     }),
+                    urgency_rating: Rating::Unknown,
                     name_kind: adv.name_kind,
                 };
                 match entries.iter_mut().find(|e| e.cve == cve) {
@@ -306,7 +377,7 @@ impl AdvisoryIndex {
                 }
             }
         }
-        for pkgs in index.releases.values_mut() {
+        for pkgs in releases.values_mut() {
             for entries in pkgs.values_mut() {
                 entries.sort_by(|a, b| a.cve.cmp(&b.cve));
             }
@@ -331,26 +402,34 @@ impl AdvisoryIndex {
             }
         }
         let default = CveInfo::default();
-        for pkgs in index.releases.values_mut() {
+        for pkgs in releases.values_mut() {
             for entries in pkgs.values_mut() {
                 for e in entries {
                     e.quick = Quick::of(&e.state);
+                    e.urgency_rating = e
+                        .urgency
+                        .as_deref()
+                        .map(Rating::from_distro_urgency)
+                        .unwrap_or(Rating::Unknown);
                     if index.infos[e.info as usize] == default {
                         e.info = NO_INFO;
                     }
                 }
             }
         }
+        let mut releases: Vec<(Release, PackageEntries)> = releases.into_iter().collect();
+        releases.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, (release, pkgs)) in releases.into_iter().enumerate() {
+            index
+                .releases
+                .insert(release, ReleaseIndex::flatten(id as u32, pkgs));
+        }
         Ok(index)
     }
 
     /// Number of (release, package, CVE) statements.
     pub fn len(&self) -> usize {
-        self.releases
-            .values()
-            .flat_map(|p| p.values())
-            .map(Vec::len)
-            .sum()
+        self.releases.values().map(|r| r.entries.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -365,7 +444,7 @@ impl AdvisoryIndex {
     pub fn keys_for_cve(&self, cve: &str) -> Vec<PackageKey> {
         let mut out = Vec::new();
         for (release, pkgs) in &self.releases {
-            for (name, entries) in pkgs {
+            for (name, entries) in pkgs.iter() {
                 if entries.iter().any(|e| &*e.cve == cve) {
                     out.push(PackageKey {
                         release: release.clone(),
@@ -382,13 +461,13 @@ impl AdvisoryIndex {
     /// removed or edited), and CVEs whose enrichment alone differs.
     pub fn changed_keys(&self, old: &AdvisoryIndex) -> ChangedKeys {
         let mut out = ChangedKeys::default();
-        let empty = FastMap::default();
+        let empty = ReleaseIndex::default();
         let releases: BTreeSet<&Release> =
             self.releases.keys().chain(old.releases.keys()).collect();
         for release in releases {
             let new_p = self.releases.get(release).unwrap_or(&empty);
             let old_p = old.releases.get(release).unwrap_or(&empty);
-            for name in new_p.keys().chain(old_p.keys()) {
+            for name in new_p.names.iter().chain(old_p.names.iter()) {
                 if new_p.get(name) != old_p.get(name) {
                     out.packages.insert(PackageKey {
                         release: release.clone(),

@@ -18,7 +18,8 @@ pub mod version;
 pub use feeds::{FeedError, FeedKind, Location};
 pub use index::{AdvisoryIndex, ChangedKeys, PackageKey};
 pub use matching::{
-    match_device, match_device_into, DeviceFacts, Exposure, Fix, InstalledPackage, UpdateCandidate,
+    match_device, match_device_into, DeviceFacts, Exposure, ExposureRef, Fix, InstalledPackage,
+    Matcher, Matches, UpdateCandidate,
 };
 pub use model::{Distro, PackageAdvisory, Rating, Release, Severity};
 pub use priority::{priority, Priority};
