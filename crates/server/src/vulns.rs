@@ -13,7 +13,7 @@ use patchwarden_vuln::feeds::{
     parse_alpine_secdb, parse_debian_tracker, parse_epss_csv, parse_kev, parse_osv, parse_osv_zip,
 };
 use patchwarden_vuln::{
-    feeds::EpssScores, feeds::KevCatalog, AdvisoryIndex, DeviceFacts, Exposure, Fix,
+    feeds::EpssScores, feeds::KevCatalog, AdvisoryIndex, DeviceFacts, Exposure, Fix, Matcher,
     PackageAdvisory, SlaPolicy,
 };
 use patchwarden_wire::agent::Inventory;
@@ -172,8 +172,21 @@ pub async fn rematch_device(
         .read()
         .map(|i| Arc::clone(&i))
         .map_err(|_| "index lock poisoned".to_owned())?;
-    let exposures = patchwarden_vuln::match_device(&index, &facts_of(inv));
-    let open: Vec<ExposureRecord> = exposures.iter().map(|e| record(device, e)).collect();
+    let facts = facts_of(inv);
+    let mut matcher = Matcher::new(&index);
+    store_matches(state, device, matcher.match_device(&facts)).await
+}
+
+/// Records one device's matches: what opened and closed.
+async fn store_matches(
+    state: &AppState,
+    device: &Device,
+    matches: patchwarden_vuln::Matches<'_>,
+) -> Result<(u64, u64), String> {
+    let open: Vec<ExposureRecord> = matches
+        .iter()
+        .map(|e| record(device, &e.to_exposure()))
+        .collect();
     let now = state.clock.now_ms();
     state
         .store
@@ -210,12 +223,14 @@ async fn rematch_all(state: &AppState, only: Option<&patchwarden_vuln::ChangedKe
         Err(_) => return 0,
     };
     let mut n = 0;
+    // One matcher for the whole run (the fast path: verdicts remembered across devices).
+    let mut matcher = Matcher::new(&index);
     for d in devices {
         let Some(inv) = inventory(state, &d.id).await else {
             continue;
         };
+        let facts = facts_of(&inv);
         if let Some(changed) = only {
-            let facts = facts_of(&inv);
             let keys: HashSet<_> = patchwarden_vuln::matching::device_keys(&index, &facts)
                 .into_iter()
                 .collect();
@@ -225,7 +240,7 @@ async fn rematch_all(state: &AppState, only: Option<&patchwarden_vuln::ChangedKe
                 continue;
             }
         }
-        if let Err(e) = rematch_device(state, &d, &inv).await {
+        if let Err(e) = store_matches(state, &d, matcher.match_device(&facts)).await {
             tracing::error!(device = %d.id, error = %e, "rematch failed");
         }
         n += 1;
