@@ -1178,6 +1178,107 @@ mod tests {
     }
 
     #[test]
+    fn a_versionlocked_target_is_held_back_unless_the_deployment_overrides_holds() {
+        let lock = "pw-ok-0:1.0-1.*\n";
+        let (pm, _root) = dnf(vec![
+            ("rpm -qa", out(0, &row("pw-ok", "1.0", "1"), "")),
+            ("dnf -q --releasever=9 versionlock list", out(0, lock, "")),
+        ]);
+        let r = pm.install(
+            &[target("pw-ok", Some("2.0-1"))],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
+        assert_eq!(
+            (r.packages[0].state, r.packages[0].class),
+            (PackageState::Skipped, Some(FailureClass::HeldBack))
+        );
+        assert_eq!(r.packages[0].evidence, ["locked by dnf versionlock"]);
+
+        let (pm, _root) = dnf(vec![
+            ("rpm -qa", out(0, &row("pw-ok", "1.0", "1"), "")),
+            ("dnf -q --releasever=9 versionlock list", out(0, lock, "")),
+            (
+                "dnf -q --releasever=9 --disableplugin=versionlock --refresh repoquery --upgrades",
+                out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n", ""),
+            ),
+            (
+                "dnf -y --releasever=9 --disableplugin=versionlock --best --setopt=skip_if_unavailable=False --setopt=clean_requirements_on_remove=False upgrade pw-ok-2.0-1",
+                captured("install-ok.txt"),
+            ),
+            ("rpm -qa", out(0, &row("pw-ok", "2.0", "1"), "")),
+            ("dnf -q --releasever=9 versionlock delete pw-ok", out(0, "", "")),
+            ("dnf -q --releasever=9 versionlock add pw-ok", out(0, "", "")),
+        ]);
+        let r = pm.install(
+            &[target("pw-ok", Some("2.0-1"))],
+            Duration::from_secs(600),
+            InstallOptions {
+                respect_holds: false,
+            },
+        );
+        assert_eq!(r.packages[0].state, PackageState::Verified, "{r:#?}");
+        assert!(r.packages[0].evidence[0].contains("overrides holds"));
+        assert!(r.packages[0].evidence[0].contains("now holds the version installed"));
+        assert!(r
+            .commands
+            .iter()
+            .any(|c| c.ends_with("versionlock add pw-ok")));
+    }
+
+    #[test]
+    fn an_excluded_target_is_held_back_and_an_interrupted_database_refused() {
+        let (dnf, root) = dnf(vec![
+            (
+                "rpm -qa",
+                out(
+                    0,
+                    &[
+                        row("pw-ok", "1.0", "1"),
+                        row("pw-ex", "1.0", "1"),
+                        row("pw-dup", "1.0", "1"),
+                        row("pw-dup", "2.0", "1"),
+                    ]
+                    .concat(),
+                    "",
+                ),
+            ),
+            (
+                "dnf -q --releasever=9 versionlock list",
+                out(1, "", NO_PLUGIN),
+            ),
+        ]);
+        std::fs::create_dir_all(root.path().join("etc/dnf")).expect("mkdir");
+        std::fs::write(
+            root.path().join("etc/dnf/dnf.conf"),
+            "[main]\ngpgcheck=1\nexclude=pw-e*\n",
+        )
+        .expect("write");
+        let r = dnf.install(
+            &[
+                target("pw-ex", Some("2.0-1")),
+                target("pw-ok", Some("2.0-1")),
+            ],
+            Duration::from_secs(600),
+            InstallOptions::default(),
+        );
+        assert_eq!(
+            (r.packages[0].state, r.packages[0].class),
+            (PackageState::Skipped, Some(FailureClass::HeldBack))
+        );
+        assert_eq!(
+            r.packages[0].evidence,
+            ["excluded by `pw-e*` in [main] of /etc/dnf/dnf.conf"]
+        );
+        assert_eq!(
+            (r.packages[1].state, r.packages[1].class),
+            (PackageState::Failed, Some(FailureClass::InterruptedState))
+        );
+        assert!(r.packages[1].evidence[0].contains("pw-dup.noarch installed at 2 versions"));
+        assert!(!r.commands.iter().any(|c| c.contains(" upgrade ")));
+    }
+
+    #[test]
     fn a_repository_down_fails_every_target_without_installing() {
         let (dnf, _root) = dnf(vec![
             ("rpm -qa", out(0, &row("pw-ok", "1.0", "1"), "")),
