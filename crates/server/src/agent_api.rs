@@ -151,6 +151,7 @@ pub async fn checkin(
         .record_checkin(&device.id, now, &req.agent_version, update.as_ref())
         .await?;
     if let Some(inv) = &req.inventory {
+        crate::reboots::on_inventory(&state, &device, inv).await?;
         crate::history::confirm_reboots(&state, &device, inv).await?;
         // A new inventory rematches this device only.
         if let Err(e) = crate::vulns::rematch_device(&state, &device, inv).await {
@@ -215,15 +216,18 @@ pub async fn work(
         // Pre-flight checks first: they are quick and change nothing.
         let preflight = crate::preflight::offerable(&state, &device.id).await?;
         if !jobs.is_empty() || !preflight.is_empty() || tokio::time::Instant::now() >= deadline {
-            let items = preflight
-                .into_iter()
-                .chain(jobs.into_iter().map(|j| WorkEnvelope {
-                    job_id: j.id,
-                    payload: j.payload,
+            let mut offered = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                // The deployment's reboot policy, after the loop guard.
+                let payload = crate::reboots::payload_for_offer(&state, &device, &j).await?;
+                offered.push(WorkEnvelope {
+                    job_id: work_id(&j.id, j.attempt),
+                    payload,
                     signature: None,
                     key_id: None,
-                }))
-                .collect();
+                });
+            }
+            let items = preflight.into_iter().chain(offered).collect();
             return Ok(Json(WorkResponse { items }));
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -232,8 +236,27 @@ pub async fn work(
     }
 }
 
+/// The id a device sees for a job: a retry carries its attempt (`job_…~2`), so that the agent,
+/// which never runs one id twice, runs it again, and a late result of an earlier attempt is
+/// told apart from the current one.
+fn work_id(job_id: &str, attempt: i64) -> String {
+    if attempt > 1 {
+        format!("{job_id}~{attempt}")
+    } else {
+        job_id.to_owned()
+    }
+}
+
+/// (job id, attempt) from a work id.
+fn split_work_id(work_id: &str) -> (String, i64) {
+    match work_id.split_once('~') {
+        Some((id, n)) => (id.to_owned(), n.parse().unwrap_or(0)),
+        None => (work_id.to_owned(), 1),
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/agent/jobs/{job_id}/start", params(("job_id" = String, Path)),
-    responses((status = 204), (status = 404, body = patchwarden_wire::ErrorBody)), security(("device" = [])), tag = "agent")]
+    responses((status = 204), (status = 404, body = patchwarden_wire::ErrorBody), (status = 409, body = patchwarden_wire::ErrorBody)), security(("device" = [])), tag = "agent")]
 pub async fn job_started(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
@@ -242,9 +265,30 @@ pub async fn job_started(
     if crate::preflight::is_preflight_job(&job_id) {
         return crate::preflight::started(&state, &device, &job_id).await;
     }
+    let (job_id, _) = split_work_id(&job_id);
+    let now = state.clock.now_ms();
+    // Only work on offer now may start, whatever the device's clock says: not a job taken
+    // back when its window closed, not one of a halted or cancelled deployment. An offer can
+    // reach a device late (a response held up while its network was down).
+    if let Some(job) = state.store.job(&job_id).await? {
+        if job.device_id == device.id && job.status == patchwarden_store::JobStatus::Queued {
+            let offered = state
+                .store
+                .offerable_jobs(&device.id, now, JOB_LEASE_GRACE_MS)
+                .await?;
+            if !offered.iter().any(|j| j.id == job_id) {
+                tracing::warn!(device = %device.id, job = %job_id, "start refused: the job is no longer on offer");
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_on_offer",
+                    format!("job {job_id} is no longer on offer (its maintenance window closed, or its deployment is not running); do not start it"),
+                ));
+            }
+        }
+    }
     if state
         .store
-        .mark_job_started(&job_id, &device.id, state.clock.now_ms())
+        .mark_job_started(&job_id, &device.id, now)
         .await?
     {
         tracing::info!(device = %device.id, job = %job_id, "job started");
@@ -279,6 +323,7 @@ pub async fn job_result(
         let stored = crate::preflight::store_result(&state, &device, &job_id, &result).await?;
         return Ok(Json(ResultAck { stored }));
     }
+    let (job_id, attempt) = split_work_id(&job_id);
     let raw = serde_json::to_string(&result).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now_ms();
     let jobs_deployment = |job: &str| {
@@ -327,6 +372,7 @@ pub async fn job_result(
         result_json: raw,
         packages,
         boot_id: result.boot_id.clone(),
+        attempt: Some(attempt),
     };
     match state
         .store
@@ -334,6 +380,10 @@ pub async fn job_result(
         .await?
     {
         ResultStored::Stored => {
+            crate::reboots::after_result(&state, &job_id, &result).await?;
+            if let Err(e) = crate::orchestrator::retry_if_due(&state, &job_id).await {
+                tracing::error!(job = %job_id, error = %e, "cannot schedule a retry");
+            }
             if let Some(job) = state.store.job(&job_id).await? {
                 crate::orchestrator::tick(&state, &job.deployment_id).await?;
             }

@@ -2,6 +2,7 @@
 //! Pure functions of the selection and each device's last inventory; no I/O, no HTTP.
 
 use patchwarden_wire::agent::{Inventory, PackageTarget};
+use patchwarden_store::ExposureRecord;
 use patchwarden_wire::api::Selection;
 
 /// One package a device is asked to install, with what the inventory said it had.
@@ -12,7 +13,11 @@ pub struct PlannedPackage {
 }
 
 /// The packages `selection` means for a device with this inventory (empty: nothing to do).
-pub fn plan_device(selection: &Selection, inventory: Option<&Inventory>) -> Vec<PlannedPackage> {
+pub fn plan_device(
+    selection: &Selection,
+    inventory: Option<&Inventory>,
+    exposures: &[ExposureRecord],
+) -> Vec<PlannedPackage> {
     let installed = |name: &str| {
         inventory.and_then(|inv| {
             inv.packages
@@ -29,6 +34,42 @@ pub fn plan_device(selection: &Selection, inventory: Option<&Inventory>) -> Vec<
                     inv.upgradable
                         .iter()
                         .filter(|u| !security_only || u.security)
+                        .map(|u| PlannedPackage {
+                            target: PackageTarget {
+                                name: u.name.clone(),
+                                version: Some(u.candidate_version.clone()),
+                            },
+                            from_version: Some(u.installed_version.clone()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Selection::Vulnerabilities {
+            min_severity,
+            kev,
+            cves,
+        } => {
+            let wanted = |e: &&ExposureRecord| {
+                e.closed_at.is_none()
+                    && e.fixed_by_update.is_some()
+                    && (cves.is_empty() || cves.iter().any(|c| c.eq_ignore_ascii_case(&e.cve)))
+                    && ((*kev && e.kev)
+                        || min_severity
+                            .as_deref()
+                            .is_some_and(|m| patchwarden_core::policy::at_least(&e.rating, m))
+                        || (!*kev && min_severity.is_none()))
+            };
+            let binaries: std::collections::BTreeSet<&str> = exposures
+                .iter()
+                .filter(wanted)
+                .flat_map(|e| e.binaries.iter().map(String::as_str))
+                .collect();
+            inventory
+                .map(|inv| {
+                    inv.upgradable
+                        .iter()
+                        .filter(|u| binaries.contains(u.name.as_str()))
                         .map(|u| PlannedPackage {
                             target: PackageTarget {
                                 name: u.name.clone(),
@@ -185,12 +226,12 @@ mod tests {
         ];
         for (selection, want) in cases {
             assert_eq!(
-                names(&plan_device(&selection, Some(&inv))),
+                names(&plan_device(&selection, Some(&inv), &[])),
                 want,
                 "{selection:?}"
             );
         }
-        assert!(plan_device(&Selection::Security, None).is_empty());
+        assert!(plan_device(&Selection::Security, None, &[]).is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! storage interface. `main` in the `patchwarden` binary only parses flags and calls [`run`].
 
 pub mod agent_api;
+pub mod audit;
 pub mod auth;
 pub mod engine;
 pub mod error;
@@ -10,7 +11,12 @@ pub mod notify;
 pub mod openapi;
 pub mod operator_api;
 pub mod orchestrator;
+pub mod people;
+pub mod policies;
 pub mod preflight;
+pub mod reports;
+pub mod reboots;
+pub mod snapshots;
 pub mod vulns;
 pub mod web;
 
@@ -77,6 +83,8 @@ pub struct AppState {
     pub orchestrator_lock: Arc<tokio::sync::Mutex<()>>,
     /// The advisory index built from the stored feeds (swapped whole on import).
     pub vulns: Arc<std::sync::RwLock<Arc<patchwarden_vuln::AdvisoryIndex>>>,
+    /// When the scheduler last looked at a policy cycle that had nothing to install.
+    pub policy_checks: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl AppState {
@@ -88,6 +96,7 @@ impl AppState {
             clock,
             orchestrator_lock: Arc::default(),
             vulns: Arc::default(),
+            policy_checks: Arc::default(),
         }
     }
 }
@@ -132,6 +141,36 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/enroll-tokens/{id}",
             delete(operator_api::revoke_enroll_token),
         )
+        .route("/api/v1/audit", get(audit::list_audit))
+        .route(
+            "/api/v1/users",
+            get(people::list_users).post(people::create_user),
+        )
+        .route(
+            "/api/v1/users/{login}/disable",
+            post(people::disable_user),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(people::list_tokens).post(people::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(people::revoke_token))
+        .route(
+            "/api/v1/policies",
+            post(policies::create_policy).get(policies::list_policies),
+        )
+        .route(
+            "/api/v1/policies/{id}",
+            get(policies::get_policy)
+                .put(policies::update_policy)
+                .delete(policies::delete_policy),
+        )
+        .route("/api/v1/apply", post(policies::apply))
+        .route("/api/v1/rejected-updates", get(policies::list_rejected))
+        .route(
+            "/api/v1/rejected-updates/unreject",
+            post(policies::unreject),
+        )
         .route("/api/v1/devices", get(operator_api::list_devices))
         .route("/api/v1/devices/{id}", get(operator_api::get_device))
         .route(
@@ -153,6 +192,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/vulns", get(vulns::list_vulns))
         .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
+        .route(
+            "/api/v1/reports/compliance",
+            get(reports::compliance_report),
+        )
+        .route("/api/v1/history/snapshot", post(reports::take_snapshot))
         .route(
             "/api/v1/deployments/{id}/approve",
             post(operator_api::approve_deployment),
@@ -178,6 +222,11 @@ pub fn router(state: AppState) -> Router {
             post(preflight::start_preflight),
         )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+        // Keep this after every route: it records the operator actions (audit.rs).
+        .route_layer(axum::middleware::from_fn_with_state(
+            audit::AuditLayer::new(state.clone(), "api"),
+            audit::record,
+        ))
         .with_state(state.clone())
         .merge(web::router(state))
 }
@@ -290,6 +339,11 @@ pub async fn run_with_clock(
             vulns::refresh_due(&refresher).await;
         }
     });
+    // The daily history (charts, reports): checked every 5 minutes, taken once a day.
+    tokio::spawn(snapshots::run_timer(
+        state.clone(),
+        std::time::Duration::from_secs(300),
+    ));
     // Soak timers and leases move without any request: tick active deployments regularly.
     let ticker = state.clone();
     tokio::spawn(async move {
@@ -297,6 +351,8 @@ pub async fn run_with_clock(
         loop {
             interval.tick().await;
             orchestrator::tick_all(&ticker).await;
+            policies::run_due(&ticker).await;
+            reboots::tick(&ticker).await;
         }
     });
     // The client address feeds login rate limiting.

@@ -33,6 +33,13 @@ impl Modify for Security {
         operator_api::approve_deployment, operator_api::reject_deployment, operator_api::halt_deployment,
         operator_api::resume_deployment, operator_api::cancel_deployment,
         crate::preflight::start_preflight,
+        crate::policies::create_policy, crate::policies::list_policies, crate::policies::get_policy,
+        crate::policies::update_policy, crate::policies::delete_policy, crate::policies::apply,
+        crate::policies::list_rejected, crate::policies::unreject,
+        crate::reports::compliance_report, crate::reports::take_snapshot,
+        crate::audit::list_audit,
+        crate::people::list_users, crate::people::create_user, crate::people::disable_user,
+        crate::people::list_tokens, crate::people::create_token, crate::people::revoke_token,
     ),
     modifiers(&Security)
 )]

@@ -2,6 +2,7 @@
 //! caller's tenant scope against the tenant of the data it touches.
 
 use crate::auth::{hash_token, new_id, new_token, Operator, ENROLL_TOKEN_PREFIX};
+use crate::web::authz::Permission;
 use crate::engine::{plan_device, validate_packages};
 use crate::error::{ApiError, ApiResult, Body};
 use crate::{rfc3339, AppState};
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use patchwarden_core::rings::{RingMembers, RingSpec};
 use patchwarden_core::{FailureClass, PackageState};
-use patchwarden_store::{Deployment, Device, EnrollToken, Job, JobPackage, JobStatus};
+use patchwarden_store::{Deployment, Device, EnrollToken, Job, JobPackage, JobStatus, Tenant};
 use patchwarden_wire::agent::{Inventory, Operation};
 use patchwarden_wire::api::*;
 use std::collections::HashMap;
@@ -20,6 +21,17 @@ const DEFAULT_ENROLL_TTL_SECS: u64 = 24 * 3600;
 const MAX_ENROLL_TTL_SECS: u64 = 365 * 24 * 3600;
 const DEFAULT_JOB_TIMEOUT_SECS: u64 = 1800;
 
+/// Refuses a tenant name that is not `[A-Za-z0-9._-]{1,64}`.
+pub fn check_tenant_name(name: &str) -> ApiResult<()> {
+    if valid_tenant_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid tenant name {name:?}: use letters, digits, '-', '_' or '.' (at most 64)"
+        )))
+    }
+}
+
 fn valid_tenant_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -28,7 +40,7 @@ fn valid_tenant_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-async fn resolve_tenant(
+pub(crate) async fn resolve_tenant(
     state: &AppState,
     op: &Operator,
     name: Option<&str>,
@@ -51,7 +63,7 @@ async fn resolve_tenant(
     Ok(tenant)
 }
 
-async fn tenant_names(state: &AppState) -> ApiResult<HashMap<String, String>> {
+pub(crate) async fn tenant_names(state: &AppState) -> ApiResult<HashMap<String, String>> {
     Ok(state
         .store
         .list_tenants()
@@ -70,6 +82,7 @@ pub async fn create_enroll_token(
     Body(req): Body<CreateEnrollTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<EnrollTokenCreated>)> {
     let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
+    op.require(Permission::Enroll, &tenant.id)?;
     let ttl = req.ttl_secs.unwrap_or(DEFAULT_ENROLL_TTL_SECS);
     if ttl == 0 || ttl > MAX_ENROLL_TTL_SECS {
         return Err(ApiError::bad_request(format!(
@@ -119,6 +132,7 @@ pub async fn list_enroll_tokens(
     State(state): State<AppState>,
     op: Operator,
 ) -> ApiResult<Json<Vec<EnrollTokenInfo>>> {
+    op.require_scoped(Permission::Enroll)?;
     let names = tenant_names(&state).await?;
     let tokens = state.store.list_enroll_tokens(op.tenant_scope()).await?;
     Ok(Json(
@@ -149,9 +163,12 @@ pub async fn revoke_enroll_token(
         .store
         .list_enroll_tokens(op.tenant_scope())
         .await?
-        .iter()
-        .any(|t| t.id == id);
-    if !visible
+        .into_iter()
+        .find(|t| t.id == id);
+    if let Some(t) = &visible {
+        op.require(Permission::Enroll, &t.tenant_id)?;
+    }
+    if visible.is_none()
         || !state
             .store
             .revoke_enroll_token(&id, state.clock.now_ms())
@@ -204,6 +221,7 @@ pub async fn list_devices(
     State(state): State<AppState>,
     op: Operator,
 ) -> ApiResult<Json<Vec<DeviceSummary>>> {
+    op.require_scoped(Permission::View)?;
     let names = tenant_names(&state).await?;
     let now = state.clock.now_ms();
     let devices = state.store.list_devices(op.tenant_scope()).await?;
@@ -247,6 +265,7 @@ pub async fn get_device(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceDetail>> {
     let device = visible_device(&state, &op, &id).await?;
+    op.require(Permission::View, &device.tenant_id)?;
     let tenant = state
         .store
         .tenant_by_id(&device.tenant_id)
@@ -288,30 +307,34 @@ pub async fn create_deployment(
     op: Operator,
     Body(req): Body<CreateDeploymentRequest>,
 ) -> ApiResult<(StatusCode, Json<DeploymentCreated>)> {
+    let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
+    op.require(Permission::Deploy, &tenant.id)?;
+    let created = create_planned(&state, &tenant, &op.0.name, &req, None)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("this policy cycle already has its deployment"))?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The devices a target means in a tenant.
+pub(crate) async fn target_devices(
+    state: &AppState,
+    tenant: &Tenant,
+    target: &TargetSpec,
+) -> ApiResult<Vec<Device>> {
     let forms = [
-        !req.target.devices.is_empty(),
-        !req.target.labels.is_empty(),
-        req.target.all,
+        !target.devices.is_empty(),
+        !target.labels.is_empty(),
+        target.all,
     ];
     if forms.iter().filter(|f| **f).count() != 1 {
         return Err(ApiError::bad_request(
             "target exactly one of: devices (--device), labels (--label), or all (--all)",
         ));
     }
-    if let Selection::Packages { packages } = &req.selection {
-        validate_packages(packages).map_err(ApiError::bad_request)?;
-    }
-    let timeout_secs = req.timeout_secs.unwrap_or(DEFAULT_JOB_TIMEOUT_SECS);
-    if timeout_secs == 0 || timeout_secs > 24 * 3600 {
-        return Err(ApiError::bad_request(
-            "timeout must be between 1 second and 24 hours",
-        ));
-    }
-    let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
     let all = state.store.list_devices(Some(&tenant.id)).await?;
-    let targets: Vec<Device> = if !req.target.devices.is_empty() {
+    Ok(if !target.devices.is_empty() {
         let mut chosen = Vec::new();
-        for id in &req.target.devices {
+        for id in &target.devices {
             match all.iter().find(|d| &d.id == id || &d.hostname == id) {
                 Some(d) => chosen.push(d.clone()),
                 None => {
@@ -323,18 +346,44 @@ pub async fn create_deployment(
             }
         }
         chosen
-    } else if !req.target.labels.is_empty() {
+    } else if !target.labels.is_empty() {
         all.into_iter()
-            .filter(|d| {
-                req.target
-                    .labels
-                    .iter()
-                    .all(|(k, v)| d.labels.get(k) == Some(v))
-            })
+            .filter(|d| target.labels.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
             .collect()
     } else {
         all
-    };
+    })
+}
+
+/// Plans and creates a deployment: each targeted device's packages (less exclusions and
+/// rejected updates), its ring, and the plan. With `run` (a policy's cycle) it is created
+/// only if that cycle has none yet (`Ok(None)` otherwise).
+pub(crate) async fn create_planned(
+    state: &AppState,
+    tenant: &Tenant,
+    created_by: &str,
+    req: &CreateDeploymentRequest,
+    run: Option<(String, String)>,
+) -> ApiResult<Option<DeploymentCreated>> {
+    if let Selection::Packages { packages } = &req.selection {
+        validate_packages(packages).map_err(ApiError::bad_request)?;
+    }
+    if let Selection::Vulnerabilities { min_severity, .. } = &req.selection {
+        validate_severity(min_severity.as_deref())?;
+    }
+    let timeout_secs = req.timeout_secs.unwrap_or(DEFAULT_JOB_TIMEOUT_SECS);
+    if timeout_secs == 0 || timeout_secs > 24 * 3600 {
+        return Err(ApiError::bad_request(
+            "timeout must be between 1 second and 24 hours",
+        ));
+    }
+    let exclude = req
+        .exclude
+        .iter()
+        .map(|p| patchwarden_core::policy::NamePattern::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::bad_request)?;
+    let targets = target_devices(state, tenant, &req.target).await?;
     if targets.is_empty() {
         return Err(ApiError::bad_request(format!(
             "no device in tenant {:?} matches the target",
@@ -342,13 +391,20 @@ pub async fn create_deployment(
         )));
     }
 
-    let plan = validate_plan(&req)?;
+    let plan = validate_plan(req)?;
+    let rejected: std::collections::HashSet<(String, String)> = state
+        .store
+        .rejected_updates(Some(&tenant.id))
+        .await?
+        .into_iter()
+        .map(|r| (r.package, r.version))
+        .collect();
     let now = state.clock.now_ms();
     let deployment = Deployment {
         id: new_id("dep_"),
         tenant_id: tenant.id.clone(),
         created_at: now,
-        created_by: op.0.name.clone(),
+        created_by: created_by.to_owned(),
         selection_json: serde_json::to_string(&req.selection)
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         timeout_secs: timeout_secs as i64,
@@ -369,12 +425,41 @@ pub async fn create_deployment(
         updated_at: Some(now),
         resumed_at: None,
     };
+    let needs_exposures = matches!(req.selection, Selection::Vulnerabilities { .. });
     let mut jobs = Vec::new();
     let mut rows = Vec::new();
     let mut without_work = 0u32;
+    let mut blocked = Vec::new();
     for device in &targets {
-        let inventory = inventory_of(&state, &device.id).await?;
-        let planned = plan_device(&req.selection, inventory.as_ref());
+        let inventory = inventory_of(state, &device.id).await?;
+        let exposures = if needs_exposures {
+            state
+                .store
+                .list_exposures(&patchwarden_store::ExposureFilter {
+                    device_id: Some(device.id.clone()),
+                    ..Default::default()
+                })
+                .await?
+        } else {
+            vec![]
+        };
+        let mut planned = plan_device(&req.selection, inventory.as_ref(), &exposures);
+        planned.retain(|p| !patchwarden_core::policy::excluded(&exclude, &p.target.name));
+        planned.retain(|p| {
+            let hit = p
+                .target
+                .version
+                .as_ref()
+                .is_some_and(|v| rejected.contains(&(p.target.name.clone(), v.clone())));
+            if hit {
+                blocked.push(format!(
+                    "{}={}",
+                    p.target.name,
+                    p.target.version.clone().unwrap_or_default()
+                ));
+            }
+            !hit
+        });
         if planned.is_empty() {
             without_work += 1;
             continue;
@@ -422,11 +507,23 @@ pub async fn create_deployment(
             ring: 0,
             released_at: None,
             window_end: None,
+            attempt: 1,
+            not_before: None,
         });
     }
     if jobs.is_empty() {
+        blocked.sort();
+        blocked.dedup();
+        let why = if blocked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (rejected updates are never installed until un-rejected: {})",
+                blocked.join(", ")
+            )
+        };
         return Err(ApiError::bad_request(format!(
-            "none of the {} targeted device(s) has anything to install for this selection",
+            "none of the {} targeted device(s) has anything to install for this selection{why}",
             targets.len()
         )));
     }
@@ -447,24 +544,51 @@ pub async fn create_deployment(
             }
         }
     }
-    state
-        .store
-        .create_deployment(&deployment, &jobs, &rows)
-        .await?;
-    crate::orchestrator::tick(&state, &deployment.id).await?;
-    tracing::info!(deployment = %deployment.id, tenant = %tenant.name, devices = jobs.len(), "deployment created");
-    Ok((
-        StatusCode::CREATED,
-        Json(DeploymentCreated {
-            id: deployment.id,
-            devices: jobs.len() as u32,
-            devices_without_work: without_work,
-        }),
-    ))
+    match run {
+        None => {
+            state
+                .store
+                .create_deployment(&deployment, &jobs, &rows)
+                .await?
+        }
+        Some((policy_id, cycle)) => {
+            let run = patchwarden_store::PolicyRun {
+                policy_id,
+                cycle,
+                deployment_id: deployment.id.clone(),
+                created_at: now,
+            };
+            if !state
+                .store
+                .create_policy_deployment(&run, &deployment, &jobs, &rows)
+                .await?
+            {
+                return Ok(None);
+            }
+        }
+    }
+    crate::orchestrator::tick(state, &deployment.id).await?;
+    tracing::info!(deployment = %deployment.id, tenant = %tenant.name, devices = jobs.len(), by = %created_by, "deployment created");
+    Ok(Some(DeploymentCreated {
+        id: deployment.id,
+        devices: jobs.len() as u32,
+        devices_without_work: without_work,
+    }))
+}
+
+/// `low`, `medium`, `high` or `critical` (or absent).
+pub(crate) fn validate_severity(s: Option<&str>) -> ApiResult<()> {
+    match s {
+        None => Ok(()),
+        Some(v) if patchwarden_core::policy::severity_rank(v).is_some_and(|r| r >= 2) => Ok(()),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "invalid severity {v:?}: use low, medium, high or critical"
+        ))),
+    }
 }
 
 /// Checks the rollout options and turns them into the stored plan and core's ring specs.
-fn validate_plan(
+pub(crate) fn validate_plan(
     req: &CreateDeploymentRequest,
 ) -> ApiResult<(crate::orchestrator::Plan, Vec<RingSpec>)> {
     let mut specs = Vec::new();
@@ -534,7 +658,29 @@ fn validate_plan(
             ));
         }
     }
+    if let Some(r) = &req.reboot {
+        crate::reboots::validate(r).map_err(ApiError::bad_request)?;
+    }
+    match req.offline.as_deref() {
+        None | Some("next_window") | Some("immediately") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid offline policy {other:?}: use next_window or immediately"
+            )))
+        }
+    }
+    if let Some(r) = &req.retry {
+        crate::orchestrator::retry_policy(r).map_err(ApiError::bad_request)?;
+    }
+    if let Some(p) = &req.preflight {
+        if p.lead_secs.is_some_and(|l| l > 30 * 24 * 3600) {
+            return Err(ApiError::bad_request(
+                "pre-flight lead time must be at most 30 days",
+            ));
+        }
+    }
     let plan = crate::orchestrator::Plan {
+        reboot: req.reboot.clone(),
         window: req.window.clone(),
         window_duration_secs: req.window_duration_secs,
         rings: req.rings.iter().map(|r| r.name.clone()).collect(),
@@ -542,6 +688,12 @@ fn validate_plan(
         halt_failure_rate: req.halt_failure_rate,
         halt_min_finished: req.halt_min_finished,
         concurrency: req.concurrency.clone(),
+        expedite: req.expedite,
+        offline: req.offline.clone(),
+        retry: req.retry.clone(),
+        preflight: req.preflight.clone(),
+        spread: req.spread,
+        policy: req.policy.clone(),
     };
     Ok((plan, specs))
 }
@@ -654,6 +806,7 @@ pub async fn get_deployment(
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
     };
+    op.require(Permission::View, &d.tenant_id)?;
     let tenant = state
         .store
         .tenant_by_id(&d.tenant_id)
@@ -669,6 +822,7 @@ pub async fn list_deployments(
     State(state): State<AppState>,
     op: Operator,
 ) -> ApiResult<Json<Vec<DeploymentSummary>>> {
+    op.require_scoped(Permission::View)?;
     let names = tenant_names(&state).await?;
     let mut out = Vec::new();
     for d in state.store.list_deployments(op.tenant_scope()).await? {
@@ -710,6 +864,10 @@ async fn act(
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
     };
+    op.require(crate::web::authz::permission_for(action), &d.tenant_id)?;
+    if let Some(r) = &reason {
+        op.audit().detail(r);
+    }
     let now = state.clock.now_ms();
     let who = op.0.name.clone();
     let because = |what: &str| match &reason {
@@ -771,6 +929,9 @@ async fn act(
             .store
             .skip_unstarted_jobs(&d.id, now, &format!("not started: {evidence}"))
             .await?;
+    }
+    if matches!(action, Action::Reject) {
+        crate::policies::record_rejection(state, &d.id, &who, reason.as_deref()).await?;
     }
     tracing::info!(deployment = %d.id, action = ?action, by = %who, "deployment action");
     crate::orchestrator::tick(state, &d.id).await?;

@@ -35,6 +35,25 @@ pub struct Plan {
     pub window: Option<String>,
     #[serde(default)]
     pub window_duration_secs: Option<u64>,
+    /// Reboots after installs (mode, loop guard, come-back budget): `crate::reboots`.
+    #[serde(default)]
+    pub reboot: Option<patchwarden_wire::api::RebootRequest>,
+    /// Expedited: released at once, whatever the window.
+    #[serde(default)]
+    pub expedite: bool,
+    /// `immediately`: a device that missed its window catches up at its next check-in.
+    #[serde(default)]
+    pub offline: Option<String>,
+    #[serde(default)]
+    pub retry: Option<patchwarden_wire::api::RetryRequest>,
+    #[serde(default)]
+    pub preflight: Option<patchwarden_wire::api::PreflightPolicy>,
+    /// Spread start times across the window by device.
+    #[serde(default)]
+    pub spread: bool,
+    /// The policy that created it.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl Plan {
@@ -66,7 +85,11 @@ impl Plan {
         })
     }
 
+    /// The maintenance window (none when expedited).
     pub fn window(&self) -> Option<WindowSpec> {
+        if self.expedite {
+            return None;
+        }
         let recurrence = self.window.as_deref()?.parse().ok()?;
         let secs = self.window_duration_secs.unwrap_or(4 * 3600) as i64;
         Some(WindowSpec {
@@ -81,6 +104,75 @@ impl Plan {
             .and_then(|c| parse_concurrency(c).ok())
             .unwrap_or(Concurrency::Unlimited)
     }
+}
+
+/// The retry policy a request asks for (defaults filled in), or why it is invalid.
+pub fn retry_policy(
+    r: &patchwarden_wire::api::RetryRequest,
+) -> Result<patchwarden_core::policy::RetryPolicy, String> {
+    let mut p = patchwarden_core::policy::RetryPolicy::default();
+    if let Some(n) = r.max_attempts {
+        if !(1..=10).contains(&n) {
+            return Err(format!("retry max_attempts must be 1 to 10, not {n}"));
+        }
+        p.max_attempts = n;
+    }
+    if let Some(b) = r.backoff_secs {
+        if !(1..=86_400).contains(&b) {
+            return Err(format!(
+                "retry backoff must be 1 second to 1 day, not {b} s"
+            ));
+        }
+        p.backoff = SignedDuration::from_secs(b as i64);
+    }
+    if !r.classes.is_empty() {
+        p.classes = r
+            .classes
+            .iter()
+            .map(|c| {
+                c.parse::<FailureClass>()
+                    .map_err(|_| format!("unknown failure class {c:?} in retry classes"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(p)
+}
+
+/// After a job's result: hands it back for another attempt when the plan's retry policy says
+/// so (exponential backoff; every attempt stays in the history). Returns whether it did.
+pub async fn retry_if_due(state: &AppState, job_id: &str) -> Result<bool, StoreError> {
+    let Some(job) = state.store.job(job_id).await? else {
+        return Ok(false);
+    };
+    let Some(d) = state.store.deployment(&job.deployment_id).await? else {
+        return Ok(false);
+    };
+    let plan = plan_of(&d);
+    let Some(policy) = plan.retry.as_ref().and_then(|r| retry_policy(r).ok()) else {
+        return Ok(false);
+    };
+    if job.status != JobStatus::Done || d.status != "running" {
+        return Ok(false);
+    }
+    let failed: Vec<FailureClass> = state
+        .store
+        .packages_of_deployment(&d.id)
+        .await?
+        .into_iter()
+        .filter(|p| p.job_id == job.id && p.state == "failed")
+        .filter_map(|p| p.class.and_then(|c| c.parse().ok()))
+        .collect();
+    let attempt = job.attempt.max(1) as u32;
+    let Some(delay) = patchwarden_core::policy::retry_after(&policy, attempt, &failed) else {
+        return Ok(false);
+    };
+    let now = state.clock.now_ms();
+    let at = now + delay.as_millis() as i64;
+    let requeued = state.store.requeue_job(&job.id, job.attempt, at).await?;
+    if requeued {
+        tracing::info!(deployment = %d.id, device = %job.device_id, attempt = attempt + 1, at = %crate::rfc3339(at), classes = ?failed, "retry scheduled");
+    }
+    Ok(requeued)
 }
 
 /// `5` (devices) or `10%`.
@@ -205,6 +297,7 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
         }
     }
 
+    preflight_ahead(state, &d, &plan, now).await?;
     let window = plan.window();
     if let Some(spec) = &window {
         close_missed_windows(state, &d, spec, now).await?;
@@ -221,11 +314,33 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
         let limit = concurrency_limit(plan.concurrency(), ring_jobs.len());
         let mut release: Vec<String> = Vec::new();
         let mut released_in_window = 0;
-        for j in ring_jobs.iter().filter(|j| j.released_at.is_none()) {
+        let unreleased: Vec<_> = ring_jobs
+            .iter()
+            .filter(|j| j.released_at.is_none() && j.status == JobStatus::Queued)
+            .collect();
+        let (predicted_failures, offline_jobs) = if unreleased.is_empty() {
+            Default::default()
+        } else {
+            release_context(state, &d, &plan).await?
+        };
+        for j in unreleased {
             if release.len() + released_in_window >= limit.saturating_sub(active) {
                 break;
             }
-            match &window {
+            if let Some(why) = predicted_failures.get(&j.device_id) {
+                let evidence = format!("excluded by the policy: pre-flight predicted {why}");
+                if state
+                    .store
+                    .skip_job(&j.id, now, &evidence, "excluded after pre-flight")
+                    .await?
+                {
+                    tracing::warn!(deployment = %d.id, device = %j.device_id, "excluded after a failed pre-flight");
+                }
+                continue;
+            }
+            // A device that was offline in its window catches up at once if the plan says so.
+            let window = window.as_ref().filter(|_| !offline_jobs.contains(&j.id));
+            match window {
                 None => release.push(j.id.clone()),
                 Some(spec) => {
                     let tz = device_zone(state, &j.device_id).await;
@@ -234,6 +349,17 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
                     };
                     if !w.contains(ts(now)) {
                         continue;
+                    }
+                    if plan.spread {
+                        let budget = SignedDuration::from_secs(d.timeout_secs);
+                        let offset = patchwarden_core::rings::spread_offset(
+                            &j.device_id,
+                            spec.duration,
+                            budget,
+                        );
+                        if ts(now) < w.start.checked_add(offset).unwrap_or(w.start) {
+                            continue;
+                        }
                     }
                     let end = w.end.as_millisecond();
                     let payload = with_not_after(&j.payload, end);
@@ -306,8 +432,88 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
     }
 }
 
+/// What the release loop needs beyond the jobs: devices a failed pre-flight excludes (with
+/// the predicted class), and jobs that may catch up at once after a missed window.
+async fn release_context(
+    state: &AppState,
+    d: &Deployment,
+    plan: &Plan,
+) -> Result<(HashMap<String, String>, std::collections::HashSet<String>), StoreError> {
+    let mut excluded = HashMap::new();
+    if plan.preflight.as_ref().is_some_and(|p| p.exclude_failing) {
+        for p in state.store.predictions_of_deployment(&d.id).await? {
+            if p.state == "failed" {
+                excluded.entry(p.device_id).or_insert(format!(
+                    "{} for {}",
+                    p.class.as_deref().unwrap_or("a failure"),
+                    p.package
+                ));
+            }
+        }
+    }
+    let mut offline = std::collections::HashSet::new();
+    if plan.offline.as_deref() == Some("immediately") {
+        for p in state.store.packages_of_deployment(&d.id).await? {
+            if p.state == "device_offline" || p.class.as_deref() == Some("device_offline") {
+                offline.insert(p.job_id);
+            }
+        }
+    }
+    Ok((excluded, offline))
+}
+
+/// Pre-flight ahead of the window: each device not yet checked gets its pre-flight once its
+/// next window is within the plan's lead time (at once without a window).
+async fn preflight_ahead(
+    state: &AppState,
+    d: &Deployment,
+    plan: &Plan,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some(pf) = &plan.preflight else {
+        return Ok(());
+    };
+    let lead = SignedDuration::from_secs(pf.lead_secs.unwrap_or(24 * 3600) as i64);
+    let done: std::collections::HashSet<String> = state
+        .store
+        .preflight_jobs_of_deployment(&d.id)
+        .await?
+        .into_iter()
+        .map(|p| p.device_id)
+        .collect();
+    let window = plan.window();
+    let mut due = Vec::new();
+    for j in state.store.jobs_of_deployment(&d.id).await? {
+        if j.released_at.is_some() || j.status != JobStatus::Queued || done.contains(&j.device_id)
+        {
+            continue;
+        }
+        let soon = match &window {
+            None => true,
+            Some(spec) => {
+                let tz = device_zone(state, &j.device_id).await;
+                current_or_next_window(spec, &tz, ts(now))
+                    .and_then(|w| w.start.checked_sub(lead).ok())
+                    .is_some_and(|t| ts(now) >= t)
+            }
+        };
+        if soon {
+            due.push(j);
+        }
+    }
+    if !due.is_empty() {
+        match crate::preflight::queue(state, due).await {
+            Ok((queued, _)) => {
+                tracing::info!(deployment = %d.id, queued, "pre-flight queued ahead of the window")
+            }
+            Err(e) => tracing::error!(deployment = %d.id, error = ?e, "cannot queue pre-flight"),
+        }
+    }
+    Ok(())
+}
+
 /// The device's time zone from its inventory (UTC when unknown or not a zone name).
-async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::TimeZone {
+pub(crate) async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::TimeZone {
     let zone = async {
         let json = state.store.device_inventory_json(device_id).await.ok()??;
         let inv: patchwarden_wire::agent::Inventory = serde_json::from_str(&json).ok()?;

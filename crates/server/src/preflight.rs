@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use patchwarden_core::{FailureClass, PackageState};
-use patchwarden_store::{Device, Prediction, PreflightJob, ResultStored};
+use patchwarden_store::{Device, Job, Prediction, PreflightJob, ResultStored};
 use patchwarden_wire::agent::{JobResult, Operation, WorkEnvelope};
 use patchwarden_wire::api::{PredictionAccuracy, PredictionRow, PreflightStarted, ResultRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,6 +39,7 @@ pub async fn start_preflight(
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
     };
+    op.require(crate::web::authz::Permission::Deploy, &d.tenant_id)?;
     if matches!(d.status.as_str(), "cancelled" | "completed") {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -49,9 +50,21 @@ pub async fn start_preflight(
             ),
         ));
     }
+    let (queued, total) = queue(&state, state.store.jobs_of_deployment(&d.id).await?).await?;
+    tracing::info!(deployment = %d.id, queued, total, by = %op.0.name, "pre-flight requested");
+    Ok(Json(PreflightStarted {
+        deployment: d.id,
+        queued,
+        total,
+    }))
+}
+
+/// Queues a pre-flight of exactly these install jobs' planned packages (a job already
+/// pre-flighted is left alone). Returns (newly queued, asked).
+pub async fn queue(state: &AppState, install_jobs: Vec<Job>) -> ApiResult<(u32, u32)> {
     let now = state.clock.now_ms();
     let mut jobs = Vec::new();
-    for j in state.store.jobs_of_deployment(&d.id).await? {
+    for j in install_jobs {
         let Ok(Operation::Install {
             deployment_id,
             packages,
@@ -83,12 +96,7 @@ pub async fn start_preflight(
     for j in &jobs {
         state.notifier.wake(&j.device_id);
     }
-    tracing::info!(deployment = %d.id, queued, total = jobs.len(), by = %op.0.name, "pre-flight requested");
-    Ok(Json(PreflightStarted {
-        deployment: d.id,
-        queued,
-        total: jobs.len() as u32,
-    }))
+    Ok((queued, jobs.len() as u32))
 }
 
 /// The device's pre-flight work, as work items.

@@ -80,4 +80,9 @@ pub trait PolicyStore: Send + Sync {
     /// Hands a failed job back to its device for another attempt, not before `not_before`.
     /// Only when the job is done and on `attempt`; returns false otherwise (already requeued).
     async fn requeue_job(&self, job_id: &str, attempt: i64, not_before: i64) -> Result<bool>;
+    /// Closes a job that has not started without running it: its pending packages become
+    /// `skipped` with this evidence, each with an attempt saying so (`action`). False when
+    /// the job has started or is done.
+    async fn skip_job(&self, job_id: &str, now: i64, evidence: &str, action: &str)
+        -> Result<bool>;
 }

@@ -88,7 +88,7 @@ pub struct DeviceDetail {
 }
 
 /// Which devices a deployment targets. Exactly one of the three forms.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct TargetSpec {
     #[serde(default)]
@@ -111,6 +111,19 @@ pub enum Selection {
     AllUpdates,
     /// Named packages, at a version or at the candidate.
     Packages { packages: Vec<PackageTarget> },
+    /// On each device, the updates that fix its open vulnerabilities at or above a severity
+    /// (and/or known exploited, or these CVEs), at their candidate versions.
+    Vulnerabilities {
+        /// `low`, `medium`, `high` or `critical`.
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Also every vulnerability listed as known exploited (CISA KEV).
+        #[serde(default)]
+        kev: bool,
+        /// Only these CVEs (empty: any that meets the thresholds).
+        #[serde(default)]
+        cves: Vec<String>,
+    },
 }
 
 /// `POST /api/v1/deployments`
@@ -176,6 +189,10 @@ pub struct CreateDeploymentRequest {
     /// The policy that created this deployment, if any (set by the server's scheduler).
     #[serde(default)]
     pub policy: Option<String>,
+    /// Spread device start times across the window by a hash of the device id (so a window
+    /// does not hammer the mirror); default false for one-off deployments.
+    #[serde(default)]
+    pub spread: bool,
 }
 
 /// Reboots after installs, with a loop guard.
@@ -594,4 +611,153 @@ pub struct VulnRow {
     pub sla_basis: String,
     #[serde(default)]
     pub summary: Option<String>,
+}
+
+/// A policy: a tenant's standing patch process. Written as JSON over the API, or as a TOML or
+/// YAML file applied with `patchwarden apply FILE` (matched by tenant and name: idempotent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Unique within the tenant.
+    pub name: String,
+    /// Tenant (default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A disabled policy creates nothing (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Which devices: named devices, labels (a device must carry all), or all.
+    pub target: TargetSpec,
+    /// What to install: `{kind = "all_updates"}`, `{kind = "security"}`,
+    /// `{kind = "vulnerabilities", min_severity = "high"}` or `{kind = "packages", packages = [...]}`.
+    pub what: Selection,
+    /// Package name patterns never installed (`linux-image-*`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Respect package holds (default true).
+    #[serde(default = "default_true")]
+    pub respect_holds: bool,
+    /// When: `monthly second tuesday +2d 22:00`, `weekly saturday 02:00`, `daily 03:00`,
+    /// `cron M H D M W`, in each device's own time zone. Absent: nothing scheduled (expedite only).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Length of each window, in seconds (default 4 h).
+    #[serde(default)]
+    pub window_duration_secs: Option<u64>,
+    /// Create each cycle's deployment this long before its first window opens (default 24 h),
+    /// so that pre-flight and approval happen before the window.
+    #[serde(default)]
+    pub lead_secs: Option<u64>,
+    #[serde(default)]
+    pub rings: Vec<RingRequest>,
+    #[serde(default)]
+    pub gate: Option<GateRequest>,
+    #[serde(default)]
+    pub halt_failure_rate: Option<f64>,
+    #[serde(default)]
+    pub halt_min_finished: Option<u32>,
+    #[serde(default)]
+    pub concurrency: Option<String>,
+    /// Spread start times across the window by device (default true).
+    #[serde(default = "default_true")]
+    pub spread: bool,
+    /// `automatic` (default), `manual`, or `severity` (automatic when the update fixes a
+    /// vulnerability at or above `approval_min_severity`, else manual).
+    #[serde(default)]
+    pub approval: Option<String>,
+    #[serde(default)]
+    pub approval_min_severity: Option<String>,
+    #[serde(default)]
+    pub reboot: Option<RebootRequest>,
+    #[serde(default)]
+    pub retry: Option<RetryRequest>,
+    /// A device offline during its window: `next_window` (default) or `immediately`.
+    #[serde(default)]
+    pub offline: Option<String>,
+    #[serde(default)]
+    pub preflight: Option<PreflightPolicy>,
+    /// Expedite: when a vulnerability at or above this severity, or known exploited, has a fix
+    /// on a targeted device, create an expedited deployment at once (rings and approval apply).
+    #[serde(default)]
+    pub expedite: Option<ExpeditePolicy>,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExpeditePolicy {
+    /// `high` or `critical` (absent: KEV only).
+    #[serde(default)]
+    pub min_severity: Option<String>,
+    /// Known exploited vulnerabilities trigger it whatever their severity.
+    #[serde(default)]
+    pub kev: bool,
+}
+
+/// A stored policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyView {
+    pub id: String,
+    pub tenant: String,
+    pub revision: i64,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub spec: PolicySpec,
+    /// The next cycle (its window's local date) and when its earliest window opens.
+    #[serde(default)]
+    pub next_cycle: Option<String>,
+    #[serde(default)]
+    pub next_window_start: Option<String>,
+    /// Deployments it created, newest first: (cycle, deployment id).
+    #[serde(default)]
+    pub runs: Vec<PolicyRunView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyRunView {
+    pub cycle: String,
+    pub deployment: String,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/apply`: create or update policies by name; unchanged ones are left alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApplyRequest {
+    pub policies: Vec<PolicySpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApplyOutcome {
+    pub name: String,
+    pub tenant: String,
+    pub id: String,
+    /// `created`, `updated` or `unchanged`.
+    pub action: String,
+}
+
+/// An update someone rejected: never installed again until un-rejected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RejectedUpdateView {
+    pub tenant: String,
+    pub package: String,
+    pub version: String,
+    pub deployment: Option<String>,
+    pub rejected_by: String,
+    pub reason: Option<String>,
+    pub rejected_at: String,
 }

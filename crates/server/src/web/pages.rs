@@ -53,30 +53,34 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
+pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// The API token that stands for this person in one tenant (or all, for a provider list):
 /// the operator API's handlers then apply their own tenant check on top of ours.
-fn operator(user: &WebUser, tenant_id: Option<&str>) -> Operator {
+pub(super) fn operator(user: &WebUser, tenant_id: Option<&str>) -> Operator {
     let role = tenant_id
         .and_then(|t| user.access.role_in(t))
         .map_or("viewer", |r| r.as_str());
-    Operator(ApiToken {
-        id: format!("session:{}", user.user.id),
-        tenant_id: tenant_id.map(str::to_owned),
-        name: user.user.login.clone(),
-        role: role.to_owned(),
-        token_hash: String::new(),
-        created_at: user.session.created_at,
-        revoked_at: None,
-    })
+    Operator::for_person(
+        ApiToken {
+            id: user.user.id.clone(),
+            tenant_id: tenant_id.map(str::to_owned),
+            name: user.user.login.clone(),
+            role: role.to_owned(),
+            token_hash: String::new(),
+            created_at: user.session.created_at,
+            revoked_at: None,
+        },
+        user.access.clone(),
+        user.audit.clone(),
+    )
 }
 
 /// The tenant ids in view: the person's scope, narrowed to one tenant by name when asked
 /// (a tenant they cannot see is refused with 404, as if it did not exist).
-fn scope_for(user: &WebUser, tenant_name: Option<&str>) -> Result<TenantScope, WebError> {
+pub(super) fn scope_for(user: &WebUser, tenant_name: Option<&str>) -> Result<TenantScope, WebError> {
     match tenant_name {
         None => Ok(user.access.scope()),
         Some(name) => user
@@ -89,7 +93,7 @@ fn scope_for(user: &WebUser, tenant_name: Option<&str>) -> Result<TenantScope, W
 }
 
 /// (id, name) of the tenants this person may see.
-fn visible_tenants(user: &WebUser) -> Vec<(String, String)> {
+pub(super) fn visible_tenants(user: &WebUser) -> Vec<(String, String)> {
     user.tenant_names
         .iter()
         .filter(|(id, _)| user.access.can_see(id))
@@ -109,6 +113,23 @@ fn selection_text(s: &Selection) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
+        Selection::Vulnerabilities {
+            min_severity,
+            kev,
+            cves,
+        } => {
+            let mut parts = Vec::new();
+            if let Some(m) = min_severity {
+                parts.push(format!("{m} or worse"));
+            }
+            if *kev {
+                parts.push("known exploited".to_owned());
+            }
+            if !cves.is_empty() {
+                parts.push(cves.join(", "));
+            }
+            format!("fixes for vulnerabilities: {}", parts.join("; "))
+        }
     }
 }
 
@@ -175,6 +196,7 @@ struct OverviewPage {
     total: TenantRow,
     classes: Vec<(String, i64)>,
     chart: BarChart,
+    x: super::insight::OverviewExtras,
 }
 
 pub async fn overview(
@@ -231,6 +253,7 @@ pub async fn overview(
     let mut classes: Vec<(String, i64)> = by_class.into_iter().collect();
     classes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let chart = bar_chart(&classes);
+    let x = super::insight::overview_extras(&state, &user, &scope).await?;
     Ok(render(&OverviewPage {
         nav: Nav::new(&user, "overview"),
         tenants: visible_tenants(&user),
@@ -239,6 +262,7 @@ pub async fn overview(
         total,
         classes,
         chart,
+        x,
     }))
 }
 
@@ -425,6 +449,7 @@ struct DevicePage {
     cache_free: String,
     last_seen: String,
     packages: usize,
+    v: super::insight::DeviceVulns,
 }
 
 pub async fn device(
@@ -441,6 +466,7 @@ pub async fn device(
             ))
         }
     };
+    let v = super::insight::device_vulns(&state, &user, &device.id, &device.tenant_id).await?;
     let op = operator(&user, Some(&device.tenant_id));
     let Json(d) = operator_api::get_device(State(state.app.clone()), op, Path(id)).await?;
     let (root_free, cache_free, packages) = match &d.inventory {
@@ -462,6 +488,7 @@ pub async fn device(
         root_free,
         cache_free,
         packages,
+        v,
     }))
 }
 
@@ -642,7 +669,9 @@ pub async fn deployment_action(
             ))
         }
     };
+    user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, permission_for(action)) {
+        user.audit.detail(&format!("role does not allow {action:?}"));
         tracing::warn!(user = %user.user.login, deployment = %id, ?action, "action refused: role");
         return Err(page_error(
             StatusCode::FORBIDDEN,

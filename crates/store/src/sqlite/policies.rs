@@ -234,4 +234,60 @@ impl PolicyStore for SqliteStore {
         .rows_affected();
         Ok(updated > 0)
     }
+
+    async fn skip_job(
+        &self,
+        job_id: &str,
+        now: i64,
+        evidence: &str,
+        action: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let closed = sqlx::query(
+            "UPDATE jobs SET status = 'done', finished_at = ?, error = ? WHERE id = ? AND status = 'queued' \
+             AND started_at IS NULL",
+        )
+        .bind(now)
+        .bind(format!("not started: {evidence}"))
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if closed == 0 {
+            return Ok(false);
+        }
+        let rows = sqlx::query("SELECT * FROM job_packages WHERE job_id = ? AND state = 'pending'")
+            .bind(job_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let ev = vec![evidence.to_owned()];
+        sqlx::query(
+            "UPDATE job_packages SET state = 'skipped', evidence_json = ? WHERE job_id = ? AND state = 'pending'",
+        )
+        .bind(strings_to_json(&ev))
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        for r in &rows {
+            let p = job_package_from_row(r)?;
+            let a = Attempt {
+                id: 0,
+                tenant_id: p.tenant_id,
+                device_id: p.device_id,
+                deployment_id: p.deployment_id,
+                job_id: p.job_id,
+                package: p.package,
+                at: now,
+                state: "skipped".into(),
+                class: None,
+                installed_version: None,
+                evidence: ev.clone(),
+                action: action.to_owned(),
+                exit_code: None,
+            };
+            insert_attempt(&mut tx, &a).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
 }
