@@ -10,6 +10,7 @@ pub mod history;
 pub mod policies;
 pub mod preflight;
 pub mod reboots;
+pub mod sla;
 pub mod sqlite;
 pub mod users;
 
@@ -22,6 +23,7 @@ pub use history::*;
 pub use policies::*;
 pub use preflight::*;
 pub use reboots::*;
+pub use sla::*;
 pub use sqlite::SqliteStore;
 pub use users::*;
 
@@ -339,6 +341,7 @@ pub trait Store:
     + HistoryStore
     + AuditStore
     + RebootStore
+    + SlaStore
     + Send
     + Sync
     + 'static

@@ -14,6 +14,7 @@ mod dashboard;
 mod history;
 mod preflight;
 mod reboots;
+mod sla;
 mod policies;
 mod users;
 

@@ -709,6 +709,10 @@ use audit::*;
 mod history;
 use history::*;
 
+#[path = "conformance/sla.rs"]
+mod sla;
+use sla::*;
+
 fn exposure(d: &Device, cve: &str) -> ExposureRecord {
     ExposureRecord {
         device_id: d.id.clone(),
@@ -840,6 +844,7 @@ conformance!(
     exposures_and_feeds,
     reboots_offered_requested_and_overdue,
     history_and_exposure_stats,
+    sla_policies_per_tenant,
 );
 
 #[tokio::test]
