@@ -103,6 +103,31 @@ impl Client {
         self.handle(&format!("POST {path}"), r)
     }
 
+    pub fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let r = self
+            .agent
+            .put(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body);
+        self.handle(&format!("PUT {path}"), r)
+    }
+
+    /// A GET whose answer is text (e.g. CSV), returned as is.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let what = format!("GET {path}");
+        match self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call()
+        {
+            Ok(resp) => resp
+                .into_string()
+                .with_context(|| format!("{what}: reading the response")),
+            Err(e) => self.handle::<()>(&what, Err(e)).map(|()| String::new()),
+        }
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
         let r = self
             .agent

@@ -3,7 +3,9 @@
 
 mod client;
 mod output;
+mod policy;
 mod preflight;
+mod users;
 
 pub use client::Client;
 
@@ -92,6 +94,37 @@ pub enum Command {
     /// Version tools (no server needed)
     #[command(subcommand)]
     Version(VersionCommand),
+    /// Policies: create, list, show, edit, delete
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Create or update the policies in a TOML, YAML or JSON file (idempotent)
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rejected updates: never installed until un-rejected
+    Rejected {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the rejection of an update: PACKAGE (every version) or PACKAGE=VERSION
+    Unreject {
+        #[arg(value_parser = parse_package)]
+        package: PackageTarget,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Users: create, list, disable (admins; a tenant admin within their tenant)
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// API tokens: create, list, revoke (admins; a tenant admin within their tenant)
+    #[command(subcommand)]
+    Token(users::TokenCommand),
+    /// The audit log: who did what, when, in which tenant, from where (admins, approvers)
+    Audit(users::AuditArgs),
     /// Current failures (latest attempt failed), grouped by class
     Failures {
         /// Only this class, e.g. lock_held
@@ -298,6 +331,9 @@ pub struct DeployArgs {
     /// for the next window
     #[arg(long)]
     pub catch_up_immediately: bool,
+    /// Spread device start times across the window by a hash of the device id
+    #[arg(long, requires = "window")]
+    pub spread: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -605,6 +641,13 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::print_failures(&view);
             }
         }
+        Command::Policy(c) => return policy::policy(&client, c),
+        Command::Apply { file, json } => return policy::apply(&client, &file, json),
+        Command::Rejected { tenant, json } => return policy::rejected(&client, tenant, json),
+        Command::Unreject { package, tenant } => return policy::unreject(&client, tenant, package),
+        Command::User(c) => return users::user(&client, c),
+        Command::Token(c) => return users::token(&client, c),
+        Command::Audit(a) => return users::audit(&client, a),
         Command::Deployment(DeploymentCommand::Show { id, json }) => {
             let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;
             if json {
@@ -697,6 +740,7 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
         offline: args.catch_up_immediately.then(|| "immediately".to_owned()),
         preflight: None,
         policy: None,
+        spread: args.spread,
     };
     let created: DeploymentCreated = client.post("/api/v1/deployments", &req)?;
     if args.preflight {
