@@ -446,6 +446,18 @@ pub struct VulnQuery {
     pub closed: bool,
 }
 
+impl VulnQuery {
+    /// No filter: every open exposure.
+    pub fn none() -> Self {
+        VulnQuery {
+            kev: false,
+            severity: None,
+            device: None,
+            closed: false,
+        }
+    }
+}
+
 fn rating_rank(r: &str) -> u8 {
     match r {
         "critical" => 5,
@@ -454,6 +466,60 @@ fn rating_rank(r: &str) -> u8 {
         "low" => 2,
         "none" => 1,
         _ => 0,
+    }
+}
+
+fn at(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The SLA clock of a stored exposure at `now` (deadline, state, basis).
+pub fn sla_of(
+    policy: &SlaPolicy,
+    e: &ExposureRecord,
+    now: time::OffsetDateTime,
+) -> patchwarden_vuln::SlaClock {
+    let rating = match e.rating.as_str() {
+        "critical" => patchwarden_vuln::Rating::Critical,
+        "high" => patchwarden_vuln::Rating::High,
+        "medium" => patchwarden_vuln::Rating::Medium,
+        "low" => patchwarden_vuln::Rating::Low,
+        "none" => patchwarden_vuln::Rating::None,
+        _ => patchwarden_vuln::Rating::Unknown,
+    };
+    let kev_entry = e.kev.then(|| patchwarden_vuln::feeds::KevEntry {
+        cve: e.cve.clone(),
+        vendor_project: String::new(),
+        product: String::new(),
+        vulnerability_name: String::new(),
+        date_added: now.date(),
+        due_date: e.kev_due.as_deref().and_then(|d| {
+            time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+        }),
+        known_ransomware: e.ransomware,
+    });
+    patchwarden_vuln::sla_clock(
+        policy,
+        rating,
+        kev_entry.as_ref(),
+        at(e.first_seen),
+        e.closed_at.map(at),
+        now,
+    )
+}
+
+/// The policy's deadlines for the store's SQL figures.
+pub fn sla_days(policy: &SlaPolicy) -> patchwarden_store::SlaDays {
+    let d = |x: Option<u32>| x.map(i64::from);
+    patchwarden_store::SlaDays {
+        critical: d(policy.critical_days),
+        high: d(policy.high_days),
+        medium: d(policy.medium_days),
+        low: d(policy.low_days),
+        none: d(policy.none_days),
+        unknown: d(policy.unknown_days),
+        kev: i64::from(policy.kev_days),
+        honor_kev_due_date: policy.honor_kev_due_date,
     }
 }
 
@@ -475,48 +541,20 @@ async fn rows(
         },
     };
     let devices = state.store.list_devices(op.tenant_scope()).await?;
+    let devices: std::collections::HashMap<&str, &Device> =
+        devices.iter().map(|d| (d.id.as_str(), d)).collect();
     let policy = SlaPolicy::default();
     let now = time::OffsetDateTime::from_unix_timestamp(state.clock.now_ms() / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let at = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-    };
     let mut out = Vec::new();
     for e in state.store.list_exposures(&filter).await? {
         if (q.kev && !e.kev) || rating_rank(&e.rating) < min {
             continue;
         }
-        let Some(device) = devices.iter().find(|d| d.id == e.device_id) else {
+        let Some(device) = devices.get(e.device_id.as_str()) else {
             continue;
         };
-        let rating = match e.rating.as_str() {
-            "critical" => patchwarden_vuln::Rating::Critical,
-            "high" => patchwarden_vuln::Rating::High,
-            "medium" => patchwarden_vuln::Rating::Medium,
-            "low" => patchwarden_vuln::Rating::Low,
-            "none" => patchwarden_vuln::Rating::None,
-            _ => patchwarden_vuln::Rating::Unknown,
-        };
-        let kev_entry = e.kev.then(|| patchwarden_vuln::feeds::KevEntry {
-            cve: e.cve.clone(),
-            vendor_project: String::new(),
-            product: String::new(),
-            vulnerability_name: String::new(),
-            date_added: now.date(),
-            due_date: e.kev_due.as_deref().and_then(|d| {
-                time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
-            }),
-            known_ransomware: e.ransomware,
-        });
-        let clock = patchwarden_vuln::sla_clock(
-            &policy,
-            rating,
-            kev_entry.as_ref(),
-            at(e.first_seen),
-            e.closed_at.map(at),
-            now,
-        );
+        let clock = sla_of(&policy, &e, now);
         out.push(VulnRow {
             cve: e.cve,
             device: e.device_id,

@@ -6,6 +6,7 @@
 
 pub mod authz;
 mod chart;
+mod insight;
 mod pages;
 pub mod session;
 
@@ -17,6 +18,7 @@ use axum::Router;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use insight::report_document;
 pub use session::{create_user, hash_password, verify_password};
 
 /// Name of the file, in the data directory, holding the first administrator's password.
@@ -193,6 +195,9 @@ pub fn router(app: AppState) -> Router {
         .route("/deployments/{id}/live", get(pages::deployment_live))
         .route("/deployments/{id}/{action}", post(pages::deployment_action))
         .route("/failures", get(pages::failures))
+        .route("/vulns", get(insight::vulns_page))
+        .route("/vulns/{cve}", get(insight::vuln_page))
+        .route("/reports", get(insight::reports_page))
         .route(
             "/static/app.css",
             get(|| async { asset("text/css; charset=utf-8", CSS) }),
