@@ -1,7 +1,9 @@
 //! Credentials: random bearer tokens, stored only as SHA-256 hashes (they carry 256 bits of
 //! entropy, so a fast hash is right; passwords, when they come, get argon2).
 
-use crate::error::ApiError;
+use crate::audit::AuditSlot;
+use crate::error::{ApiError, ApiResult};
+use crate::web::authz::{Access, Permission};
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -49,16 +51,95 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization header must be `Bearer <token>`"))
 }
 
-/// An authenticated operator (API token).
-pub struct Operator(pub ApiToken);
+/// An authenticated operator: an API token (its role, in its tenant or provider-wide), or a
+/// dashboard user acting through the same handlers (their roles, see `web::pages`).
+///
+/// Every operator handler calls one of [`Operator::require`] (an object of a known tenant),
+/// [`Operator::require_scoped`] (a list or creation within the caller's scope) or
+/// [`Operator::require_provider`] (shared, provider-level things); the decision comes from
+/// the one roles table, `web::authz::Role::allows`.
+pub struct Operator(pub ApiToken, Access, AuditSlot);
 
 impl Operator {
+    /// An API token: one role, in its tenant or provider-wide.
+    pub fn for_token(token: ApiToken, audit: AuditSlot) -> Self {
+        let access = Access::of_token(token.tenant_id.as_deref(), &token.role);
+        audit.actor("token", &token.name, &token.id);
+        audit.tenant(token.tenant_id.as_deref());
+        Operator(token, access, audit)
+    }
+
+    /// A dashboard user: `token` stands for them (name, tenant scope), `access` holds their
+    /// roles.
+    pub fn for_person(token: ApiToken, access: Access, audit: AuditSlot) -> Self {
+        audit.actor("user", &token.name, &token.id);
+        audit.tenant(token.tenant_id.as_deref());
+        Operator(token, access, audit)
+    }
+
     /// The tenants this operator may act on: `None` = all (provider level).
     pub fn tenant_scope(&self) -> Option<&str> {
         self.0.tenant_id.as_deref()
     }
     pub fn can_access(&self, tenant_id: &str) -> bool {
         self.tenant_scope().is_none_or(|t| t == tenant_id)
+    }
+    /// Whether this operator's roles allow `p` in this tenant (no audit note; for views that
+    /// show or hide things).
+    pub fn can(&self, p: Permission, tenant_id: &str) -> bool {
+        self.can_access(tenant_id) && self.1.can(tenant_id, p)
+    }
+    /// The audit note of this request (handlers may add the object or a detail).
+    pub fn audit(&self) -> &AuditSlot {
+        &self.2
+    }
+
+    fn refuse(&self, p: Permission, place: &str) -> ApiError {
+        ApiError::forbidden(format!(
+            "{} (role {}) may not {} {place}: that needs the role {}",
+            self.0.name,
+            self.0.role,
+            p.describe(),
+            p.roles()
+        ))
+    }
+
+    /// Allows `p` on data of `tenant_id`, or answers 403 (recorded in the audit log).
+    pub fn require(&self, p: Permission, tenant_id: &str) -> ApiResult<()> {
+        self.2.checked();
+        self.2.tenant(Some(tenant_id));
+        if !self.can_access(tenant_id) {
+            return Err(ApiError::forbidden(format!(
+                "{} may not act on tenant {tenant_id}",
+                self.0.name
+            )));
+        }
+        if !self.1.can(tenant_id, p) {
+            return Err(self.refuse(p, "in this tenant"));
+        }
+        Ok(())
+    }
+
+    /// Allows `p` across the caller's own scope (its tenant, or every tenant for the
+    /// provider): lists, and reads that are filtered to the scope.
+    pub fn require_scoped(&self, p: Permission) -> ApiResult<()> {
+        match self.tenant_scope() {
+            Some(t) => {
+                let t = t.to_owned();
+                self.require(p, &t)
+            }
+            None => self.require_provider(p),
+        }
+    }
+
+    /// Allows `p` on provider-level things (shared by every tenant): needs a provider-wide
+    /// role that allows it.
+    pub fn require_provider(&self, p: Permission) -> ApiResult<()> {
+        self.2.checked();
+        if self.tenant_scope().is_some() || !self.1.can_provider(p) {
+            return Err(self.refuse(p, "at provider level (for every tenant)"));
+        }
+        Ok(())
     }
 }
 
@@ -68,10 +149,18 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let audit = parts
+            .extensions
+            .get::<AuditSlot>()
+            .cloned()
+            .unwrap_or_default();
         let token = bearer(parts)?;
         match state.store.api_token_by_hash(&hash_token(token)).await? {
-            Some(t) if t.revoked_at.is_none() => Ok(Operator(t)),
-            Some(_) => Err(ApiError::unauthorized("this API token has been revoked")),
+            Some(t) if t.revoked_at.is_none() => Ok(Operator::for_token(t, audit)),
+            Some(t) => {
+                audit.actor("token", &t.name, &t.id);
+                Err(ApiError::unauthorized("this API token has been revoked"))
+            }
             None => Err(ApiError::unauthorized("unknown API token")),
         }
     }

@@ -65,6 +65,7 @@ pub async fn reset_failures(
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no device {id}"))),
     };
+    op.require(crate::web::authz::Permission::Remediate, &device.tenant_id)?;
     let action = format!("failures reset by {}", op.0.name);
     let reset = state
         .store
@@ -90,6 +91,7 @@ pub async fn list_failures(
     op: Operator,
     Query(q): Query<FailuresQuery>,
 ) -> ApiResult<Json<FailuresView>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     if let Some(c) = &q.class {
         c.parse::<FailureClass>()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -256,11 +256,8 @@ pub async fn import_feed(
     op: Operator,
     Body(req): Body<FeedImportRequest>,
 ) -> ApiResult<Json<FeedStatus>> {
-    if op.tenant_scope().is_some() {
-        return Err(ApiError::forbidden(
-            "feeds are shared by all tenants: a provider-level token is needed",
-        ));
-    }
+    // Feeds are shared by every tenant: a provider-wide role is needed.
+    op.require_provider(crate::web::authz::Permission::Remediate)?;
     if let Some(r) = req.refresh_secs {
         if req.url.is_none() || r < 60 {
             return Err(ApiError::bad_request(
@@ -419,8 +416,9 @@ use std::io::Read as _;
 #[utoipa::path(get, path = "/api/v1/feeds", responses((status = 200, body = [FeedStatus])), security(("operator" = [])), tag = "vulnerabilities")]
 pub async fn list_feeds(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
 ) -> ApiResult<Json<Vec<FeedStatus>>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     Ok(Json(
         state
             .store
@@ -543,7 +541,8 @@ async fn rows(
     let devices = state.store.list_devices(op.tenant_scope()).await?;
     let devices: std::collections::HashMap<&str, &Device> =
         devices.iter().map(|d| (d.id.as_str(), d)).collect();
-    let policy = SlaPolicy::default();
+    // Each exposure's deadline follows its tenant's SLA policy.
+    let policies = crate::sla::Policies::load(state).await?;
     let now = time::OffsetDateTime::from_unix_timestamp(state.clock.now_ms() / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut out = Vec::new();
@@ -551,6 +550,7 @@ async fn rows(
         if (q.kev && !e.kev) || rating_rank(&e.rating) < min {
             continue;
         }
+        let policy = policies.of(&e.tenant_id);
         let Some(device) = devices.get(e.device_id.as_str()) else {
             continue;
         };
@@ -590,6 +590,7 @@ pub async fn list_vulns(
     op: Operator,
     Query(q): Query<VulnQuery>,
 ) -> ApiResult<Json<Vec<VulnRow>>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     let device_id = match &q.device {
         None => None,
         Some(d) => {
@@ -618,6 +619,7 @@ pub async fn show_vuln(
     op: Operator,
     Path(cve): Path<String>,
 ) -> ApiResult<Json<Vec<VulnRow>>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     let filter = ExposureFilter {
         tenant_id: op.tenant_scope().map(str::to_owned),
         device_id: None,

@@ -4,6 +4,7 @@
 //! removed within a major protocol version; readers ignore fields they do not know; enums that
 //! may grow carry an `Unknown`/`Unsupported` fallback. Timestamps are RFC 3339 strings in UTC.
 
+pub mod access;
 pub mod agent;
 pub mod api;
 

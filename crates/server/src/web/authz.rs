@@ -14,14 +14,55 @@ pub enum Role {
     Viewer,
 }
 
-/// What a role may do.
+/// What a role may do. The one table ([`Role::allows`]) behind both the dashboard and the
+/// HTTP API (`auth::Operator::require`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    /// Read devices, deployments, failures, vulnerabilities, feeds.
     View,
-    /// Approve or reject a deployment (the customer's oversight).
+    /// Approve or reject a deployment, accept a risk (the customer's oversight).
     Approve,
     /// Halt, resume or cancel a deployment.
     Operate,
+    /// Create deployments and request pre-flight checks.
+    Deploy,
+    /// Remediate: reset a device's failures, import vulnerability feeds.
+    Remediate,
+    /// Create, change and apply policies (deployment and SLA policies).
+    ManagePolicies,
+    /// Create, list and revoke enrollment tokens (bring devices in).
+    Enroll,
+    /// Read the audit log.
+    ReadAudit,
+    /// Manage users and API tokens.
+    Administer,
+}
+
+impl Permission {
+    /// What it allows, for error messages: "… may not deploy in this tenant".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::View => "view data",
+            Permission::Approve => "approve or reject",
+            Permission::Operate => "halt, resume or cancel deployments",
+            Permission::Deploy => "deploy",
+            Permission::Remediate => "remediate (reset failures, import feeds)",
+            Permission::ManagePolicies => "manage policies",
+            Permission::Enroll => "manage enrollment tokens",
+            Permission::ReadAudit => "read the audit log",
+            Permission::Administer => "manage users and API tokens",
+        }
+    }
+
+    /// The roles that allow it, e.g. `admin or operator`.
+    pub fn roles(self) -> String {
+        Role::ALL
+            .iter()
+            .filter(|r| r.allows(self))
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
 }
 
 impl Role {
@@ -46,15 +87,20 @@ impl Role {
         }
     }
 
-    /// The roles matrix.
+    /// The roles matrix: `admin` everything; `operator` deploys, operates, remediates,
+    /// enrolls and manages policies; `approver` approves and reads the audit log; everyone
+    /// views.
     pub fn allows(self, p: Permission) -> bool {
-        matches!(
-            (self, p),
-            (_, Permission::View)
-                | (Role::Admin, _)
-                | (Role::Operator, Permission::Operate)
-                | (Role::Approver, Permission::Approve)
-        )
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(
+                p,
+                View | Operate | Deploy | Remediate | ManagePolicies | Enroll
+            ),
+            Role::Approver => matches!(p, View | Approve | ReadAudit),
+            Role::Viewer => matches!(p, View),
+        }
     }
 }
 
@@ -86,6 +132,29 @@ impl Access {
             }
         }
         a
+    }
+
+    /// The access of an API token: one role, in its tenant or (no tenant) provider-wide.
+    pub fn of_token(tenant_id: Option<&str>, role: &str) -> Self {
+        Self::from_memberships(&[Membership {
+            user_id: String::new(),
+            tenant_id: tenant_id.map(str::to_owned),
+            role: role.to_owned(),
+        }])
+    }
+
+    /// Whether a provider-wide role allows this (provider-level things: shared feeds,
+    /// provider-level users and tokens, entries of the audit log without a tenant).
+    pub fn can_provider(&self, p: Permission) -> bool {
+        self.provider.iter().any(|r| r.allows(p))
+    }
+
+    /// Whether some role, in some tenant, allows this.
+    pub fn can_somewhere(&self, p: Permission) -> bool {
+        self.provider
+            .iter()
+            .chain(self.tenants.values().flatten())
+            .any(|r| r.allows(p))
     }
 
     pub fn is_provider(&self) -> bool {

@@ -206,6 +206,11 @@ pub fn router(app: AppState) -> Router {
             "/static/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),
         )
+        // Keep this after every route: it records the dashboard's actions (audit.rs).
+        .route_layer(axum::middleware::from_fn_with_state(
+            crate::audit::AuditLayer::new(state.app.clone(), "web"),
+            crate::audit::record,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -151,6 +151,8 @@ pub struct WebUser {
     pub access: Access,
     /// Tenant id → name, for display.
     pub tenant_names: BTreeMap<String, String>,
+    /// This request's audit note (who acts is already in it).
+    pub audit: crate::audit::AuditSlot,
 }
 
 impl WebUser {
@@ -209,11 +211,18 @@ impl FromRequestParts<WebState> for WebUser {
             .into_iter()
             .map(|t| (t.id, t.name))
             .collect();
+        let audit = parts
+            .extensions
+            .get::<crate::audit::AuditSlot>()
+            .cloned()
+            .unwrap_or_default();
+        audit.actor("user", &user.login, &user.id);
         Ok(WebUser {
             user,
             session,
             access,
             tenant_names,
+            audit,
         })
     }
 }
@@ -302,12 +311,18 @@ pub async fn login_submit(
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let address = client_address(&parts.extensions);
+    let audit = parts
+        .extensions
+        .get::<crate::audit::AuditSlot>()
+        .cloned()
+        .unwrap_or_default();
     let request = axum::extract::Request::from_parts(parts, body);
     let Form(form) = Form::<LoginForm>::from_request(request, &())
         .await
         .map_err(|e| page_error(StatusCode::BAD_REQUEST, &format!("Invalid login form: {e}")))?;
     let next = safe_next(form.next.as_deref());
     let login = form.login.trim().to_owned();
+    audit.actor("user", &login, "");
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() || !same_secret(&form.csrf, expected) {
         return Ok(login_page(
