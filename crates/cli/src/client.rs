@@ -128,6 +128,28 @@ impl Client {
         }
     }
 
+    /// A GET whose answer is bytes (e.g. a PDF), returned as is, at most 256 MiB.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let what = format!("GET {path}");
+        match self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call()
+        {
+            Ok(resp) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(resp.into_reader(), 256 << 20),
+                    &mut bytes,
+                )
+                .with_context(|| format!("{what}: reading the response"))?;
+                Ok(bytes)
+            }
+            Err(e) => self.handle::<()>(&what, Err(e)).map(|()| Vec::new()),
+        }
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
         let r = self
             .agent

@@ -5,6 +5,7 @@ mod client;
 mod output;
 mod policy;
 mod preflight;
+mod report;
 mod users;
 
 pub use client::Client;
@@ -125,6 +126,8 @@ pub enum Command {
     Token(users::TokenCommand),
     /// The audit log: who did what, when, in which tenant, from where (admins, approvers)
     Audit(users::AuditArgs),
+    /// Compliance report of a tenant over a period: pdf, csv, json or html
+    Report(report::ReportArgs),
     /// Current failures (latest attempt failed), grouped by class
     Failures {
         /// Only this class, e.g. lock_held
@@ -648,6 +651,7 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(c) => return users::user(&client, c),
         Command::Token(c) => return users::token(&client, c),
         Command::Audit(a) => return users::audit(&client, a),
+        Command::Report(a) => report::run(&client, a)?,
         Command::Deployment(DeploymentCommand::Show { id, json }) => {
             let view: DeploymentView = client.get(&format!("/api/v1/deployments/{id}"))?;
             if json {
