@@ -41,8 +41,8 @@ pub enum Command {
         /// Seconds between check-ins (default: what the server says).
         #[arg(long)]
         checkin_interval: Option<u64>,
-        /// Seconds to wait for another apt/dpkg to release its lock before a job's packages
-        /// fail as `lock_held`.
+        /// Seconds to wait for another apt/dpkg (or dnf/rpm) to release its lock before a
+        /// job's packages fail as `lock_held`.
         #[arg(long, value_name = "SECS", default_value_t = crate::pkg::DEFAULT_LOCK_WAIT.as_secs())]
         lock_wait: u64,
     },
