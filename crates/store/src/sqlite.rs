@@ -159,7 +159,7 @@ fn deployment_from_row(r: &SqliteRow) -> Result<Deployment> {
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, deployment_id, device_id, payload, status, created_at, \
-     started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at, window_end";
+     started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at, window_end, attempt, not_before";
 
 fn job_from_row(r: &SqliteRow) -> Result<Job> {
     Ok(Job {
