@@ -90,7 +90,8 @@ const DNF_PID_LOCKS: [&str; 3] = [
     "/var/cache/dnf/metadata_lock.pid",
     "/var/cache/dnf/download_lock.pid",
 ];
-/// rpm's transaction lock (fcntl write lock), in the classic and the newer database place.
+/// rpm's transaction lock (fcntl write lock) in the classic and the newer database place;
+/// the one in rpm's configured `%_dbpath` is probed too.
 const RPM_LOCKS: [&str; 2] = ["/var/lib/rpm/.rpm.lock", "/usr/lib/sysimage/rpm/.rpm.lock"];
 /// How often a held lock is probed again.
 const LOCK_POLL: Duration = Duration::from_millis(250);
@@ -224,7 +225,7 @@ impl<R: Runner> Dnf<R> {
     }
 
     /// The first held dnf or rpm lock, described (`None`: all free). Never takes a lock.
-    fn held_lock(&self) -> Option<String> {
+    fn held_lock(&self, rpm_locks: &[String]) -> Option<String> {
         for path in DNF_PID_LOCKS {
             let Ok(text) = fs::read_to_string(self.paths.at(path)) else {
                 continue;
@@ -240,7 +241,7 @@ impl<R: Runner> Dnf<R> {
                 .unwrap_or_else(|_| "?".into());
             return Some(format!("{path} is held by process {pid} ({comm})"));
         }
-        RPM_LOCKS.iter().find_map(|path| {
+        rpm_locks.iter().find_map(|path| {
             let file = fs::File::open(self.paths.at(path)).ok()?;
             let probe = Flock::from(FlockType::WriteLock);
             let holder = fcntl_getlk(&file, &probe).ok()??;
@@ -265,8 +266,17 @@ impl<R: Runner> Dnf<R> {
         let start = Instant::now();
         let until = (start + wait).min(deadline);
         let mut first: Option<String> = None;
+        let mut rpm_locks: Vec<String> = RPM_LOCKS.iter().map(|s| (*s).to_owned()).collect();
+        let out = self.run(&["rpm", "--eval", "%{_dbpath}"], deadline, log);
+        let dbpath = out.stdout.trim();
+        if out.success() && dbpath.starts_with('/') {
+            let lock = format!("{dbpath}/.rpm.lock");
+            if !rpm_locks.contains(&lock) {
+                rpm_locks.insert(0, lock);
+            }
+        }
         loop {
-            let Some(held) = self.held_lock() else {
+            let Some(held) = self.held_lock(&rpm_locks) else {
                 if let Some(first) = first {
                     let waited = start.elapsed().as_secs_f32();
                     log.note(&format!("{first}; it was released after {waited:.1} s"));
@@ -1133,6 +1143,7 @@ mod tests {
         let (dnf, _root) = dnf(vec![
             ("rpm -qa", out(0, &before, "")),
             ("dnf -q --releasever=9 versionlock list", out(1, "", NO_PLUGIN)),
+            ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
                 "dnf -q --releasever=9 --refresh repoquery --upgrades",
                 out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n\npw-postfail\t0\t2.0\t1\tnoarch\tlab\n", ""),
@@ -1198,6 +1209,7 @@ mod tests {
         let (pm, _root) = dnf(vec![
             ("rpm -qa", out(0, &row("pw-ok", "1.0", "1"), "")),
             ("dnf -q --releasever=9 versionlock list", out(0, lock, "")),
+            ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
                 "dnf -q --releasever=9 --disableplugin=versionlock --refresh repoquery --upgrades",
                 out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n", ""),
@@ -1247,6 +1259,7 @@ mod tests {
                 "dnf -q --releasever=9 versionlock list",
                 out(1, "", NO_PLUGIN),
             ),
+            ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
         ]);
         std::fs::create_dir_all(root.path().join("etc/dnf")).expect("mkdir");
         std::fs::write(
@@ -1286,6 +1299,7 @@ mod tests {
                 "dnf -q --releasever=9 versionlock list",
                 out(1, "", NO_PLUGIN),
             ),
+            ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
                 "dnf -q --releasever=9 --refresh repoquery",
                 captured("repoquery-repo-down.txt"),
