@@ -198,8 +198,21 @@ impl Agent {
             info!(job = %job_id, "job offered again; re-sending its stored result instead of running it twice");
             return self.upload(job_id, &result);
         }
-        if let Err(e) = self.client.job_started(job_id) {
-            warn!(job = %job_id, error = %e, "could not report the job as started; running it anyway");
+        match self.client.job_started(job_id) {
+            Ok(()) => {}
+            // The server took the offer back (its window closed, the deployment was halted):
+            // starting now would install outside what the operator allowed.
+            Err(ClientError::Rejected {
+                status: 409,
+                message,
+                ..
+            }) => {
+                info!(job = %job_id, reason = %message, "the server no longer offers this job; not running it");
+                return Ok(());
+            }
+            Err(e) => {
+                warn!(job = %job_id, error = %e, "could not report the job as started; running it anyway");
+            }
         }
         info!(job = %job_id, "running job");
         let mut result = {

@@ -258,3 +258,107 @@ fn work_runs_only_in_the_window_offline_devices_catch_up_once_and_late_ones_miss
         "offline, then caught up once"
     );
 }
+
+/// An offer can reach a device late (its response held up while the network was down). The
+/// server, not the device's clock, decides: a job whose window has closed, or whose deployment
+/// is halted, cannot be started; in its next window it starts normally.
+#[test]
+fn a_late_offer_cannot_start_after_the_window_closed_nor_once_halted() {
+    let (app, clock) = spawn_app("2026-11-25T02:10:00Z");
+    let a = device(&app, "a");
+    let start = |job: &str| {
+        call(
+            "POST",
+            &format!("{}/api/v1/agent/jobs/{job}/start", a.url),
+            &a.secret,
+            None,
+        )
+    };
+    let body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
+        "window": "daily 02:00", "window_duration_secs": 3600});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments", app.url),
+        &app.admin,
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let item = a.work(0).pop().expect("offered inside the window");
+    let job = item["job_id"].as_str().expect("job").to_owned();
+
+    // The window closes before the device gets to start it.
+    clock.set(ms("2026-11-25T03:05:00Z"));
+    let (status, v) = start(&job);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("not_on_offer")),
+        "{v}"
+    );
+    until("the window to close", || {
+        row(&view(&app, &dep), "a")["state"] != "pending"
+    });
+    assert_eq!(start(&job).0, 409, "still refused after the window closed");
+    let v = view(&app, &dep);
+    assert_eq!(
+        v["jobs"][0]["started_at"],
+        Value::Null,
+        "never marked started: {v:#}"
+    );
+
+    // Next window: offered again and started once.
+    clock.set(ms("2026-11-26T02:05:00Z"));
+    let mut again = Vec::new();
+    until("the next window's offer", || {
+        again = a.work(0);
+        !again.is_empty()
+    });
+    assert_eq!(again[0]["job_id"], job.as_str(), "the same job, caught up");
+    a.finish(&job);
+    let v = view(&app, &dep);
+    assert_eq!(v["status"], "completed", "{v:#}");
+    assert_eq!(row(&v, "a")["state"], "verified");
+
+    // A halted deployment starts no new install, even from an offer already delivered.
+    let b = device(&app, "b");
+    let body = json!({"target": {"devices": [device_id_of(&app, "b")]}, "selection": {"kind": "all_updates"}});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments", app.url),
+        &app.admin,
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let item = b.work(0).pop().expect("offered");
+    let job = item["job_id"].as_str().expect("job").to_owned();
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments/{dep}/halt", app.url),
+        &app.admin,
+        Some(json!({"reason": "bad patch"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/agent/jobs/{job}/start", b.url),
+        &b.secret,
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+}
+
+/// A device's id by hostname.
+fn device_id_of(app: &App, hostname: &str) -> String {
+    let (_, v) = call(
+        "GET",
+        &format!("{}/api/v1/devices", app.url),
+        &app.admin,
+        None,
+    );
+    v.as_array()
+        .and_then(|d| d.iter().find(|x| x["hostname"] == hostname))
+        .and_then(|d| d["id"].as_str())
+        .unwrap_or_else(|| panic!("{hostname}: {v}"))
+        .to_owned()
+}
