@@ -16,6 +16,7 @@ pub mod policies;
 pub mod preflight;
 pub mod reports;
 pub mod reboots;
+pub mod sla;
 pub mod snapshots;
 pub mod vulns;
 pub mod web;
@@ -58,6 +59,10 @@ impl ManualClock {
     }
     pub fn set(&self, ms: i64) {
         self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -192,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/vulns", get(vulns::list_vulns))
         .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
+        .route("/api/v1/sla-policy", get(sla::get_sla_policy).put(sla::put_sla_policy))
         .route(
             "/api/v1/reports/compliance",
             get(reports::compliance_report),

@@ -814,6 +814,108 @@ async fn exposures_and_feeds(store: &dyn Store) {
     );
 }
 
+/// Policies are unique by name per tenant; a cycle gets one deployment whatever happens;
+/// rejections are kept until lifted; a retry requeues a done job once per attempt.
+async fn policies_runs_rejections_and_retries(store: &dyn Store) {
+    let t = store.ensure_tenant("default", 1).await.expect("tenant");
+    let p = Policy {
+        id: "pol_1".into(),
+        tenant_id: t.id.clone(),
+        name: "monthly".into(),
+        spec_json: "{}".into(),
+        enabled: true,
+        revision: 1,
+        created_at: 1,
+        created_by: "admin".into(),
+        updated_at: 1,
+    };
+    store.create_policy(&p).await.expect("create");
+    let twin = Policy { id: "pol_2".into(), ..p.clone() };
+    assert!(matches!(store.create_policy(&twin).await, Err(StoreError::Conflict(_))));
+    let other = store.ensure_tenant("other", 1).await.expect("tenant");
+    store
+        .create_policy(&Policy { id: "pol_3".into(), tenant_id: other.id.clone(), ..p.clone() })
+        .await
+        .expect("same name in another tenant");
+    let edited = Policy { revision: 2, spec_json: "{\"x\":1}".into(), ..p.clone() };
+    assert!(store.update_policy(&edited).await.expect("update"));
+    assert_eq!(store.policy("pol_1").await.expect("get"), Some(edited.clone()));
+    assert_eq!(
+        store.policy_by_name(&t.id, "monthly").await.expect("by name").map(|p| p.id),
+        Some("pol_1".into())
+    );
+    assert_eq!(store.list_policies(Some(&t.id)).await.expect("list").len(), 1);
+    assert_eq!(store.list_policies(None).await.expect("list").len(), 2);
+
+    // One deployment per cycle: the second claim creates nothing at all.
+    let d = enrolled(store, "dev1").await;
+    let dep1 = deployment("dep_1", &d.tenant_id);
+    let j1 = job("job_1", &dep1, &d.id);
+    let run = PolicyRun {
+        policy_id: "pol_1".into(),
+        cycle: "2026-12-10".into(),
+        deployment_id: "dep_1".into(),
+        created_at: 5,
+    };
+    assert!(store
+        .create_policy_deployment(&run, &dep1, &[j1.clone()], &[pkg(&j1, "curl", "pending")])
+        .await
+        .expect("first"));
+    let dep2 = deployment("dep_2", &d.tenant_id);
+    let j2 = job("job_2", &dep2, &d.id);
+    let again = PolicyRun { deployment_id: "dep_2".into(), ..run.clone() };
+    assert!(!store
+        .create_policy_deployment(&again, &dep2, &[j2.clone()], &[pkg(&j2, "curl", "pending")])
+        .await
+        .expect("second"));
+    assert!(store.deployment("dep_2").await.expect("get").is_none(), "nothing of the second");
+    assert_eq!(store.policy_run("pol_1", "2026-12-10").await.expect("run"), Some(run));
+    assert_eq!(store.policy_runs("pol_1").await.expect("runs").len(), 1);
+
+    // Rejections.
+    let r = RejectedUpdate {
+        tenant_id: t.id.clone(),
+        package: "curl".into(),
+        version: "8.0".into(),
+        deployment_id: Some("dep_1".into()),
+        rejected_by: "alice".into(),
+        reason: Some("breaks".into()),
+        rejected_at: 9,
+    };
+    store.reject_updates(&[r.clone(), r.clone()]).await.expect("reject");
+    assert_eq!(store.rejected_updates(Some(&t.id)).await.expect("list"), vec![r]);
+    assert_eq!(store.rejected_updates(Some(&other.id)).await.expect("list"), vec![]);
+    assert_eq!(store.unreject_update(&t.id, "curl", Some("7.0")).await.expect("unreject"), 0);
+    assert_eq!(store.unreject_update(&t.id, "curl", None).await.expect("unreject"), 1);
+
+    // Retries: only a done job on the named attempt; offered again only after not_before.
+    store.release_jobs(&["job_1".into()], 10).await.expect("release");
+    assert!(!store.requeue_job("job_1", 1, 100).await.expect("not done yet"));
+    store
+        .store_job_result("job_1", &d.id, &outcome_of(&j1, 20, vec![pkg(&j1, "curl", "failed")]))
+        .await
+        .expect("result");
+    assert!(store.requeue_job("job_1", 1, 100).await.expect("requeue"));
+    assert!(!store.requeue_job("job_1", 1, 100).await.expect("once per attempt"));
+    assert!(store.offerable_jobs(&d.id, 99, 0).await.expect("offer").is_empty());
+    let offered = store.offerable_jobs(&d.id, 100, 0).await.expect("offer");
+    assert_eq!(offered.iter().map(|j| j.attempt).collect::<Vec<_>>(), vec![2]);
+    // A late result of attempt 1 is a re-delivery; attempt 2's is stored.
+    let mut late = outcome_of(&j1, 30, vec![pkg(&j1, "curl", "failed")]);
+    late.attempt = Some(1);
+    assert_eq!(
+        store.store_job_result("job_1", &d.id, &late).await.expect("late"),
+        ResultStored::Duplicate
+    );
+    let mut second = outcome_of(&j1, 120, vec![pkg(&j1, "curl", "verified")]);
+    second.attempt = Some(2);
+    assert_eq!(
+        store.store_job_result("job_1", &d.id, &second).await.expect("second"),
+        ResultStored::Stored
+    );
+    assert!(store.skip_job("job_1", 130, "x", "skip").await.is_ok_and(|done| !done));
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -845,6 +947,7 @@ conformance!(
     reboots_offered_requested_and_overdue,
     history_and_exposure_stats,
     sla_policies_per_tenant,
+    policies_runs_rejections_and_retries,
 );
 
 #[tokio::test]

@@ -441,3 +441,53 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_owned())
 }
+
+impl App {
+    /// Stops the server and starts it again on the same data directory (same SQLite file),
+    /// with `clock`: what a restart mid-deployment looks like to the scheduler.
+    pub fn restart(mut self, clock: std::sync::Arc<dyn patchwarden_server::Clock>) -> App {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let data_dir = self.data_dir.clone();
+        let _ = std::fs::remove_file(data_dir.join("server-url"));
+        let config = patchwarden_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: data_dir.clone(),
+            database_url: None,
+            checkin_interval_secs: 60,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async move {
+                patchwarden_server::run_with_clock(config, clock, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+            });
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
+                break u.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "server did not restart");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        App {
+            url,
+            admin: self.admin.clone(),
+            admin_password: self.admin_password.clone(),
+            data_dir,
+            _dir: dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
