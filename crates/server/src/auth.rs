@@ -58,6 +58,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 /// [`Operator::require_scoped`] (a list or creation within the caller's scope) or
 /// [`Operator::require_provider`] (shared, provider-level things); the decision comes from
 /// the one roles table, `web::authz::Role::allows`.
+#[derive(Clone)]
 pub struct Operator(pub ApiToken, Access, AuditSlot);
 
 impl Operator {

@@ -45,6 +45,25 @@ pub(crate) async fn resolve_tenant(
     op: &Operator,
     name: Option<&str>,
 ) -> ApiResult<patchwarden_store::Tenant> {
+    // A tenant's token means its own tenant when it names none, and never creates one.
+    if let Some(own) = op.tenant_scope() {
+        let tenant = match name {
+            None => state.store.tenant_by_id(own).await?,
+            Some(n) => state
+                .store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.name == n),
+        };
+        return match tenant {
+            Some(t) if t.id == own => Ok(t),
+            _ => Err(ApiError::forbidden(format!(
+                "this token may not act on tenant {:?}",
+                name.unwrap_or(own)
+            ))),
+        };
+    }
     let name = name.unwrap_or(DEFAULT_TENANT);
     if !valid_tenant_name(name) {
         return Err(ApiError::bad_request(format!(

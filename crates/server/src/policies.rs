@@ -215,6 +215,7 @@ async fn upsert(
 ) -> ApiResult<ApplyOutcome> {
     validate_spec(&spec)?;
     let tenant = resolve_tenant(state, op, spec.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
     spec.tenant = Some(tenant.name.clone());
     let json = serde_json::to_string(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now_ms();
@@ -304,6 +305,7 @@ pub async fn create_policy(
     Body(spec): Body<PolicySpec>,
 ) -> ApiResult<(StatusCode, Json<ApplyOutcome>)> {
     let tenant = resolve_tenant(&state, &op, spec.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
     if state
         .store
         .policy_by_name(&tenant.id, &spec.name)
@@ -330,6 +332,7 @@ pub async fn list_policies(
     op: Operator,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<PolicyView>>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     let scope = match (&q.tenant, op.tenant_scope()) {
         (Some(name), _) => Some(resolve_tenant(&state, &op, Some(name)).await?.id),
         (None, scope) => scope.map(str::to_owned),
@@ -353,6 +356,7 @@ pub async fn get_policy(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<PolicyView>> {
     let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::View, &p.tenant_id)?;
     let t = state
         .store
         .tenant_by_id(&p.tenant_id)
@@ -374,6 +378,7 @@ pub async fn update_policy(
     Body(mut spec): Body<PolicySpec>,
 ) -> ApiResult<Json<ApplyOutcome>> {
     let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::ManagePolicies, &p.tenant_id)?;
     let tenant = state
         .store
         .tenant_by_id(&p.tenant_id)
@@ -401,6 +406,7 @@ pub async fn delete_policy(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<StatusCode> {
     let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::ManagePolicies, &p.tenant_id)?;
     state.store.delete_policy(&p.id).await?;
     tracing::info!(policy = %p.id, name = %p.name, by = %op.0.name, "policy deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -425,7 +431,8 @@ pub async fn apply(
                 spec.name
             )));
         }
-        resolve_tenant(&state, &op, spec.tenant.as_deref()).await?;
+        let tenant = resolve_tenant(&state, &op, spec.tenant.as_deref()).await?;
+        op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
     }
     let mut out = Vec::new();
     for spec in req.policies {
@@ -441,6 +448,7 @@ pub async fn list_rejected(
     op: Operator,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<RejectedUpdateView>>> {
+    op.require_scoped(crate::web::authz::Permission::View)?;
     let scope = match (&q.tenant, op.tenant_scope()) {
         (Some(name), _) => Some(resolve_tenant(&state, &op, Some(name)).await?.id),
         (None, scope) => scope.map(str::to_owned),
@@ -490,6 +498,8 @@ pub async fn unreject(
     Body(req): Body<UnrejectRequest>,
 ) -> ApiResult<Json<UnrejectOutcome>> {
     let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
+    // Lifting a rejection is the approvers' decision, as the rejection was.
+    op.require(crate::web::authz::Permission::Approve, &tenant.id)?;
     let lifted = state
         .store
         .unreject_update(&tenant.id, &req.package, req.version.as_deref())
@@ -735,4 +745,45 @@ pub async fn names(state: &AppState) -> HashMap<String, String> {
         .into_iter()
         .map(|p| (p.id, p.name))
         .collect()
+}
+
+/// The label that overrides a device's reported time zone (set per device, or per group
+/// through its enrollment token's labels).
+pub const TIMEZONE_LABEL: &str = "timezone";
+
+#[utoipa::path(put, path = "/api/v1/devices/{id}/labels", params(("id" = String, Path)), request_body = DeviceLabels,
+    responses((status = 200, body = DeviceLabels), (status = 400, body = patchwarden_wire::ErrorBody),
+        (status = 404, body = patchwarden_wire::ErrorBody)),
+    security(("operator" = [])), tag = "devices")]
+pub async fn set_device_labels(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(id): Path<String>,
+    Body(req): Body<DeviceLabels>,
+) -> ApiResult<Json<DeviceLabels>> {
+    let device = match state.store.device(&id).await? {
+        Some(d) if op.can_access(&d.tenant_id) => d,
+        _ => return Err(ApiError::not_found(format!("no device {id}"))),
+    };
+    for (k, v) in &req.labels {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./+:".contains(c))
+        };
+        if !ok(k) || !ok(v) {
+            return Err(ApiError::bad_request(format!(
+                "invalid label {k:?}={v:?}: use letters, digits and - _ . / + : (at most 128)"
+            )));
+        }
+    }
+    if let Some(zone) = req.labels.get(TIMEZONE_LABEL) {
+        patchwarden_core::schedule::zone(zone).map_err(|e| {
+            ApiError::bad_request(format!("label {TIMEZONE_LABEL}: {e}"))
+        })?;
+    }
+    state.store.set_device_labels(&device.id, &req.labels).await?;
+    tracing::info!(device = %device.id, by = %op.0.name, "device labels set");
+    Ok(Json(req))
 }

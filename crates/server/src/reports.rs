@@ -756,6 +756,7 @@ pub async fn compliance_report(
     let now = state.clock.now_ms();
     let p = period(q.from.as_deref(), q.to.as_deref(), now).map_err(ApiError::bad_request)?;
     let tenant = resolve_tenant(&state, op.tenant_scope(), q.tenant.as_deref()).await?;
+    op.require(crate::web::authz::Permission::View, &tenant.id)?;
     let report = compliance(&state, &tenant, &p, now).await?;
     tracing::info!(tenant = %tenant.name, from = %report.from, to = %report.to, format = ?f, "compliance report");
     Ok(respond(&report, f))
@@ -777,11 +778,8 @@ pub async fn take_snapshot(
     State(state): State<AppState>,
     op: Operator,
 ) -> ApiResult<axum::Json<SnapshotTaken>> {
-    if op.tenant_scope().is_some() {
-        return Err(ApiError::forbidden(
-            "the daily history covers every tenant: a provider-level token is needed",
-        ));
-    }
+    // The daily history covers every tenant: a provider-wide role is needed.
+    op.require_provider(crate::web::authz::Permission::Operate)?;
     let stored = crate::snapshots::take(&state).await?;
     Ok(axum::Json(SnapshotTaken {
         day: day_of(state.clock.now_ms()),

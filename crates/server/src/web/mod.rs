@@ -4,6 +4,7 @@
 //! Every page is authorised against the tenant of its data ([`authz::Access`]); actions go
 //! through the same handlers as the operator API, on behalf of the logged-in person.
 
+mod admin;
 pub mod authz;
 mod chart;
 mod insight;
@@ -107,6 +108,10 @@ pub struct Nav {
     pub roles: String,
     pub csrf: String,
     pub current: &'static str,
+    /// Show the People entry (an admin somewhere).
+    pub people: bool,
+    /// Show the Audit entry (an admin or approver somewhere).
+    pub audit: bool,
 }
 
 impl Nav {
@@ -116,6 +121,8 @@ impl Nav {
             roles: user.access.describe(&user.tenant_names),
             csrf: user.session.csrf_token.clone(),
             current,
+            people: user.access.can_somewhere(authz::Permission::Administer),
+            audit: user.access.can_somewhere(authz::Permission::ReadAudit),
         }
     }
     /// `aria-current` for a menu entry.
@@ -195,6 +202,8 @@ pub fn router(app: AppState) -> Router {
         .route("/deployments/{id}/live", get(pages::deployment_live))
         .route("/deployments/{id}/{action}", post(pages::deployment_action))
         .route("/failures", get(pages::failures))
+        .route("/people", get(admin::people))
+        .route("/audit", get(admin::audit))
         .route("/vulns", get(insight::vulns_page))
         .route("/vulns/{cve}", get(insight::vuln_page))
         .route("/reports", get(insight::reports_page))

@@ -1,0 +1,150 @@
+//! The dashboard's people pages: `/people` (users and API tokens, for admins) and `/audit`
+//! (the audit log, for admins and approvers, with a CSV download). Both read through the
+//! same handlers and checks as the API, once per tenant the person holds the right role in.
+
+use super::authz::Permission;
+use super::session::WebUser;
+use super::{page_error, render, Nav, WebError, WebState};
+use crate::audit::AuditQuery;
+use crate::auth::Operator;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use patchwarden_store::ApiToken;
+use patchwarden_wire::access::{AuditEntryView, TokenView, UserView};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The operators standing for this person, one per tenant scope where `p` is allowed:
+/// provider-wide (one, all tenants) or per tenant.
+fn operators(user: &WebUser, p: Permission) -> Vec<Operator> {
+    let scopes: Vec<Option<String>> = if user.access.can_provider(p) {
+        vec![None]
+    } else {
+        user.tenant_names
+            .keys()
+            .filter(|t| user.access.can(t, p))
+            .map(|t| Some(t.clone()))
+            .collect()
+    };
+    scopes
+        .into_iter()
+        .map(|t| {
+            Operator::for_person(
+                ApiToken {
+                    id: user.user.id.clone(),
+                    tenant_id: t,
+                    name: user.user.login.clone(),
+                    role: String::new(),
+                    token_hash: String::new(),
+                    created_at: user.session.created_at,
+                    revoked_at: None,
+                },
+                user.access.clone(),
+                user.audit.clone(),
+            )
+        })
+        .collect()
+}
+
+fn refuse(what: &str) -> WebError {
+    page_error(
+        StatusCode::FORBIDDEN,
+        &format!("Your roles do not allow {what}."),
+    )
+}
+
+#[derive(askama::Template)]
+#[template(path = "people.html")]
+struct PeoplePage {
+    nav: Nav,
+    users: Vec<UserView>,
+    tokens: Vec<TokenView>,
+}
+
+pub async fn people(State(state): State<WebState>, user: WebUser) -> Result<Response, WebError> {
+    let ops = operators(&user, Permission::Administer);
+    if ops.is_empty() {
+        return Err(refuse("managing users and API tokens (admins only)"));
+    }
+    let mut users: BTreeMap<String, UserView> = BTreeMap::new();
+    let mut tokens = Vec::new();
+    for op in ops {
+        let Json(us) = crate::people::list_users(State(state.app.clone()), op.clone()).await?;
+        for u in us {
+            users
+                .entry(u.login.clone())
+                .and_modify(|x| x.roles.extend(u.roles.clone()))
+                .or_insert(u);
+        }
+        let Json(ts) = crate::people::list_tokens(State(state.app.clone()), op).await?;
+        tokens.extend(ts);
+    }
+    Ok(render(&PeoplePage {
+        nav: Nav::new(&user, "people"),
+        users: users.into_values().collect(),
+        tokens,
+    }))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct AuditPageQuery {
+    /// Days back (default 7).
+    pub days: Option<u32>,
+    /// `csv` to download.
+    pub format: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    nav: Nav,
+    days: u32,
+    rows: Vec<AuditEntryView>,
+}
+
+pub async fn audit(
+    State(state): State<WebState>,
+    user: WebUser,
+    Query(q): Query<AuditPageQuery>,
+) -> Result<Response, WebError> {
+    let ops = operators(&user, Permission::ReadAudit);
+    if ops.is_empty() {
+        return Err(refuse("reading the audit log (admins and approvers)"));
+    }
+    let days = q.days.unwrap_or(7).clamp(1, 3650);
+    let from = crate::rfc3339(state.app.clock.now_ms() - i64::from(days) * 86_400_000);
+    let mut rows = Vec::new();
+    for op in ops {
+        let query = AuditQuery {
+            tenant: None,
+            from: Some(from.clone()),
+            to: None,
+            format: None,
+            limit: Some(2000),
+        };
+        rows.extend(crate::audit::read(&state.app, &op, &query).await?);
+    }
+    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.dedup_by_key(|r| r.id);
+    if q.format.as_deref() == Some("csv") {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"patchwarden-audit.csv\"",
+                ),
+            ],
+            crate::audit::to_csv(&rows),
+        )
+            .into_response());
+    }
+    rows.truncate(500);
+    Ok(render(&AuditPage {
+        nav: Nav::new(&user, "audit"),
+        days,
+        rows,
+    }))
+}
