@@ -116,6 +116,18 @@ pub async fn payload_for_offer(
         return Ok(job.payload.clone());
     }
     let now = state.clock.now_ms();
+    // A retry of a job (a later attempt): one reboot per job, whatever the attempt.
+    if let Some(mut earlier) = state.store.reboot_of_job(&job.id).await? {
+        if earlier.was_requested() {
+            *reboot = RebootMode::Never;
+            return Ok(serde_json::to_string(&op).unwrap_or_else(|_| job.payload.clone()));
+        }
+        if earlier.status == REBOOT_NONE {
+            earlier.status = REBOOT_OFFERED.to_owned();
+            earlier.updated_at = now;
+            state.store.update_reboot(&earlier).await?;
+        }
+    }
     let history = state.store.reboots_of_device(&device.id).await?;
     let reboots_last_day = history
         .iter()
