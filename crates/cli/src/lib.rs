@@ -6,6 +6,7 @@ mod output;
 mod policy;
 mod preflight;
 mod report;
+mod sla;
 mod users;
 
 pub use client::Client;
@@ -92,6 +93,9 @@ pub enum Command {
     /// One CVE: which devices, versions, fixes, deadlines
     #[command(subcommand)]
     Vuln(VulnCommand),
+    /// SLA policy of a tenant: remediation deadlines per severity and for KEV
+    #[command(subcommand)]
+    Sla(sla::SlaCommand),
     /// Version tools (no server needed)
     #[command(subcommand)]
     Version(VersionCommand),
@@ -238,6 +242,16 @@ pub enum DeviceCommand {
     },
     /// Clear a device's current failures (the history keeps them, and who reset them)
     ResetFailures { id: String },
+    /// Set or remove a device's labels; `timezone=Europe/Paris` overrides its reported zone
+    Label {
+        id: String,
+        /// key=value (repeatable)
+        #[arg(value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Remove this label (repeatable)
+        #[arg(long = "unset")]
+        unset: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -535,6 +549,21 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             println!("{} failure(s) reset", r["reset"]);
         }
+        Command::Device(DeviceCommand::Label { id, labels, unset }) => {
+            let device: DeviceDetail = client.get(&format!("/api/v1/devices/{id}"))?;
+            let mut all = device.summary.labels.clone();
+            for k in &unset {
+                all.remove(k);
+            }
+            all.extend(labels);
+            let out: DeviceLabels = client.put(
+                &format!("/api/v1/devices/{}/labels", device.summary.id),
+                &DeviceLabels { labels: all },
+            )?;
+            for (k, v) in &out.labels {
+                println!("{k}={v}");
+            }
+        }
         Command::Device(DeviceCommand::Show { id, json }) => {
             let device: DeviceDetail = client.get(&format!("/api/v1/devices/{id}"))?;
             if json {
@@ -612,6 +641,7 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::print_vulns(&rows);
             }
         }
+        Command::Sla(c) => return sla::run(&client, c),
         Command::Vuln(VulnCommand::Show { cve, json }) => {
             let rows: Vec<VulnRow> = client.get(&format!("/api/v1/vulns/{}", encode(&cve)))?;
             if json {

@@ -171,6 +171,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(policies::delete_policy),
         )
         .route("/api/v1/apply", post(policies::apply))
+        .route(
+            "/api/v1/devices/{id}/labels",
+            axum::routing::put(policies::set_device_labels),
+        )
         .route("/api/v1/rejected-updates", get(policies::list_rejected))
         .route(
             "/api/v1/rejected-updates/unreject",

@@ -515,6 +515,18 @@ async fn preflight_ahead(
 /// The device's time zone from its inventory (UTC when unknown or not a zone name).
 pub(crate) async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::TimeZone {
     let zone = async {
+        // A `timezone` label (per device, or its group's) overrides what the agent reports.
+        if let Some(tz) = state
+            .store
+            .device(device_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.labels.get(crate::policies::TIMEZONE_LABEL).cloned())
+            .and_then(|z| patchwarden_core::schedule::zone(&z).ok())
+        {
+            return Some(tz);
+        }
         let json = state.store.device_inventory_json(device_id).await.ok()??;
         let inv: patchwarden_wire::agent::Inventory = serde_json::from_str(&json).ok()?;
         patchwarden_core::schedule::zone(inv.timezone.as_deref()?).ok()

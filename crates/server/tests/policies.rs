@@ -405,3 +405,29 @@ fn a_known_exploited_fix_is_expedited_once() {
     let_ticks_pass();
     assert_eq!(policy(&app, "kev")["runs"].as_array().map(Vec::len), Some(1), "not twice");
 }
+
+#[test]
+fn a_timezone_label_overrides_the_reported_zone() {
+    let (app, _clock) = app_at("2026-12-01T00:00:00Z");
+    let a = app.device("default", "web1", true);
+    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("weekly", json!({}))));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(policy(&app, "weekly")["next_window_start"], "2026-12-05T02:00:00.000Z");
+
+    // Saturday 02:00 in Sydney (AEDT, UTC+11) is Friday 15:00 UTC.
+    let (s, v) = app.op("PUT", &format!("/api/v1/devices/{}/labels", a.id),
+        Some(json!({"labels": {"env": "prod", "timezone": "Australia/Sydney"}})));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(policy(&app, "weekly")["next_window_start"], "2026-12-04T15:00:00.000Z");
+
+    for (labels, needle) in [
+        (json!({"timezone": "Mars/Olympus"}), "Mars/Olympus"),
+        (json!({"bad key": "x"}), "invalid label"),
+    ] {
+        let (s, v) = app.op("PUT", &format!("/api/v1/devices/{}/labels", a.id), Some(json!({"labels": labels})));
+        assert_eq!(s, 400, "{v}");
+        assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
+    }
+    let (_, d) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
+    assert_eq!(d["summary"]["labels"]["timezone"], "Australia/Sydney", "a refused change keeps the labels");
+}

@@ -85,4 +85,10 @@ pub trait PolicyStore: Send + Sync {
     /// the job has started or is done.
     async fn skip_job(&self, job_id: &str, now: i64, evidence: &str, action: &str)
         -> Result<bool>;
+    /// Replaces a device's labels (e.g. a `timezone` override). False when there is no such device.
+    async fn set_device_labels(
+        &self,
+        device_id: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool>;
 }

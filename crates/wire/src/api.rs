@@ -362,6 +362,10 @@ pub struct DeploymentView {
     /// Pre-flight checks requested and not answered yet.
     #[serde(default)]
     pub preflight_pending: u32,
+    /// The reboot policy, e.g. `when_required (at most 2 a day, back within 900 s)`; absent:
+    /// never. Why a device was or was not rebooted is in its packages' evidence.
+    #[serde(default)]
+    pub reboot: Option<String>,
 }
 
 /// One predicted outcome of a pre-flight check (nothing was installed).
@@ -607,7 +611,14 @@ pub struct VulnRow {
     pub closed_at: Option<String>,
     #[serde(default)]
     pub sla_due: Option<String>,
+    /// `no_deadline`, `on_track`, `breached` (open past the deadline), `met` (closed in
+    /// time) or `closed_late`.
     pub sla_state: String,
+    /// Time left before the deadline (negative: overdue by that much); `None` when there is no
+    /// deadline or the exposure is closed.
+    #[serde(default)]
+    pub sla_seconds_left: Option<i64>,
+    /// Which clock set the deadline, e.g. `critical severity: 15 days from first seen`.
     pub sla_basis: String,
     #[serde(default)]
     pub summary: Option<String>,
@@ -760,4 +771,70 @@ pub struct RejectedUpdateView {
     pub rejected_by: String,
     pub reason: Option<String>,
     pub rejected_at: String,
+}
+
+/// A tenant's SLA policy: remediation deadlines in days from an exposure's first sighting
+/// (`null` = no deadline for that rating). For a known-exploited CVE the deadline is CISA's
+/// due date (when `honor_kev_due_date` and still ahead at first sight) or `kev_days`, or the
+/// rating's deadline when that is earlier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SlaPolicyView {
+    /// Tenant name.
+    pub tenant: String,
+    /// True when the tenant has no policy of its own: the product defaults apply.
+    pub default: bool,
+    pub kev_days: u32,
+    pub honor_kev_due_date: bool,
+    pub critical_days: Option<u32>,
+    pub high_days: Option<u32>,
+    pub medium_days: Option<u32>,
+    pub low_days: Option<u32>,
+    /// Negligible severity.
+    pub none_days: Option<u32>,
+    /// Not yet rated.
+    pub unknown_days: Option<u32>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+}
+
+/// `PUT /api/v1/sla-policy`: sets the given deadlines (days, 1 to 3650) of a tenant's policy;
+/// the others keep their current value (the defaults when the tenant has none yet). Unknown
+/// fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SlaPolicyUpdate {
+    /// Tenant name; default: the token's tenant (provider-level tokens: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kev_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub honor_kev_due_date: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_days: Option<i64>,
+    /// Start from the product defaults instead of the tenant's current policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+}
+
+/// `PUT /api/v1/devices/{id}/labels`: the device's labels, replaced whole. The label
+/// `timezone` (an IANA name) overrides the zone the agent reports for maintenance windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeviceLabels {
+    pub labels: BTreeMap<String, String>,
 }

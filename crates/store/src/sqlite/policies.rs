@@ -290,4 +290,18 @@ impl PolicyStore for SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn set_device_labels(
+        &self,
+        device_id: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let updated = sqlx::query("UPDATE devices SET labels_json = ? WHERE id = ?")
+            .bind(labels_to_json(labels))
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(updated > 0)
+    }
 }
