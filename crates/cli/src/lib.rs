@@ -335,6 +335,10 @@ pub struct DeployArgs {
     /// Reboot loop guard: at most this many reboots of a device per day [default: 2]
     #[arg(long)]
     pub max_reboots_per_day: Option<u32>,
+    /// How long a rebooted device has to come back (a new boot id) before its packages are
+    /// flagged, e.g. 15m [default: 15m]
+    #[arg(long, value_parser = parse_duration)]
+    pub reboot_come_back: Option<Duration>,
     /// Retry failed installs: attempts in all, the first included (e.g. 3)
     #[arg(long)]
     pub retries: Option<u32>,
@@ -763,7 +767,7 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
                 _ => RebootMode::Never,
             },
             max_per_day: args.max_reboots_per_day,
-            come_back_secs: None,
+            come_back_secs: args.reboot_come_back.map(|d| d.as_secs()),
         }),
         retry: (args.retries.is_some() || args.retry_backoff.is_some() || !args.retry_classes.is_empty())
             .then(|| RetryRequest {

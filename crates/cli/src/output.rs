@@ -141,6 +141,9 @@ pub fn print_deployment(v: &DeploymentView) {
     if let Some(reason) = &v.status_reason {
         println!("{}: {reason}", v.status);
     }
+    if let Some(reboot) = &v.reboot {
+        println!("reboots: {reboot}");
+    }
     if v.rings.len() > 1 {
         for (i, r) in v.rings.iter().enumerate() {
             println!(

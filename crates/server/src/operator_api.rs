@@ -728,6 +728,7 @@ async fn deployment_view(
 ) -> ApiResult<DeploymentView> {
     let jobs = state.store.jobs_of_deployment(&d.id).await?;
     let packages = state.store.packages_of_deployment(&d.id).await?;
+    let reboot = crate::reboots::describe(crate::orchestrator::plan_of(&d).reboot.as_ref());
     let hostnames: HashMap<String, String> = state
         .store
         .list_devices(Some(&d.tenant_id))
@@ -810,6 +811,7 @@ async fn deployment_view(
         predictions,
         prediction_accuracy,
         preflight_pending,
+        reboot,
     })
 }
 

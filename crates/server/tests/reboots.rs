@@ -188,6 +188,11 @@ fn loop_guard_withholds_after_k_reboots_a_day_and_allows_again_later() {
     d.checkin("1.0", Some("1.1"), "b1", false);
     let policy = json!({"mode": "when_required", "max_per_day": 1});
     let first = deploy(&app, &d, policy.clone());
+    let (_, view) = app.op("GET", &format!("/api/v1/deployments/{first}"), None);
+    assert_eq!(
+        view["reboot"], "when_required (at most 1 a day, back within 900 s)",
+        "{view}"
+    );
     let (job, op) = d.offered();
     assert_eq!(op["reboot"], "when_required", "{op}");
     d.report_pending_reboot(&job, "1.0", "1.1", "b1");
