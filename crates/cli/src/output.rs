@@ -305,6 +305,23 @@ pub fn print_feeds(feeds: &[FeedStatus]) {
     println!("{t}");
 }
 
+/// `on_track, 12d 4h left` / `breached, 3d 2h overdue`.
+fn sla_state(r: &VulnRow) -> String {
+    let span = |secs: i64| {
+        let (d, h) = (secs / 86_400, secs % 86_400 / 3600);
+        if d > 0 {
+            format!("{d}d {h}h")
+        } else {
+            format!("{h}h {}m", secs % 3600 / 60)
+        }
+    };
+    match r.sla_seconds_left {
+        Some(s) if s >= 0 => format!("{}, {} left", r.sla_state, span(s)),
+        Some(s) => format!("{}, {} overdue", r.sla_state, span(-s)),
+        None => r.sla_state.clone(),
+    }
+}
+
 pub fn print_vulns(rows: &[VulnRow]) {
     let mut t = table(&[
         "PRIORITY",
@@ -340,9 +357,9 @@ pub fn print_vulns(rows: &[VulnRow]) {
             r.epss.map(|e| format!("{e:.3}")).unwrap_or_default(),
             opt(&r.sla_due),
             if r.closed_at.is_some() {
-                format!("closed {}", opt(&r.closed_at))
+                format!("closed {} ({})", opt(&r.closed_at), r.sla_state)
             } else {
-                r.sla_state.clone()
+                sla_state(r)
             },
         ]);
     }

@@ -456,6 +456,28 @@ impl VulnQuery {
     }
 }
 
+/// The API's name of an SLA state.
+pub fn sla_state_name(s: &patchwarden_vuln::SlaState) -> &'static str {
+    use patchwarden_vuln::SlaState;
+    match s {
+        SlaState::NoDeadline => "no_deadline",
+        SlaState::OnTrack { .. } => "on_track",
+        SlaState::Breached { .. } => "breached",
+        SlaState::Met => "met",
+        SlaState::ClosedLate { .. } => "closed_late",
+    }
+}
+
+/// Seconds left before an open exposure's deadline (negative when overdue).
+pub fn sla_seconds_left(s: &patchwarden_vuln::SlaState) -> Option<i64> {
+    use patchwarden_vuln::SlaState;
+    match s {
+        SlaState::OnTrack { remaining } => Some(remaining.whole_seconds()),
+        SlaState::Breached { overdue } => Some(-overdue.whole_seconds()),
+        _ => None,
+    }
+}
+
 fn rating_rank(r: &str) -> u8 {
     match r {
         "critical" => 5,
@@ -576,7 +598,8 @@ async fn rows(
             first_seen: rfc3339(e.first_seen),
             closed_at: e.closed_at.map(rfc3339),
             sla_due: clock.due.map(|d| d.date().to_string()),
-            sla_state: format!("{:?}", clock.state).to_lowercase(),
+            sla_state: sla_state_name(&clock.state).to_owned(),
+            sla_seconds_left: sla_seconds_left(&clock.state),
             sla_basis: clock.basis,
             summary: e.summary,
         });

@@ -1,0 +1,304 @@
+//! SLA policies per tenant: `GET /api/v1/sla-policy?tenant=T` and `PUT /api/v1/sla-policy`,
+//! and the policy a tenant's deadlines are computed with ([`policy_for`], [`Policies`]). A
+//! tenant without a stored policy uses the product defaults (`patchwarden_vuln::SlaPolicy`).
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult, Body};
+use crate::web::authz::Permission;
+use crate::{rfc3339, AppState};
+use axum::extract::{Query, State};
+use axum::Json;
+use patchwarden_store::{SlaPolicyRecord, Tenant};
+use patchwarden_vuln::SlaPolicy;
+use patchwarden_wire::api::{SlaPolicyUpdate, SlaPolicyView};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// The longest deadline a policy may set (about ten years).
+pub const MAX_DAYS: i64 = 3650;
+
+fn days(d: Option<i64>) -> Option<u32> {
+    d.and_then(|d| u32::try_from(d).ok())
+}
+
+/// The policy a stored record stands for.
+pub fn to_policy(r: &SlaPolicyRecord) -> SlaPolicy {
+    let default = SlaPolicy::default();
+    SlaPolicy {
+        kev_days: u32::try_from(r.kev_days).unwrap_or(default.kev_days),
+        honor_kev_due_date: r.honor_kev_due_date,
+        critical_days: days(r.critical_days),
+        high_days: days(r.high_days),
+        medium_days: days(r.medium_days),
+        low_days: days(r.low_days),
+        none_days: days(r.none_days),
+        unknown_days: days(r.unknown_days),
+    }
+}
+
+fn to_record(tenant_id: &str, p: &SlaPolicy, at: i64, by: &str) -> SlaPolicyRecord {
+    let d = |x: Option<u32>| x.map(i64::from);
+    SlaPolicyRecord {
+        tenant_id: tenant_id.to_owned(),
+        kev_days: i64::from(p.kev_days),
+        honor_kev_due_date: p.honor_kev_due_date,
+        critical_days: d(p.critical_days),
+        high_days: d(p.high_days),
+        medium_days: d(p.medium_days),
+        low_days: d(p.low_days),
+        none_days: d(p.none_days),
+        unknown_days: d(p.unknown_days),
+        updated_at: at,
+        updated_by: by.to_owned(),
+    }
+}
+
+/// The SLA policy of one tenant (the defaults when it has none).
+pub async fn policy_for(state: &AppState, tenant_id: &str) -> ApiResult<SlaPolicy> {
+    Ok(state
+        .store
+        .sla_policy(tenant_id)
+        .await?
+        .map(|r| to_policy(&r))
+        .unwrap_or_default())
+}
+
+/// Every tenant's SLA policy, for views spanning tenants.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    stored: HashMap<String, SlaPolicy>,
+    default: SlaPolicy,
+}
+
+impl Policies {
+    pub async fn load(state: &AppState) -> ApiResult<Policies> {
+        Ok(Policies {
+            stored: state
+                .store
+                .list_sla_policies()
+                .await?
+                .iter()
+                .map(|r| (r.tenant_id.clone(), to_policy(r)))
+                .collect(),
+            default: SlaPolicy::default(),
+        })
+    }
+
+    /// The policy of this tenant (the defaults when it has none).
+    pub fn of(&self, tenant_id: &str) -> &SlaPolicy {
+        self.stored.get(tenant_id).unwrap_or(&self.default)
+    }
+}
+
+fn view(tenant: &Tenant, stored: Option<&SlaPolicyRecord>) -> SlaPolicyView {
+    let p = stored.map(to_policy).unwrap_or_default();
+    SlaPolicyView {
+        tenant: tenant.name.clone(),
+        default: stored.is_none(),
+        kev_days: p.kev_days,
+        honor_kev_due_date: p.honor_kev_due_date,
+        critical_days: p.critical_days,
+        high_days: p.high_days,
+        medium_days: p.medium_days,
+        low_days: p.low_days,
+        none_days: p.none_days,
+        unknown_days: p.unknown_days,
+        updated_at: stored.map(|r| rfc3339(r.updated_at)),
+        updated_by: stored.map(|r| r.updated_by.clone()),
+    }
+}
+
+/// Checks every day count given; the error names the field and the allowed range.
+pub fn validate(u: &SlaPolicyUpdate) -> ApiResult<()> {
+    for (field, value) in [
+        ("kev_days", u.kev_days),
+        ("critical_days", u.critical_days),
+        ("high_days", u.high_days),
+        ("medium_days", u.medium_days),
+        ("low_days", u.low_days),
+        ("none_days", u.none_days),
+        ("unknown_days", u.unknown_days),
+    ] {
+        if let Some(v) = value {
+            if !(1..=MAX_DAYS).contains(&v) {
+                return Err(ApiError::bad_request(format!(
+                    "{field} must be a number of days from 1 to {MAX_DAYS}, got {v}; nothing was changed"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `u` applied over `base`.
+pub fn apply(base: &SlaPolicy, u: &SlaPolicyUpdate) -> SlaPolicy {
+    let d = |new: Option<i64>, old: Option<u32>| match new {
+        Some(v) => u32::try_from(v).ok(),
+        None => old,
+    };
+    SlaPolicy {
+        kev_days: u
+            .kev_days
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(base.kev_days),
+        honor_kev_due_date: u.honor_kev_due_date.unwrap_or(base.honor_kev_due_date),
+        critical_days: d(u.critical_days, base.critical_days),
+        high_days: d(u.high_days, base.high_days),
+        medium_days: d(u.medium_days, base.medium_days),
+        low_days: d(u.low_days, base.low_days),
+        none_days: d(u.none_days, base.none_days),
+        unknown_days: d(u.unknown_days, base.unknown_days),
+    }
+}
+
+/// The tenant a request names: by name, else the token's own tenant, else `default`. A
+/// missing tenant is created (`create`) only for a provider-level caller; a tenant-scoped
+/// token naming another tenant is refused whether it exists or not.
+async fn named_tenant(
+    state: &AppState,
+    op: &Operator,
+    name: Option<&str>,
+    create: bool,
+) -> ApiResult<Tenant> {
+    if name.is_none() {
+        if let Some(scope) = op.tenant_scope() {
+            return state
+                .store
+                .tenant_by_id(scope)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no tenant {scope}")));
+        }
+    }
+    let name = name.unwrap_or("default");
+    crate::operator_api::check_tenant_name(name)?;
+    let found = state
+        .store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name);
+    match found {
+        Some(t) => Ok(t),
+        None if op.tenant_scope().is_some() => Err(ApiError::forbidden(format!(
+            "this token may not act on tenant {name:?}"
+        ))),
+        None if create => crate::operator_api::resolve_tenant(state, op, Some(name)).await,
+        None => Err(ApiError::not_found(format!("no tenant named {name:?}"))),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SlaQuery {
+    /// Tenant name; default: the token's tenant (provider-level tokens: `default`).
+    pub tenant: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sla-policy", params(SlaQuery),
+    responses((status = 200, body = SlaPolicyView), (status = 404, body = patchwarden_wire::ErrorBody)),
+    security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn get_sla_policy(
+    State(state): State<AppState>,
+    op: Operator,
+    Query(q): Query<SlaQuery>,
+) -> ApiResult<Json<SlaPolicyView>> {
+    let tenant = named_tenant(&state, &op, q.tenant.as_deref(), false).await?;
+    op.require(Permission::View, &tenant.id)?;
+    let stored = state.store.sla_policy(&tenant.id).await?;
+    Ok(Json(view(&tenant, stored.as_ref())))
+}
+
+#[utoipa::path(put, path = "/api/v1/sla-policy", request_body = SlaPolicyUpdate,
+    responses((status = 200, body = SlaPolicyView), (status = 400, body = patchwarden_wire::ErrorBody)),
+    security(("operator" = [])), tag = "vulnerabilities")]
+pub async fn put_sla_policy(
+    State(state): State<AppState>,
+    op: Operator,
+    Body(u): Body<SlaPolicyUpdate>,
+) -> ApiResult<Json<SlaPolicyView>> {
+    // Refuse bad input before anything else happens (no tenant is created, nothing stored).
+    validate(&u)?;
+    let tenant = named_tenant(&state, &op, u.tenant.as_deref(), true).await?;
+    op.require(Permission::ManagePolicies, &tenant.id)?;
+    let base = match state.store.sla_policy(&tenant.id).await? {
+        Some(r) if !u.reset => to_policy(&r),
+        _ => SlaPolicy::default(),
+    };
+    let policy = apply(&base, &u);
+    let record = to_record(&tenant.id, &policy, state.clock.now_ms(), &op.0.name);
+    state.store.put_sla_policy(&record).await?;
+    let summary = format!(
+        "SLA policy: kev {}d{}, critical {}, high {}, medium {}, low {}",
+        policy.kev_days,
+        if policy.honor_kev_due_date {
+            " or CISA due date"
+        } else {
+            ""
+        },
+        show(policy.critical_days),
+        show(policy.high_days),
+        show(policy.medium_days),
+        show(policy.low_days),
+    );
+    op.audit().object(&format!("sla-policy/{}", tenant.name));
+    op.audit().detail(&summary);
+    tracing::info!(tenant = %tenant.name, by = %op.0.name, %summary, "SLA policy set");
+    Ok(Json(view(&tenant, Some(&record))))
+}
+
+fn show(d: Option<u32>) -> String {
+    d.map_or_else(|| "none".to_owned(), |d| format!("{d}d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field_and_apply_keeps_the_rest() {
+        for (u, field) in [
+            (
+                SlaPolicyUpdate {
+                    critical_days: Some(0),
+                    ..Default::default()
+                },
+                "critical_days",
+            ),
+            (
+                SlaPolicyUpdate {
+                    high_days: Some(3651),
+                    ..Default::default()
+                },
+                "high_days",
+            ),
+            (
+                SlaPolicyUpdate {
+                    kev_days: Some(-1),
+                    ..Default::default()
+                },
+                "kev_days",
+            ),
+        ] {
+            let e = validate(&u).expect_err("refused");
+            assert!(e.message.starts_with(field), "{}", e.message);
+        }
+        let u = SlaPolicyUpdate {
+            critical_days: Some(7),
+            low_days: Some(3650),
+            kev_days: Some(1),
+            ..Default::default()
+        };
+        validate(&u).expect("valid");
+        let p = apply(&SlaPolicy::default(), &u);
+        assert_eq!(
+            (
+                p.critical_days,
+                p.high_days,
+                p.medium_days,
+                p.low_days,
+                p.kev_days
+            ),
+            (Some(7), Some(30), Some(90), Some(3650), 1)
+        );
+        assert_eq!(to_policy(&to_record("t", &p, 0, "x")), p);
+    }
+}
