@@ -137,6 +137,51 @@ async fn logout(c: &Client) {
     wait_text(c, "h2", "Log in", 15).await;
 }
 
+/// A KEV exposure first seen 40 days ago (past its deadline) and a medium one, on `device`.
+fn seed_exposures(app: &App, device: &str) {
+    use patchwarden_store::Store;
+    let db = app.data_dir.join("patchwarden.db").display().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = patchwarden_store::SqliteStore::open(&db)
+            .await
+            .expect("store");
+        let tenant = store
+            .device(device)
+            .await
+            .expect("db")
+            .expect("device")
+            .tenant_id;
+        let e = |cve: &str, rating: &str, kev: bool| patchwarden_store::ExposureRecord {
+            device_id: device.into(),
+            tenant_id: tenant.clone(),
+            cve: cve.into(),
+            package: "pw-demo".into(),
+            installed_version: "1.0".into(),
+            fix_state: "fixed".into(),
+            fixed_version: Some("1.1".into()),
+            fixed_by_update: Some("1.1".into()),
+            rating: rating.into(),
+            kev,
+            priority: if kev { 90.0 } else { 30.0 },
+            summary: Some("demo advisory".into()),
+            ..Default::default()
+        };
+        let seen = patchwarden_server::now_ms() - 40 * 86_400_000;
+        store
+            .sync_device_exposures(
+                device,
+                seen,
+                &[
+                    e("CVE-2026-0001", "critical", true),
+                    e("CVE-2026-0002", "medium", false),
+                ],
+            )
+            .await
+            .expect("exposures");
+    });
+}
+
 #[test]
 fn dashboard_in_headless_chromium() {
     for (what, path) in [("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)] {
@@ -152,6 +197,7 @@ fn dashboard_in_headless_chromium() {
         PW,
         &[(Some("acme"), Role::Approver)],
     );
+    seed_exposures(&app, &s.web1.id);
     let driver = start_driver();
     let profile = tempfile::tempdir().expect("profile dir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -192,7 +238,7 @@ fn dashboard_in_headless_chromium() {
         let kpis = text_of(&c, ".kpis").await;
         assert!(kpis.contains("25 %"), "{kpis}");
         assert!(kpis.contains("1 of 4 devices fully patched"), "{kpis}");
-        let chart = c.find(Locator::Css("svg.chart desc")).await.expect("chart");
+        let chart = c.find(Locator::Id("chart-d")).await.expect("chart");
         let desc = chart
             .prop("textContent")
             .await
@@ -224,6 +270,24 @@ fn dashboard_in_headless_chromium() {
         c.goto(&format!("{url}/failures")).await.expect("failures");
         wait_text(&c, "h2", "install_script_failed", 10).await;
         shot(&c, "failures").await;
+
+        // Vulnerabilities (a breached KEV exposure seeded on acme-web-1), one CVE, a report.
+        c.goto(&format!("{url}/vulns")).await.expect("vulns");
+        wait_text(&c, "tr.breached", "CVE-2026-0001", 10).await;
+        shot(&c, "vulns").await;
+        c.find(Locator::LinkText("CVE-2026-0001"))
+            .await
+            .expect("cve link")
+            .click()
+            .await
+            .expect("open cve");
+        wait_text(&c, "h1", "CVE-2026-0001", 10).await;
+        shot(&c, "vuln").await;
+        c.goto(&format!("{url}/reports?tenant=acme"))
+            .await
+            .expect("report");
+        wait_text(&c, "#rep-out + *", "acme-web-1", 10).await;
+        shot(&c, "report").await;
 
         // A running deployment: a result posted through the agent API shows up without reload.
         c.goto(&format!("{url}/deployments/{}", s.globex_deployment))
