@@ -203,6 +203,13 @@ pub struct ServerArgs {
     /// Agents' check-in interval, in seconds
     #[arg(long, default_value_t = 60)]
     pub checkin_interval: u64,
+    /// A device not seen for this long is shown as stale, e.g. 15m [default: 3 check-in
+    /// intervals + 30s]
+    #[arg(long, value_parser = parse_duration)]
+    pub stale_after: Option<Duration>,
+    /// A device not seen for this long is shown as offline [default: 24h]
+    #[arg(long, value_parser = parse_duration)]
+    pub offline_after: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,7 +41,14 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(patchwarden_cli::default_data_dir),
             database_url: args.database_url.clone(),
             checkin_interval_secs: args.checkin_interval.max(1),
+            stale_after_secs: args.stale_after.map(|d| d.as_secs()),
+            offline_after_secs: args.offline_after.map(|d| d.as_secs()),
         };
+        if let (Some(stale), Some(offline)) = (args.stale_after, args.offline_after) {
+            if offline <= stale {
+                anyhow::bail!("--offline-after must be longer than --stale-after");
+            }
+        }
         let runtime = tokio::runtime::Runtime::new()?;
         return runtime.block_on(patchwarden_server::run(config, shutdown_signal()));
     }

@@ -257,6 +257,8 @@ fn main() {
         data_dir: data_dir.clone(),
         database_url: None,
         checkin_interval_secs: 60,
+        stale_after_secs: None,
+        offline_after_secs: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -41,6 +41,24 @@ pub struct ServerConfig {
     /// `sqlite://...`; default: `patchwarden.db` in the data directory.
     pub database_url: Option<String>,
     pub checkin_interval_secs: u64,
+    /// A device not seen for longer is `stale` (default: 3 check-in intervals + 30 s).
+    pub stale_after_secs: Option<u64>,
+    /// A device not seen for longer is `offline` (default 24 h).
+    pub offline_after_secs: Option<u64>,
+}
+
+impl ServerConfig {
+    /// The status rule this configuration asks for.
+    pub fn status_rule(&self) -> patchwarden_store::StatusRule {
+        let default = patchwarden_store::StatusRule::default();
+        patchwarden_store::StatusRule {
+            stale_after_ms: self.stale_after_secs.map(|s| s as i64 * 1000),
+            offline_after_ms: self
+                .offline_after_secs
+                .map(|s| s as i64 * 1000)
+                .unwrap_or(default.offline_after_ms),
+        }
+    }
 }
 
 /// Where the server reads the time: injectable, so tests never sleep through real windows.
@@ -329,6 +347,7 @@ pub async fn run_with_clock(
 ) -> anyhow::Result<()> {
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
+    store.set_status_rule(config.status_rule());
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
     web::bootstrap_admin_user(store.as_ref(), &config.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

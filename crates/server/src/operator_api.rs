@@ -200,25 +200,15 @@ pub async fn revoke_enroll_token(
 }
 
 /// `online`: seen within three check-in intervals; `stale`: within a day; else `offline`.
-pub fn device_status(d: &Device, now: i64) -> &'static str {
-    match d.last_seen {
-        None => "new",
-        Some(seen) => {
-            let age = now - seen;
-            if age <= 3 * d.checkin_interval_secs * 1000 + 30_000 {
-                "online"
-            } else if age <= 24 * 3600 * 1000 {
-                "stale"
-            } else {
-                "offline"
-            }
-        }
-    }
+/// The device's status under the server's rule (online, stale after `--stale-after`, offline
+/// after `--offline-after`, new).
+pub fn device_status(rule: &patchwarden_store::StatusRule, d: &Device, now: i64) -> &'static str {
+    rule.status(d.last_seen, d.checkin_interval_secs, now)
 }
 
-fn summary(d: Device, tenant: String, now: i64) -> DeviceSummary {
+fn summary(d: Device, tenant: String, now: i64, rule: &patchwarden_store::StatusRule) -> DeviceSummary {
     DeviceSummary {
-        status: device_status(&d, now).to_owned(),
+        status: device_status(rule, &d, now).to_owned(),
         id: d.id,
         tenant,
         hostname: d.hostname,
@@ -244,12 +234,13 @@ pub async fn list_devices(
     let names = tenant_names(&state).await?;
     let now = state.clock.now_ms();
     let devices = state.store.list_devices(op.tenant_scope()).await?;
+    let rule = state.store.status_rule();
     Ok(Json(
         devices
             .into_iter()
             .map(|d| {
                 let tenant = names.get(&d.tenant_id).cloned().unwrap_or_default();
-                summary(d, tenant, now)
+                summary(d, tenant, now, &rule)
             })
             .collect(),
     ))
@@ -311,7 +302,7 @@ pub async fn get_device(
         .map(|a| crate::history::failure_row(a, device.hostname.clone()))
         .collect();
     Ok(Json(DeviceDetail {
-        summary: summary(device, tenant, state.clock.now_ms()),
+        summary: summary(device, tenant, state.clock.now_ms(), &state.store.status_rule()),
         inventory,
         history,
         failures,

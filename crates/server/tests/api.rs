@@ -43,6 +43,8 @@ fn spawn_on(data_dir: PathBuf) -> App {
         data_dir: data_dir.clone(),
         database_url: None,
         checkin_interval_secs: 60,
+        stale_after_secs: None,
+        offline_after_secs: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

@@ -206,6 +206,8 @@ fn feeds_from_a_url_are_refreshed_on_their_schedule() {
             data_dir: dir.path().to_path_buf(),
             database_url: None,
             checkin_interval_secs: 60,
+            stale_after_secs: None,
+            offline_after_secs: None,
         };
         let clock = patchwarden_server::ManualClock::at(1_000_000);
         let state =

@@ -75,8 +75,52 @@ pub struct DevicePageQuery {
     pub now: i64,
 }
 
+/// When a device counts as stale, and when as offline (the server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRule {
+    /// Not seen for longer than this: stale (default: 3 check-in intervals + 30 s).
+    pub stale_after_ms: Option<i64>,
+    /// Not seen for longer than this: offline (default 24 h).
+    pub offline_after_ms: i64,
+}
+
+impl Default for StatusRule {
+    fn default() -> Self {
+        StatusRule {
+            stale_after_ms: None,
+            offline_after_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl StatusRule {
+    /// `new`, `online`, `stale` or `offline` for a device last seen at `last_seen`.
+    pub fn status(
+        &self,
+        last_seen: Option<i64>,
+        checkin_interval_secs: i64,
+        now: i64,
+    ) -> &'static str {
+        let Some(seen) = last_seen else { return "new" };
+        let age = now - seen;
+        let stale_after = self
+            .stale_after_ms
+            .unwrap_or(3 * checkin_interval_secs * 1000 + 30_000);
+        if age <= stale_after {
+            "online"
+        } else if age <= self.offline_after_ms {
+            "stale"
+        } else {
+            "offline"
+        }
+    }
+}
+
 #[async_trait]
 pub trait DashboardStore: Send + Sync {
+    /// The status rule the figures and the device list use (set once at start).
+    fn set_status_rule(&self, rule: StatusRule);
+    fn status_rule(&self) -> StatusRule;
     /// Figures per tenant in scope (tenants without devices are absent).
     async fn fleet_stats(&self, scope: &TenantScope, now: i64) -> Result<Vec<FleetStats>>;
     /// Current failures (latest attempt of a device and package failed), counted per tenant
@@ -84,4 +128,36 @@ pub trait DashboardStore: Send + Sync {
     async fn failure_counts(&self, scope: &TenantScope) -> Result<Vec<FailureCount>>;
     /// One page of devices and the number of devices matching the filters.
     async fn device_page(&self, q: &DevicePageQuery) -> Result<(Vec<Device>, i64)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_rule() {
+        let min = 60_000;
+        let default = StatusRule::default();
+        let custom = StatusRule {
+            stale_after_ms: Some(10 * min),
+            offline_after_ms: 2 * 3600 * 1000,
+        };
+        // (rule, last seen minutes ago, check-in interval s, status)
+        let cases = [
+            (default, None, 60, "new"),
+            (default, Some(3), 60, "online"),
+            (default, Some(4), 60, "stale"), // 3 × 60 s + 30 s
+            (default, Some(23 * 60), 60, "stale"),
+            (default, Some(25 * 60), 60, "offline"),
+            (custom, Some(9), 60, "online"),
+            (custom, Some(11), 60, "stale"),
+            (custom, Some(121), 60, "offline"),
+            (custom, Some(9), 3600, "online"),
+        ];
+        let now = 1_000_000_000_000;
+        for (rule, ago, interval, want) in cases {
+            let seen = ago.map(|m: i64| now - m * min);
+            assert_eq!(rule.status(seen, interval, now), want, "{rule:?} {ago:?}");
+        }
+    }
 }

@@ -20,6 +20,8 @@ mod users;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// When devices count as stale or offline (see [`crate::StatusRule`]).
+    status_rule: std::sync::RwLock<crate::StatusRule>,
 }
 
 fn labels_to_json(labels: &BTreeMap<String, String>) -> String {
@@ -67,7 +69,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            status_rule: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {

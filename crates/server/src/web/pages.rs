@@ -380,10 +380,11 @@ pub async fn devices(
             now,
         })
         .await?;
+    let rule = state.app.store.status_rule();
     let rows = devices
         .into_iter()
         .map(|d| DeviceRow {
-            status: device_status(&d, now).to_owned(),
+            status: device_status(&rule, &d, now).to_owned(),
             tenant: user.tenant_name(&d.tenant_id),
             last_seen: d
                 .last_seen

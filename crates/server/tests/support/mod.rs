@@ -47,6 +47,8 @@ pub fn spawn_app_with_clock(clock: Option<std::sync::Arc<dyn patchwarden_server:
         data_dir: data_dir.clone(),
         database_url: None,
         checkin_interval_secs: 60,
+        stale_after_secs: None,
+        offline_after_secs: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -459,6 +461,8 @@ impl App {
             data_dir: data_dir.clone(),
             database_url: None,
             checkin_interval_secs: 60,
+            stale_after_secs: None,
+            offline_after_secs: None,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -9,14 +9,24 @@ fn scope_json(scope: &TenantScope) -> Option<String> {
 }
 
 /// The status of a device at the time bound twice into it (see [`STALE_AFTER_MS`]).
+/// Binds: now, stale-after (NULL: 3 check-ins + 30 s), now, offline-after ([`StatusRule`]).
 const STATUS_SQL: &str = "CASE WHEN last_seen IS NULL THEN 'new' \
-     WHEN ? - last_seen <= 3 * checkin_interval_secs * 1000 + 30000 THEN 'online' \
-     WHEN ? - last_seen <= 86400000 THEN 'stale' ELSE 'offline' END";
+     WHEN ? - last_seen <= COALESCE(?, 3 * checkin_interval_secs * 1000 + 30000) THEN 'online' \
+     WHEN ? - last_seen <= ? THEN 'stale' ELSE 'offline' END";
 
 #[async_trait]
 impl DashboardStore for SqliteStore {
+    fn set_status_rule(&self, rule: StatusRule) {
+        *self.status_rule.write().unwrap_or_else(|e| e.into_inner()) = rule;
+    }
+
+    fn status_rule(&self) -> StatusRule {
+        *self.status_rule.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn fleet_stats(&self, scope: &TenantScope, now: i64) -> Result<Vec<FleetStats>> {
         let scope = scope_json(scope);
+        let rule = self.status_rule();
         let rows = sqlx::query(&format!(
             "SELECT tenant_id, COUNT(*) AS devices, \
              SUM(pending_updates = 0) AS fully_patched, \
@@ -30,7 +40,9 @@ impl DashboardStore for SqliteStore {
              GROUP BY tenant_id ORDER BY tenant_id"
         ))
         .bind(now)
+        .bind(rule.stale_after_ms)
         .bind(now)
+        .bind(rule.offline_after_ms)
         .bind(&scope)
         .bind(&scope)
         .fetch_all(&self.pool)
@@ -79,6 +91,7 @@ impl DashboardStore for SqliteStore {
 
     async fn device_page(&self, q: &DevicePageQuery) -> Result<(Vec<Device>, i64)> {
         let scope = scope_json(&q.scope);
+        let rule = self.status_rule();
         let patch = match q.patch {
             None => "1",
             Some(PatchFilter::Security) => "security_updates > 0",
@@ -110,7 +123,9 @@ impl DashboardStore for SqliteStore {
                     .bind(&q.tenant_id)
                     .bind(&q.status)
                     .bind(q.now)
+                    .bind(rule.stale_after_ms)
                     .bind(q.now)
+                    .bind(rule.offline_after_ms)
                     .bind(&q.status)
                     .bind(search)
                     .bind(search)

@@ -250,4 +250,27 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
         second.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         vec!["a3", "b1"]
     );
+
+    // The server's rule: stale after 2 h, offline after 4 days (a2 is online, a3 stale).
+    store.set_status_rule(StatusRule {
+        stale_after_ms: Some(2 * 3600 * 1000),
+        offline_after_ms: 4 * 24 * 3600 * 1000,
+    });
+    let stats = store.fleet_stats(&Some(vec![acme.clone()]), now).await.expect("stats");
+    assert_eq!(
+        (stats[0].online, stats[0].stale, stats[0].offline),
+        (2, 1, 0),
+        "figures follow the configured rule"
+    );
+    let (stale, _) = page(DevicePageQuery {
+        status: Some("stale".into()),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        stale.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["a3"],
+        "the list filter too"
+    );
+    store.set_status_rule(StatusRule::default());
 }
