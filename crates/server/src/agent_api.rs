@@ -381,6 +381,9 @@ pub async fn job_result(
     {
         ResultStored::Stored => {
             crate::reboots::after_result(&state, &job_id, &result).await?;
+            if let Err(e) = crate::orchestrator::requeue_window_refusal(&state, &job_id).await {
+                tracing::error!(job = %job_id, error = %e, "cannot requeue for the next window");
+            }
             if let Err(e) = crate::orchestrator::retry_if_due(&state, &job_id).await {
                 tracing::error!(job = %job_id, error = %e, "cannot schedule a retry");
             }

@@ -175,6 +175,49 @@ pub async fn retry_if_due(state: &AppState, job_id: &str) -> Result<bool, StoreE
     Ok(requeued)
 }
 
+/// After a job's result: a device that refused to start the job because, by its own clock,
+/// the window had closed (nothing run, `window_missed` on every package) is caught up in its
+/// next window like any job a window closed on. The job goes back to the queue as a new
+/// attempt (a new work id: the agent never runs one id twice), not offered before the
+/// window's end; then `close_missed_windows` takes it back and the next window releases it.
+pub async fn requeue_window_refusal(state: &AppState, job_id: &str) -> Result<bool, StoreError> {
+    let Some(job) = state.store.job(job_id).await? else {
+        return Ok(false);
+    };
+    let Some(end) = job.window_end else {
+        return Ok(false);
+    };
+    if job.status != JobStatus::Done || !job.commands.is_empty() {
+        return Ok(false);
+    }
+    let Some(d) = state.store.deployment(&job.deployment_id).await? else {
+        return Ok(false);
+    };
+    if d.status != "running" {
+        return Ok(false);
+    }
+    let packages: Vec<_> = state
+        .store
+        .packages_of_deployment(&d.id)
+        .await?
+        .into_iter()
+        .filter(|p| p.job_id == job.id)
+        .collect();
+    let refused = !packages.is_empty()
+        && packages
+            .iter()
+            .all(|p| p.state == "failed" && p.class.as_deref() == Some("window_missed"));
+    if !refused {
+        return Ok(false);
+    }
+    let at = end.max(state.clock.now_ms());
+    let requeued = state.store.requeue_job(&job.id, job.attempt, at).await?;
+    if requeued {
+        tracing::warn!(deployment = %d.id, device = %job.device_id, window_end = %crate::rfc3339(end), "the device found the window closed; it catches up in its next window");
+    }
+    Ok(requeued)
+}
+
 /// `5` (devices) or `10%`.
 pub fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
     let bad =

@@ -362,3 +362,77 @@ fn device_id_of(app: &App, hostname: &str) -> String {
         .unwrap_or_else(|| panic!("{hostname}: {v}"))
         .to_owned()
 }
+
+/// The agent refuses to start work whose window has closed by its own clock (a clock a little
+/// ahead of the server's, or an offer that arrived late): its `window_missed` result is not
+/// the end of the job. Like any job a window closed on, it is caught up in the next window,
+/// once, under a new work id (the agent never runs one id twice).
+#[test]
+fn a_job_the_agent_refused_for_its_window_is_caught_up_in_the_next_window() {
+    let (app, clock) = spawn_app("2026-11-25T02:10:00Z");
+    let a = device(&app, "a");
+    let body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
+        "window": "daily 02:00", "window_duration_secs": 3600});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments", app.url),
+        &app.admin,
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    let item = a.work(0).pop().expect("offered inside the window");
+    let job = item["job_id"].as_str().expect("job").to_owned();
+
+    // 02:59:58 on the server; the device's clock says the window is over. It reports what
+    // the agent reports then: nothing run, window_missed.
+    clock.set(ms("2026-11-25T02:59:58Z"));
+    let (status, _) = call(
+        "POST",
+        &format!("{}/api/v1/agent/jobs/{job}/start", a.url),
+        &a.secret,
+        None,
+    );
+    assert_eq!(status, 204);
+    let refused = json!({"started_at": "2026-11-25T03:00:01Z", "finished_at": "2026-11-25T03:00:01Z",
+        "commands": [], "exit_code": null, "duration_ms": 0, "output": "",
+        "packages": [{"package": "pw-demo", "state": "failed", "class": "window_missed", "to_version": "1.1",
+            "evidence": ["the maintenance window closed at 2026-11-25T03:00:00.000Z before the install could start; nothing was changed"]}]});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/agent/jobs/{job}/result", a.url),
+        &a.secret,
+        Some(refused),
+    );
+    assert_eq!(status, 200, "{v}");
+    let v = view(&app, &dep);
+    assert_eq!(v["status"], "running", "not the end of it: {v:#}");
+    assert!(
+        a.work(0).is_empty(),
+        "not offered again in the closing window"
+    );
+
+    // The window closes; the next one catches it up, once.
+    clock.set(ms("2026-11-25T03:05:00Z"));
+    until("the window to close", || {
+        view(&app, &dep)["jobs"][0]["status"] == "waiting"
+    });
+    assert!(a.work(0).is_empty(), "nothing between windows");
+    clock.set(ms("2026-11-26T02:05:00Z"));
+    let mut again = Vec::new();
+    until("the next window's offer", || {
+        again = a.work(0);
+        !again.is_empty()
+    });
+    let retry = again[0]["job_id"].as_str().expect("job").to_owned();
+    assert_ne!(retry, job, "a new work id, so the agent runs it");
+    a.finish(&retry);
+    let v = view(&app, &dep);
+    assert_eq!(v["status"], "completed", "{v:#}");
+    assert_eq!(row(&v, "a")["state"], "verified", "{v:#}");
+    assert_eq!(
+        v["jobs"].as_array().map(Vec::len),
+        Some(1),
+        "one job: {v:#}"
+    );
+}
