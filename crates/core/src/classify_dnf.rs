@@ -52,6 +52,11 @@ pub const DNF_RULES: &[Rule] = &[
         r"needs [\d.,]+\s*[KMGT]?B more space on the \S+ filesystem",
     ),
     rule(DiskFull, r"At least [\d.,]+\s*[KMGT]?B more space needed"),
+    // librepo could not write a download into the full cache (/var/cache/dnf).
+    rule(
+        DiskFull,
+        r"Curl error \(23\): Failed writing received data to disk",
+    ),
     rule(
         RepoInvalid,
         concat!(
@@ -409,5 +414,17 @@ mod tests {
     #[test]
     fn every_rule_compiles() {
         assert_eq!(COMPILED.len(), DNF_RULES.len());
+    }
+
+    #[test]
+    fn a_download_into_a_full_cache_is_disk_full() {
+        let out = "Downloading Packages:\n[MIRROR] pw-big-2.0-1.noarch.rpm: Curl error (23): Failed writing received data to disk/application for http://127.0.0.1:41273/pw-big-2.0-1.noarch.rpm [Failure writing output to destination]\nError: Error downloading packages:\n  pw-big-2.0-1.noarch: Download failed: Curl error (23): Failed writing received data to disk/application for http://127.0.0.1:41273/pw-big-2.0-1.noarch.rpm [Failure writing output to destination]\n";
+        check(
+            out,
+            "",
+            Some(1),
+            &[(DiskFull, None)],
+            "Failed writing received data to disk",
+        );
     }
 }

@@ -442,9 +442,11 @@ impl<R: Runner> Dnf<R> {
         if refresh {
             args.push("--refresh");
         }
+        // Not quiet when metadata is downloaded: -q hides the line saying why a download
+        // failed (a 404, a checksum mismatch), leaving only "all mirrors were tried".
         args.extend(["repoquery", "--upgrades", "--queryformat", REPOQUERY_FORMAT]);
         args.extend_from_slice(names);
-        let out = self.dnf(true, &args, deadline, log);
+        let out = self.dnf(!refresh, &args, deadline, log);
         if out.success() {
             Ok(parse_repoquery(&out.stdout))
         } else {
@@ -1145,7 +1147,7 @@ mod tests {
             ("dnf -q --releasever=9 versionlock list", out(1, "", NO_PLUGIN)),
             ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
-                "dnf -q --releasever=9 --refresh repoquery --upgrades",
+                "dnf -y --releasever=9 --refresh repoquery --upgrades",
                 out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n\npw-postfail\t0\t2.0\t1\tnoarch\tlab\n", ""),
             ),
             (
@@ -1211,7 +1213,7 @@ mod tests {
             ("dnf -q --releasever=9 versionlock list", out(0, lock, "")),
             ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
-                "dnf -q --releasever=9 --disableplugin=versionlock --refresh repoquery --upgrades",
+                "dnf -y --releasever=9 --disableplugin=versionlock --refresh repoquery --upgrades",
                 out(0, "pw-ok\t0\t2.0\t1\tnoarch\tlab\n", ""),
             ),
             (
@@ -1301,7 +1303,7 @@ mod tests {
             ),
             ("rpm --eval", out(0, "/var/lib/rpm\n", "")),
             (
-                "dnf -q --releasever=9 --refresh repoquery",
+                "dnf -y --releasever=9 --refresh repoquery",
                 captured("repoquery-repo-down.txt"),
             ),
         ]);

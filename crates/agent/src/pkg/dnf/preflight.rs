@@ -284,7 +284,7 @@ impl<R: Runner> Dnf<R> {
         let mut flags = override_flags(&overridden);
         flags.push(cache_opt.as_str());
         let names: Vec<&str> = remaining.iter().map(|t| t.name.as_str()).collect();
-        let candidates = match self.upgrades(&names, false, &flags, deadline, &mut log) {
+        let candidates = match self.upgrades(&names, true, &flags, deadline, &mut log) {
             Ok(c) => c,
             Err(out) => {
                 let (class, mut evidence) = if out.timed_out {
