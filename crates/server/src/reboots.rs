@@ -433,10 +433,16 @@ mod tests {
         assert!(validate(&r(Some(1), Some(60))).is_ok());
         assert!(validate(&r(Some(10), Some(86_400))).is_ok());
         for bad in [r(Some(0), None), r(Some(11), None)] {
-            assert!(validate(&bad).unwrap_err().contains("max_per_day"));
+            assert!(validate(&bad)
+                .err()
+                .unwrap_or_default()
+                .contains("max_per_day"));
         }
         for bad in [r(None, Some(59)), r(None, Some(86_401))] {
-            assert!(validate(&bad).unwrap_err().contains("come_back_secs"));
+            assert!(validate(&bad)
+                .err()
+                .unwrap_or_default()
+                .contains("come_back_secs"));
         }
         assert_eq!(
             describe(Some(&r(None, None))).as_deref(),

@@ -28,11 +28,15 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
     let j1 = job("j1", &dep, &d.id);
     let j2 = job("j2", &dep2, &d.id);
     store
-        .create_deployment(&dep, &[j1.clone()], &[pkg(&j1, "p", "pending")])
+        .create_deployment(&dep, std::slice::from_ref(&j1), &[pkg(&j1, "p", "pending")])
         .await
         .expect("create");
     store
-        .create_deployment(&dep2, &[j2.clone()], &[pkg(&j2, "q", "pending")])
+        .create_deployment(
+            &dep2,
+            std::slice::from_ref(&j2),
+            &[pkg(&j2, "q", "pending")],
+        )
         .await
         .expect("create 2");
     assert_eq!(store.reboot_of_job("j1").await.expect("db"), None);
