@@ -765,6 +765,8 @@ pub async fn set_device_labels(
         Some(d) if op.can_access(&d.tenant_id) => d,
         _ => return Err(ApiError::not_found(format!("no device {id}"))),
     };
+    // Labels decide which policies reach a device.
+    op.require(crate::web::authz::Permission::ManagePolicies, &device.tenant_id)?;
     for (k, v) in &req.labels {
         let ok = |s: &str| {
             !s.is_empty()

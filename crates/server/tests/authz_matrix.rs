@@ -167,6 +167,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("PUT", "/api/v1/sla-policy"), e(Policies, Forbidden)),
         (("GET", "/api/v1/reports/compliance"), e(View, NotFound)),
         (("POST", "/api/v1/history/snapshot"), e(Provider, Shared)),
+        (("PUT", "/api/v1/devices/{id}/labels"), e(Policies, NotFound)),
     ])
 }
 
@@ -340,6 +341,10 @@ impl Ctx {
                     Some(json!({"tenant": t, "package": "pw-demo"})),
                 )
             }
+            ("PUT", "/api/v1/devices/{id}/labels") => (
+                format!("/api/v1/devices/{dev}/labels"),
+                Some(json!({"labels": {"env": "prod"}})),
+            ),
             ("GET", "/api/v1/sla-policy") => path(format!("/api/v1/sla-policy?tenant={t}")),
             ("PUT", "/api/v1/sla-policy") => (
                 route.into(),
