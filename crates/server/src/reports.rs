@@ -24,7 +24,6 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use patchwarden_store::{ExposureFilter, Tenant};
-use patchwarden_vuln::SlaPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -222,7 +221,7 @@ pub async fn compliance(
         .into_iter()
         .map(|d| (d.id, d.hostname))
         .collect();
-    let policy = SlaPolicy::default();
+    let policy = crate::sla::tenant_policy(state, &tenant.id).await?;
     let end_t = time::OffsetDateTime::from_unix_timestamp(end / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let (mut due, mut met) = (0, 0);

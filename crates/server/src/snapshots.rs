@@ -4,7 +4,6 @@
 
 use crate::AppState;
 use patchwarden_store::{Snapshot, StoreError};
-use patchwarden_vuln::SlaPolicy;
 use std::collections::{BTreeMap, HashSet};
 
 /// `YYYY-MM-DD` (UTC) of a time in unix milliseconds.
@@ -28,8 +27,8 @@ pub async fn take(state: &AppState) -> Result<usize, StoreError> {
     }
     let fleet = store.fleet_stats(&None, now).await?;
     let failures = store.failure_counts(&None).await?;
-    let sla = crate::vulns::sla_days(&SlaPolicy::default());
-    let exposures = store.exposure_stats(&None, now, &sla).await?;
+    // Each tenant's breaches by its own SLA policy.
+    let exposures = crate::sla::exposure_stats(state, &None, now).await?;
     let mut stored = 0;
     for t in tenants.iter().filter(|t| !done.contains(&t.id)) {
         let f = fleet

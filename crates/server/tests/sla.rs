@@ -6,7 +6,7 @@ mod support;
 
 use base64::Engine;
 use patchwarden_server::ManualClock;
-use patchwarden_store::{ApiToken, Store};
+use patchwarden_store::{ApiToken, HistoryStore, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -188,6 +188,47 @@ fn a_tenants_sla_policy_moves_its_own_deadlines_only() {
     let globex_low = &later[&key("globex-web", "CVE-2099-10001")];
     assert_eq!(globex_low.1, "on_track");
     assert_eq!(globex_low.2, json!(170 * 86_400));
+    // The compliance report and the daily snapshot count breaches by each tenant's policy.
+    let report = |tenant: &str| {
+        let (status, r) = app.op(
+            "GET",
+            &format!(
+                "/api/v1/reports/compliance?tenant={tenant}&from=2026-01-01&to=2026-01-11&format=json"
+            ),
+            None,
+        );
+        assert_eq!(status, 200, "{r}");
+        r["devices_out_of_compliance"].clone()
+    };
+    let acme_out = report("acme");
+    assert_eq!(acme_out[0]["hostname"], "acme-web", "{acme_out}");
+    assert_eq!(acme_out[0]["breached"], 2, "{acme_out}");
+    assert_eq!(report("globex"), json!([]));
+    let (status, v) = app.op("POST", "/api/v1/history/snapshot", None);
+    assert_eq!(status, 200, "{v}");
+    let db = app.data_dir.join("patchwarden.db").display().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let breaches: BTreeMap<String, i64> = rt.block_on(async {
+        let store = patchwarden_store::SqliteStore::open(&db)
+            .await
+            .expect("store");
+        let names: BTreeMap<String, String> = store
+            .list_tenants()
+            .await
+            .expect("tenants")
+            .into_iter()
+            .map(|t| (t.id, t.name))
+            .collect();
+        store
+            .snapshots(&None, "2026-01-11", "2026-01-11")
+            .await
+            .expect("snapshots")
+            .into_iter()
+            .map(|s| (names[&s.tenant_id].clone(), s.sla_breaches))
+            .collect()
+    });
+    assert_eq!(breaches.get("acme"), Some(&2), "{breaches:?}");
+    assert_eq!(breaches.get("globex"), Some(&0), "{breaches:?}");
     // `vuln show` carries the same deadlines.
     let (_, show) = app.op("GET", "/api/v1/vulns/CVE-2099-10001", None);
     let acme_row = show
@@ -230,8 +271,6 @@ fn a_tenants_sla_policy_moves_its_own_deadlines_only() {
     assert_eq!(deadlines(&app), later);
 
     // A token of globex sees and sets only globex's policy.
-    let db = app.data_dir.join("patchwarden.db").display().to_string();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let store = patchwarden_store::SqliteStore::open(&db)
             .await

@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use patchwarden_store::{ExposureStats, TenantScope};
-use patchwarden_vuln::SlaPolicy;
 use patchwarden_wire::api::VulnRow;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -52,8 +51,8 @@ pub async fn overview_extras(
 ) -> Result<OverviewExtras, WebError> {
     let store = &state.app.store;
     let now = state.app.clock.now_ms();
-    let sla = vulns::sla_days(&SlaPolicy::default());
-    let stats = store.exposure_stats(scope, now, &sla).await?;
+    // Each tenant's breaches by its own SLA policy.
+    let stats = crate::sla::exposure_stats(&state.app, scope, now).await?;
     let mut total = ExposureStats {
         tenant_id: String::new(),
         ..Default::default()
