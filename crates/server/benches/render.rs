@@ -8,8 +8,8 @@
 //! Results: docs/BENCHMARKS.md. No assertion: this measures.
 
 use patchwarden_store::{
-    DeviceInventorySummary, EnrollToken, ExposureRecord, InventoryUpdate, Snapshot, SqliteStore,
-    Store,
+    DeviceInventorySummary, EnrollToken, ExposureRecord, HistoryStore, InventoryUpdate, Snapshot,
+    SqliteStore, Store,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
