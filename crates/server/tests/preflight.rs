@@ -205,3 +205,38 @@ fn preflight_predicts_before_approval_and_the_accuracy_is_reported_after_the_run
     let (status, _) = app.op("POST", "/api/v1/deployments/nope/preflight", None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn respect_holds_false_reaches_the_install_and_its_preflight() {
+    let app = spawn_app();
+    let agent = app.device("default", "held", true);
+    for (respect, expect) in [(json!(false), false), (json!(null), true)] {
+        let (status, created) = app.op(
+            "POST",
+            "/api/v1/deployments",
+            Some(
+                json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
+                "require_approval": true, "respect_holds": respect}),
+            ),
+        );
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let (status, v) = app.op("POST", &format!("/api/v1/deployments/{id}/preflight"), None);
+        assert_eq!(status, 200, "{v}");
+        let items = work(&agent);
+        let Some((job, Operation::Preflight { respect_holds, .. })) = items.first() else {
+            panic!("no pre-flight offered: {items:?}");
+        };
+        assert_eq!(*respect_holds, expect, "pre-flight of {respect}");
+        answer(&agent, job, PackageState::Verified, None);
+        let (status, v) = app.op("POST", &format!("/api/v1/deployments/{id}/approve"), None);
+        assert_eq!(status, 200, "{v}");
+        let items = work(&agent);
+        let Some((_, Operation::Install { respect_holds, .. })) = items.first() else {
+            panic!("no install offered: {items:?}");
+        };
+        assert_eq!(*respect_holds, expect, "install of {respect}");
+        let (status, v) = app.op("POST", &format!("/api/v1/deployments/{id}/cancel"), None);
+        assert!(status == 200, "{status} {v}");
+    }
+}
