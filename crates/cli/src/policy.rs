@@ -143,8 +143,8 @@ pub fn parse_policy_file(path: &Path, text: &str) -> anyhow::Result<Vec<PolicySp
             }
         }
         "yaml" | "yml" => {
-            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-                .with_context(|| format!("{name}: not valid YAML"))?;
+            let value: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(text).with_context(|| format!("{name}: not valid YAML"))?;
             if value.get("policies").is_some() {
                 serde_yaml_ng::from_str::<YamlMany>(text)
                     .with_context(|| format!("{name}: invalid policy"))?
@@ -167,7 +167,9 @@ pub fn parse_policy_file(path: &Path, text: &str) -> anyhow::Result<Vec<PolicySp
                     .with_context(|| format!("{name}: invalid policy"))?]
             }
         }
-        other => bail!("{name}: unknown policy file type {other:?}: use .toml, .yaml, .yml or .json"),
+        other => {
+            bail!("{name}: unknown policy file type {other:?}: use .toml, .yaml, .yml or .json")
+        }
     };
     if policies.is_empty() {
         bail!("{name}: no policy in the file");
@@ -176,8 +178,8 @@ pub fn parse_policy_file(path: &Path, text: &str) -> anyhow::Result<Vec<PolicySp
 }
 
 fn read_policies(path: &Path) -> anyhow::Result<Vec<PolicySpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_policy_file(path, &text)
 }
 
@@ -294,7 +296,13 @@ pub fn policy(client: &Client, cmd: PolicyCommand) -> anyhow::Result<i32> {
                 let mut t = comfy_table::Table::new();
                 t.load_preset(comfy_table::presets::NOTHING);
                 t.set_header([
-                    "NAME", "TENANT", "ENABLED", "SCHEDULE", "NEXT CYCLE", "APPROVAL", "RUNS",
+                    "NAME",
+                    "TENANT",
+                    "ENABLED",
+                    "SCHEDULE",
+                    "NEXT CYCLE",
+                    "APPROVAL",
+                    "RUNS",
                 ]);
                 for p in &list {
                     t.add_row([
@@ -325,12 +333,18 @@ pub fn policy(client: &Client, cmd: PolicyCommand) -> anyhow::Result<i32> {
             if json {
                 output::print_json(&p)?;
             } else {
-                println!("# policy {} (tenant {}, revision {})", p.id, p.tenant, p.revision);
+                println!(
+                    "# policy {} (tenant {}, revision {})",
+                    p.id, p.tenant, p.revision
+                );
                 if let (Some(c), Some(w)) = (&p.next_cycle, &p.next_window_start) {
                     println!("# next cycle {c}: first window opens {w}");
                 }
                 for r in &p.runs {
-                    println!("# cycle {}: deployment {} ({})", r.cycle, r.deployment, r.created_at);
+                    println!(
+                        "# cycle {}: deployment {} ({})",
+                        r.cycle, r.deployment, r.created_at
+                    );
                 }
                 print!(
                     "{}",
@@ -420,7 +434,11 @@ pub fn rejected(client: &Client, tenant: Option<String>, json: bool) -> anyhow::
     Ok(0)
 }
 
-pub fn unreject(client: &Client, tenant: Option<String>, target: PackageTarget) -> anyhow::Result<i32> {
+pub fn unreject(
+    client: &Client,
+    tenant: Option<String>,
+    target: PackageTarget,
+) -> anyhow::Result<i32> {
     #[derive(serde::Serialize)]
     struct Req {
         tenant: Option<String>,
@@ -470,7 +488,8 @@ what = { kind = "vulnerabilities", min_severity = "critical" }
 expedite = { kev = true }
 "#;
         let yaml_many = "policies:\n  - name: a\n    target: {all: true}\n    what: {kind: security}\n    schedule: daily 03:00\n  - name: b\n    target: {devices: [web1]}\n    what: {kind: packages, packages: [{name: curl}]}\n    schedule: daily 04:00\n";
-        let yaml_one = "name: a\ntarget: {all: true}\nwhat: {kind: security}\nschedule: daily 03:00\n";
+        let yaml_one =
+            "name: a\ntarget: {all: true}\nwhat: {kind: security}\nschedule: daily 03:00\n";
         let json = r#"{"name":"j","target":{"all":true},"what":{"kind":"security"},"schedule":"daily 01:00"}"#;
         let cases: [(&str, &str, &[&str]); 5] = [
             ("p.toml", toml_one, &["monthly"]),
@@ -499,8 +518,14 @@ expedite = { kev = true }
             ("p.yaml", "policies: []\n", "no policy"),
         ];
         for (file, text, needle) in cases {
-            let err = format!("{:#}", parse_policy_file(Path::new(file), text).unwrap_err());
-            assert!(err.contains(needle), "{file}: {err:?} should mention {needle:?}");
+            let err = format!(
+                "{:#}",
+                parse_policy_file(Path::new(file), text).unwrap_err()
+            );
+            assert!(
+                err.contains(needle),
+                "{file}: {err:?} should mention {needle:?}"
+            );
         }
     }
 }

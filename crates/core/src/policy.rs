@@ -167,7 +167,10 @@ mod tests {
     fn cycles_of_the_monthly_form() {
         // Patch Tuesday + 2 days, 22:00 local: December 2026's second Tuesday is the 8th.
         let s = spec("monthly second tuesday +2d 22:00", 4);
-        let zones = [zone("Europe/Paris").unwrap(), zone("America/New_York").unwrap()];
+        let zones = [
+            zone("Europe/Paris").unwrap(),
+            zone("America/New_York").unwrap(),
+        ];
         let day = SignedDuration::from_hours(24);
         // (now, key, due with a 24 h lead)
         let cases = [
@@ -201,9 +204,17 @@ mod tests {
             "2026-10-25T12:00:00Z",
         ]
         .iter()
-        .map(|t| current_cycle(&s, &zones, ts(t), SignedDuration::ZERO).unwrap().0.key)
+        .map(|t| {
+            current_cycle(&s, &zones, ts(t), SignedDuration::ZERO)
+                .unwrap()
+                .0
+                .key
+        })
         .collect();
-        assert_eq!(keys, ["2026-03-28", "2026-04-04", "2026-10-24", "2026-10-31"]);
+        assert_eq!(
+            keys,
+            ["2026-03-28", "2026-04-04", "2026-10-24", "2026-10-31"]
+        );
     }
 
     #[test]

@@ -24,7 +24,12 @@ const DEFAULT_LEAD_SECS: u64 = 24 * 3600;
 
 /// Checks a policy: every field a person can get wrong gets an error naming it.
 pub fn validate_spec(spec: &PolicySpec) -> ApiResult<()> {
-    let bad = |m: String| Err(ApiError::bad_request(format!("policy {:?}: {m}", spec.name)));
+    let bad = |m: String| {
+        Err(ApiError::bad_request(format!(
+            "policy {:?}: {m}",
+            spec.name
+        )))
+    };
     if spec.name.trim().is_empty()
         || spec.name.len() > 100
         || !spec
@@ -274,7 +279,12 @@ fn conflict(e: StoreError) -> ApiError {
 }
 
 /// A policy by id, or by name in the caller's tenant (`?tenant=` for provider tokens).
-async fn find(state: &AppState, op: &Operator, key: &str, tenant: Option<&str>) -> ApiResult<Policy> {
+async fn find(
+    state: &AppState,
+    op: &Operator,
+    key: &str,
+    tenant: Option<&str>,
+) -> ApiResult<Policy> {
     if let Some(p) = state.store.policy(key).await? {
         if op.can_access(&p.tenant_id) {
             return Ok(p);
@@ -424,7 +434,10 @@ pub async fn apply(
     let mut seen = BTreeSet::new();
     for spec in &req.policies {
         validate_spec(spec)?;
-        let key = (spec.tenant.clone().unwrap_or_else(|| "default".into()), spec.name.clone());
+        let key = (
+            spec.tenant.clone().unwrap_or_else(|| "default".into()),
+            spec.name.clone(),
+        );
         if !seen.insert(key) {
             return Err(ApiError::bad_request(format!(
                 "policy {:?} appears twice in the file",
@@ -508,7 +521,10 @@ pub async fn unreject(
         return Err(ApiError::not_found(format!(
             "no rejected update {}{} in tenant {:?}",
             req.package,
-            req.version.as_deref().map(|v| format!("={v}")).unwrap_or_default(),
+            req.version
+                .as_deref()
+                .map(|v| format!("={v}"))
+                .unwrap_or_default(),
             tenant.name
         )));
     }
@@ -531,7 +547,9 @@ pub async fn record_rejection(
     let mut seen = BTreeSet::new();
     let mut rows = Vec::new();
     for p in state.store.packages_of_deployment(deployment_id).await? {
-        let Some(version) = p.to_version else { continue };
+        let Some(version) = p.to_version else {
+            continue;
+        };
         if seen.insert((p.package.clone(), version.clone())) {
             rows.push(RejectedUpdate {
                 tenant_id: d.tenant_id.clone(),
@@ -654,7 +672,14 @@ async fn create(
     policy_id: &str,
     cycle: String,
 ) -> ApiResult<RunOutcome> {
-    match create_planned(state, tenant, who, req, Some((policy_id.to_owned(), cycle.clone()))).await
+    match create_planned(
+        state,
+        tenant,
+        who,
+        req,
+        Some((policy_id.to_owned(), cycle.clone())),
+    )
+    .await
     {
         Ok(Some(c)) => {
             tracing::info!(policy = %policy_id, cycle = %cycle, deployment = %c.id, devices = c.devices, "policy deployment created");
@@ -675,7 +700,10 @@ async fn create(
 /// A cycle with nothing to install is looked at again at most every 10 minutes (new updates
 /// may arrive before its window), not on every tick.
 fn recheck_due(state: &AppState, policy_id: &str, cycle: &str, now: i64) -> bool {
-    let mut seen = state.policy_checks.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = state
+        .policy_checks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let key = format!("{policy_id}/{cycle}");
     match seen.get(&key) {
         Some(at) if now - at < 10 * 60 * 1000 && now >= *at => false,
@@ -766,7 +794,10 @@ pub async fn set_device_labels(
         _ => return Err(ApiError::not_found(format!("no device {id}"))),
     };
     // Labels decide which policies reach a device.
-    op.require(crate::web::authz::Permission::ManagePolicies, &device.tenant_id)?;
+    op.require(
+        crate::web::authz::Permission::ManagePolicies,
+        &device.tenant_id,
+    )?;
     for (k, v) in &req.labels {
         let ok = |s: &str| {
             !s.is_empty()
@@ -781,11 +812,13 @@ pub async fn set_device_labels(
         }
     }
     if let Some(zone) = req.labels.get(TIMEZONE_LABEL) {
-        patchwarden_core::schedule::zone(zone).map_err(|e| {
-            ApiError::bad_request(format!("label {TIMEZONE_LABEL}: {e}"))
-        })?;
+        patchwarden_core::schedule::zone(zone)
+            .map_err(|e| ApiError::bad_request(format!("label {TIMEZONE_LABEL}: {e}")))?;
     }
-    state.store.set_device_labels(&device.id, &req.labels).await?;
+    state
+        .store
+        .set_device_labels(&device.id, &req.labels)
+        .await?;
     tracing::info!(device = %device.id, by = %op.0.name, "device labels set");
     Ok(Json(req))
 }

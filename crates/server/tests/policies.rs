@@ -82,20 +82,37 @@ fn weekly(name: &str, extra: Value) -> Value {
 #[test]
 fn policies_crud_and_apply_are_idempotent() {
     let (app, _clock) = app_at("2026-12-03T00:00:00Z");
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("monthly", json!({}))));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly("monthly", json!({}))),
+    );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["action"], "created");
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("monthly", json!({}))));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly("monthly", json!({}))),
+    );
     assert_eq!(s, 409, "a second policy with the same name: {v}");
 
     // Bad input names what is wrong, and loses nothing.
     let bad = [
         (weekly("x", json!({"schedule": "fortnightly"})), "schedule"),
         (weekly("x", json!({"approval": "sometimes"})), "approval"),
-        (weekly("x", json!({"exclude": ["[abc"]})), "exclusion pattern"),
-        (weekly("x", json!({"target": {"all": true, "devices": ["a"]}})), "target"),
+        (
+            weekly("x", json!({"exclude": ["[abc"]})),
+            "exclusion pattern",
+        ),
+        (
+            weekly("x", json!({"target": {"all": true, "devices": ["a"]}})),
+            "target",
+        ),
         (weekly("x", json!({"concurrency": "lots"})), "concurrency"),
-        (weekly("x", json!({"retry": {"classes": ["bad_luck"]}})), "bad_luck"),
+        (
+            weekly("x", json!({"retry": {"classes": ["bad_luck"]}})),
+            "bad_luck",
+        ),
         (weekly("x", json!({"schedul": "daily 01:00"})), "schedul"),
         (weekly("bad/name", json!({})), "policy name"),
     ];
@@ -112,10 +129,20 @@ fn policies_crud_and_apply_are_idempotent() {
     let file = json!({"policies": [weekly("monthly", json!({})), weekly("pilot", json!({"approval": "manual"}))]});
     let (s, v) = app.op("POST", "/api/v1/apply", Some(file.clone()));
     assert_eq!(s, 200, "{v}");
-    let actions: Vec<&str> = v.as_array().unwrap().iter().map(|o| o["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["unchanged", "created"]);
     let (_, v) = app.op("POST", "/api/v1/apply", Some(file));
-    let actions: Vec<&str> = v.as_array().unwrap().iter().map(|o| o["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["unchanged", "unchanged"]);
     let edited = json!({"policies": [weekly("pilot", json!({"approval": "automatic"}))]});
     let (_, v) = app.op("POST", "/api/v1/apply", Some(edited));
@@ -136,7 +163,11 @@ fn policies_crud_and_apply_are_idempotent() {
 
     // Edit by id, then delete.
     let id = p["id"].as_str().unwrap().to_owned();
-    let (s, v) = app.op("PUT", &format!("/api/v1/policies/{id}"), Some(weekly("monthly", json!({"enabled": false}))));
+    let (s, v) = app.op(
+        "PUT",
+        &format!("/api/v1/policies/{id}"),
+        Some(weekly("monthly", json!({"enabled": false}))),
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(policy(&app, "monthly")["spec"]["enabled"], false);
     let (s, _) = app.op("DELETE", &format!("/api/v1/policies/{id}"), None);
@@ -150,7 +181,11 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
     let (app, clock) = app_at("2026-12-03T00:00:00Z");
     let a = app.device("default", "web1", true);
     let b = app.device("default", "web2", true);
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("weekly", json!({"lead_secs": 86400}))));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly("weekly", json!({"lead_secs": 86400}))),
+    );
     assert_eq!(s, 201, "{v}");
 
     // Thursday: Saturday's window is more than the lead time away: nothing yet.
@@ -160,7 +195,9 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
     // Friday 03:00 UTC: within 24 h of the window: the cycle's deployment, once.
     clock.set(ms("2026-12-04T03:00:00Z"));
     let run = eventually("the cycle's deployment", || {
-        policy(&app, "weekly")["runs"].as_array().and_then(|r| r.first().cloned())
+        policy(&app, "weekly")["runs"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
     });
     assert_eq!(run["cycle"], "2026-12-05");
     let dep = run["deployment"].as_str().unwrap().to_owned();
@@ -171,18 +208,33 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
     // The server restarts before the window: still one deployment for the cycle.
     let app = app.restart(clock.clone());
     let_ticks_pass();
-    assert_eq!(policy(&app, "weekly")["runs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        policy(&app, "weekly")["runs"].as_array().map(Vec::len),
+        Some(1)
+    );
 
     // Inside the window: both devices get their work, once.
     clock.set(ms("2026-12-05T02:05:00Z"));
     let agents: Vec<Agent> = [a, b]
         .into_iter()
-        .map(|x| Agent { url: app.url.clone(), ..x })
+        .map(|x| Agent {
+            url: app.url.clone(),
+            ..x
+        })
         .collect();
     for x in &agents {
-        let items = eventually("work in the window", || Some(work(x)).filter(|w| !w.is_empty()));
+        let items = eventually("work in the window", || {
+            Some(work(x)).filter(|w| !w.is_empty())
+        });
         assert_eq!(items.len(), 1);
-        assert!(items[0]["payload"].as_str().unwrap().contains("\"not_after\":\"2026-12-05T04:00:00"), "{}", items[0]);
+        assert!(
+            items[0]["payload"]
+                .as_str()
+                .unwrap()
+                .contains("\"not_after\":\"2026-12-05T04:00:00"),
+            "{}",
+            items[0]
+        );
         finish(x, items[0]["job_id"].as_str().unwrap(), "verified", None);
     }
     let d = eventually("completion", || {
@@ -191,14 +243,24 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
     });
     assert_eq!(d["counts"]["verified"], 2, "{d}");
     let_ticks_pass();
-    assert_eq!(policy(&app, "weekly")["runs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        policy(&app, "weekly")["runs"].as_array().map(Vec::len),
+        Some(1)
+    );
     let (_, all) = app.op("GET", "/api/v1/deployments", None);
-    assert_eq!(all.as_array().map(Vec::len), Some(1), "no second deployment: {all}");
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(1),
+        "no second deployment: {all}"
+    );
 
     // The next week's cycle comes by itself.
     clock.set(ms("2026-12-11T03:00:00Z"));
     let runs = eventually("next cycle", || {
-        let r = policy(&app, "weekly")["runs"].as_array().cloned().unwrap_or_default();
+        let r = policy(&app, "weekly")["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         (r.len() == 2).then_some(r)
     });
     assert_eq!(runs[0]["cycle"], "2026-12-12");
@@ -208,34 +270,66 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
 fn manual_approval_and_rejected_updates_are_a_hard_block() {
     let (app, clock) = app_at("2026-12-04T03:00:00Z");
     let a = app.device("default", "web1", true);
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("gated", json!({"approval": "manual"}))));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly("gated", json!({"approval": "manual"}))),
+    );
     assert_eq!(s, 201, "{v}");
     let dep = eventually("the cycle's deployment", || {
-        policy(&app, "gated")["runs"][0]["deployment"].as_str().map(str::to_owned)
+        policy(&app, "gated")["runs"][0]["deployment"]
+            .as_str()
+            .map(str::to_owned)
     });
     let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     assert_eq!(d["status"], "pending_approval", "{d}");
     clock.set(ms("2026-12-05T02:05:00Z"));
     let_ticks_pass();
-    assert!(work(&a).is_empty(), "nothing installs before approval, even in the window");
+    assert!(
+        work(&a).is_empty(),
+        "nothing installs before approval, even in the window"
+    );
 
     // Rejected: pw-demo 1.1 is blocked for every deployment until un-rejected.
-    let (s, v) = app.op("POST", &format!("/api/v1/deployments/{dep}/reject"), Some(json!({"reason": "breaks nginx"})));
+    let (s, v) = app.op(
+        "POST",
+        &format!("/api/v1/deployments/{dep}/reject"),
+        Some(json!({"reason": "breaks nginx"})),
+    );
     assert_eq!(s, 200, "{v}");
     let (_, rej) = app.op("GET", "/api/v1/rejected-updates", None);
     assert_eq!(rej[0]["package"], "pw-demo", "{rej}");
     assert_eq!(rej[0]["version"], "1.1");
-    let (s, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"devices": [a.id]}, "selection": {"kind": "security"}})));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"devices": [a.id]}, "selection": {"kind": "security"}})),
+    );
     assert_eq!(s, 400, "{v}");
     assert!(v["message"].as_str().unwrap().contains("rejected"), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("pw-demo=1.1"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("pw-demo=1.1"),
+        "{v}"
+    );
 
-    let (s, v) = app.op("POST", "/api/v1/rejected-updates/unreject", Some(json!({"package": "pw-demo", "version": "1.1"})));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/rejected-updates/unreject",
+        Some(json!({"package": "pw-demo", "version": "1.1"})),
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["lifted"], 1);
-    let (s, v) = app.op("POST", "/api/v1/rejected-updates/unreject", Some(json!({"package": "pw-demo"})));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/rejected-updates/unreject",
+        Some(json!({"package": "pw-demo"})),
+    );
     assert_eq!(s, 404, "nothing left to lift: {v}");
-    let (s, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"devices": [a.id]}, "selection": {"kind": "security"}})));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"target": {"devices": [a.id]}, "selection": {"kind": "security"}})),
+    );
     assert_eq!(s, 201, "after un-rejecting: {v}");
 }
 
@@ -257,7 +351,11 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     clock.advance(Duration::from_secs(1));
     let second = work(&a);
     let job2 = second[0]["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(job2, format!("{job1}~2"), "a retry is a new work id for the agent");
+    assert_eq!(
+        job2,
+        format!("{job1}~2"),
+        "a retry is a new work id for the agent"
+    );
 
     // A late re-delivery of the first attempt's result changes nothing.
     let late = finish(&a, &job1, "failed", Some("lock_held"));
@@ -277,8 +375,15 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     assert_eq!(d["counts"]["verified"], 1, "{d}");
     let (_, dev) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
     let attempts = dev["history"].as_array().cloned().unwrap_or_default();
-    let states: Vec<&str> = attempts.iter().map(|x| x["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["verified", "failed", "failed"], "newest first: {dev:#}");
+    let states: Vec<&str> = attempts
+        .iter()
+        .map(|x| x["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["verified", "failed", "failed"],
+        "newest first: {dev:#}"
+    );
 
     // Classes not worth a retry, and attempts used up, end there.
     let b = app.device("default", "web2", true);
@@ -296,7 +401,9 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
 #[test]
 fn spread_staggers_start_times_by_device() {
     let (app, clock) = app_at("2026-12-05T01:00:00Z");
-    let agents: Vec<Agent> = (0..6).map(|i| app.device("default", &format!("web{i}"), true)).collect();
+    let agents: Vec<Agent> = (0..6)
+        .map(|i| app.device("default", &format!("web{i}"), true))
+        .collect();
     let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
     let (s, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"devices": ids},
         "selection": {"kind": "security"}, "window": "weekly saturday 02:00", "window_duration_secs": 7200,
@@ -305,15 +412,26 @@ fn spread_staggers_start_times_by_device() {
     // The spread puts each device at a fixed offset in [0, 2 h - 10 min): count who has work
     // at a few points of the window; it only grows, and not everyone starts at once.
     let mut seen = Vec::new();
-    for t in ["2026-12-05T02:00:00Z", "2026-12-05T02:40:00Z", "2026-12-05T03:20:00Z", "2026-12-05T03:50:00Z"] {
+    for t in [
+        "2026-12-05T02:00:00Z",
+        "2026-12-05T02:40:00Z",
+        "2026-12-05T03:20:00Z",
+        "2026-12-05T03:50:00Z",
+    ] {
         clock.set(ms(t));
         let_ticks_pass();
         let n = agents.iter().filter(|a| !work(a).is_empty()).count();
         seen.push(n);
     }
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-    assert!(seen[0] < 6, "not all devices start at the window's opening: {seen:?}");
-    assert_eq!(seen[3], 6, "every device starts before the window's end minus its budget: {seen:?}");
+    assert!(
+        seen[0] < 6,
+        "not all devices start at the window's opening: {seen:?}"
+    );
+    assert_eq!(
+        seen[3], 6,
+        "every device starts before the window's end minus its budget: {seen:?}"
+    );
 }
 
 #[test]
@@ -326,14 +444,20 @@ fn preflight_runs_ahead_of_the_window_and_excludes_predicted_failures() {
         "preflight": {"lead_secs": 43200, "exclude_failing": true}})));
     assert_eq!(s, 201, "{v}");
     let dep = v["id"].as_str().unwrap().to_owned();
-    assert!(work(&a).is_empty(), "no pre-flight 2 days ahead with a 12 h lead");
+    assert!(
+        work(&a).is_empty(),
+        "no pre-flight 2 days ahead with a 12 h lead"
+    );
 
     clock.set(ms("2026-12-04T15:00:00Z"));
     let answer = |x: &Agent, state: &str, class: Option<&str>| {
         let items = eventually("the pre-flight", || Some(work(x)).filter(|w| !w.is_empty()));
         let job = items[0]["job_id"].as_str().unwrap().to_owned();
         assert!(job.starts_with("pf_"), "{items:?}");
-        assert!(items[0]["payload"].as_str().unwrap().contains("\"type\":\"preflight\""));
+        assert!(items[0]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("\"type\":\"preflight\""));
         finish(x, &job, state, class);
     };
     answer(&a, "verified", None);
@@ -343,15 +467,25 @@ fn preflight_runs_ahead_of_the_window_and_excludes_predicted_failures() {
     let items = eventually("a's install", || Some(work(&a)).filter(|w| !w.is_empty()));
     assert!(!items[0]["job_id"].as_str().unwrap().starts_with("pf_"));
     let_ticks_pass();
-    assert!(work(&b).is_empty(), "b is excluded by its failed pre-flight");
+    assert!(
+        work(&b).is_empty(),
+        "b is excluded by its failed pre-flight"
+    );
     let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     let row = d["results"]
         .as_array()
-        .and_then(|r| r.iter().find(|x| x["device_id"] == b.id.as_str() || x["device"] == b.id.as_str()))
+        .and_then(|r| {
+            r.iter()
+                .find(|x| x["device_id"] == b.id.as_str() || x["device"] == b.id.as_str())
+        })
         .cloned()
         .unwrap_or_else(|| panic!("{d:#}"));
     assert_eq!(row["state"], "skipped", "{row}");
-    assert!(row.to_string().contains("pre-flight predicted dependency_conflict"), "{row}");
+    assert!(
+        row.to_string()
+            .contains("pre-flight predicted dependency_conflict"),
+        "{row}"
+    );
 }
 
 #[test]
@@ -369,7 +503,8 @@ fn a_known_exploited_fix_is_expedited_once() {
     let (s, v) = a.call("POST", "/api/v1/agent/checkin", Some(json!({"agent_version": "t", "protocol_version": 1, "inventory_hash": "h2", "inventory": inv})));
     assert_eq!(s, 200, "{v}");
     let tracker = std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vuln/tests/fixtures/debian_tracker.json"),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../vuln/tests/fixtures/debian_tracker.json"),
     )
     .expect("fixture");
     // regreSSHion listed as known exploited (a KEV catalogue of one entry).
@@ -378,56 +513,99 @@ fn a_known_exploited_fix_is_expedited_once() {
         "vendorProject": "OpenBSD", "product": "OpenSSH", "vulnerabilityName": "regreSSHion", "dateAdded": "2026-11-20",
         "shortDescription": "race", "requiredAction": "Apply updates per vendor instructions.", "dueDate": "2026-12-11",
         "knownRansomwareCampaignUse": "Unknown", "notes": ""}]});
-    for (kind, bytes) in [("debian-tracker", tracker), ("cisa-kev", kev.to_string().into_bytes())] {
+    for (kind, bytes) in [
+        ("debian-tracker", tracker),
+        ("cisa-kev", kev.to_string().into_bytes()),
+    ] {
         let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let (s, v) = app.op("POST", "/api/v1/feeds", Some(json!({"kind": kind, "content_base64": b64})));
+        let (s, v) = app.op(
+            "POST",
+            "/api/v1/feeds",
+            Some(json!({"kind": kind, "content_base64": b64})),
+        );
         assert_eq!(s, 200, "{kind}: {v}");
     }
     let (_, vulns) = app.op("GET", "/api/v1/vulns?kev=true", None);
     assert!(vulns.to_string().contains("CVE-2024-6387"), "{vulns}");
 
     // A policy with only an expedite rule (no schedule): KEV with a fix → deployed at once.
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(json!({"name": "kev", "target": {"all": true},
-        "what": {"kind": "security"}, "expedite": {"kev": true, "min_severity": "critical"}})));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(json!({"name": "kev", "target": {"all": true},
+        "what": {"kind": "security"}, "expedite": {"kev": true, "min_severity": "critical"}})),
+    );
     assert_eq!(s, 201, "{v}");
     let run = eventually("the expedited deployment", || {
-        policy(&app, "kev")["runs"].as_array().and_then(|r| r.first().cloned())
+        policy(&app, "kev")["runs"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
     });
-    assert!(run["cycle"].as_str().unwrap().starts_with("expedite:"), "{run}");
+    assert!(
+        run["cycle"].as_str().unwrap().starts_with("expedite:"),
+        "{run}"
+    );
     let dep = run["deployment"].as_str().unwrap().to_owned();
     let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     assert_eq!(d["status"], "running", "{d}");
     let items = work(&a);
     assert_eq!(items.len(), 1, "released at once, no window: {d:#}");
     let payload = items[0]["payload"].as_str().unwrap();
-    assert!(payload.contains("openssh-server") && payload.contains("1:9.2p1-2+deb12u3"), "{payload}");
+    assert!(
+        payload.contains("openssh-server") && payload.contains("1:9.2p1-2+deb12u3"),
+        "{payload}"
+    );
     assert!(payload.contains("\"not_after\":null"), "{payload}");
     let_ticks_pass();
-    assert_eq!(policy(&app, "kev")["runs"].as_array().map(Vec::len), Some(1), "not twice");
+    assert_eq!(
+        policy(&app, "kev")["runs"].as_array().map(Vec::len),
+        Some(1),
+        "not twice"
+    );
 }
 
 #[test]
 fn a_timezone_label_overrides_the_reported_zone() {
     let (app, _clock) = app_at("2026-12-01T00:00:00Z");
     let a = app.device("default", "web1", true);
-    let (s, v) = app.op("POST", "/api/v1/policies", Some(weekly("weekly", json!({}))));
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly("weekly", json!({}))),
+    );
     assert_eq!(s, 201, "{v}");
-    assert_eq!(policy(&app, "weekly")["next_window_start"], "2026-12-05T02:00:00.000Z");
+    assert_eq!(
+        policy(&app, "weekly")["next_window_start"],
+        "2026-12-05T02:00:00.000Z"
+    );
 
     // Saturday 02:00 in Sydney (AEDT, UTC+11) is Friday 15:00 UTC.
-    let (s, v) = app.op("PUT", &format!("/api/v1/devices/{}/labels", a.id),
-        Some(json!({"labels": {"env": "prod", "timezone": "Australia/Sydney"}})));
+    let (s, v) = app.op(
+        "PUT",
+        &format!("/api/v1/devices/{}/labels", a.id),
+        Some(json!({"labels": {"env": "prod", "timezone": "Australia/Sydney"}})),
+    );
     assert_eq!(s, 200, "{v}");
-    assert_eq!(policy(&app, "weekly")["next_window_start"], "2026-12-04T15:00:00.000Z");
+    assert_eq!(
+        policy(&app, "weekly")["next_window_start"],
+        "2026-12-04T15:00:00.000Z"
+    );
 
     for (labels, needle) in [
         (json!({"timezone": "Mars/Olympus"}), "Mars/Olympus"),
         (json!({"bad key": "x"}), "invalid label"),
     ] {
-        let (s, v) = app.op("PUT", &format!("/api/v1/devices/{}/labels", a.id), Some(json!({"labels": labels})));
+        let (s, v) = app.op(
+            "PUT",
+            &format!("/api/v1/devices/{}/labels", a.id),
+            Some(json!({"labels": labels})),
+        );
         assert_eq!(s, 400, "{v}");
         assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
     }
     let (_, d) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
-    assert_eq!(d["summary"]["labels"]["timezone"], "Australia/Sydney", "a refused change keeps the labels");
+    assert_eq!(
+        d["summary"]["labels"]["timezone"], "Australia/Sydney",
+        "a refused change keeps the labels"
+    );
 }

@@ -83,8 +83,7 @@ pub trait PolicyStore: Send + Sync {
     /// Closes a job that has not started without running it: its pending packages become
     /// `skipped` with this evidence, each with an attempt saying so (`action`). False when
     /// the job has started or is done.
-    async fn skip_job(&self, job_id: &str, now: i64, evidence: &str, action: &str)
-        -> Result<bool>;
+    async fn skip_job(&self, job_id: &str, now: i64, evidence: &str, action: &str) -> Result<bool>;
     /// Replaces a device's labels (e.g. a `timezone` override). False when there is no such device.
     async fn set_device_labels(
         &self,

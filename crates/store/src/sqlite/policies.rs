@@ -235,13 +235,7 @@ impl PolicyStore for SqliteStore {
         Ok(updated > 0)
     }
 
-    async fn skip_job(
-        &self,
-        job_id: &str,
-        now: i64,
-        evidence: &str,
-        action: &str,
-    ) -> Result<bool> {
+    async fn skip_job(&self, job_id: &str, now: i64, evidence: &str, action: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let closed = sqlx::query(
             "UPDATE jobs SET status = 'done', finished_at = ?, error = ? WHERE id = ? AND status = 'queued' \
