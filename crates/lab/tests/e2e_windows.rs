@@ -6,6 +6,9 @@
 //! - A host cut off from the network (its own namespace, link down) during its window is
 //!   `device_offline` once the window closes, nothing is installed while it is away nor when
 //!   it comes back outside a window, and in its next window it is caught up exactly once.
+//!   Another host loses its network in the middle of its install: the work is not taken
+//!   back when the window closes, and its result, kept in the agent's outbox, is delivered
+//!   when it returns (one attempt, no re-run).
 //! - A window that closes mid-deployment (concurrency 1): the devices not reached are
 //!   `window_missed`, no install starts after the window's end, and the next window catches
 //!   each up once.
@@ -382,12 +385,25 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
     // too, the cut-off host only while its link is up.
     let server = Server::start(SocketAddr::from((net.gateway(), 0)))?;
     let on = hosts(&base, &repo, None, &["woff-on0", "woff-on1"], PKG)?;
-    let mut cut = hosts(&base, &repo, Some(&net), &["woff-cut"], PKG)?;
-    let (cut_host, cut_link) = cut.pop().context("cut-off host")?;
-    let cut_link = cut_link.context("its link")?;
-    let all: Vec<&Host> = on.iter().map(|(h, _)| h).chain([&cut_host]).collect();
+    // woff-cut is away for the whole window; woff-mid loses its network while it installs.
+    let mut away = hosts(&base, &repo, Some(&net), &["woff-cut", "woff-mid"], PKG)?;
+    let (mid_host, mid_link) = away.pop().context("host cut mid-install")?;
+    let (cut_host, cut_link) = away.pop().context("cut-off host")?;
+    let (cut_link, mid_link) = (cut_link.context("link")?, mid_link.context("link")?);
+    // A slower install on woff-mid (apt runs this after dpkg), to cut it off in the middle.
+    mid_host.write_file(
+        "/etc/apt/apt.conf.d/99lab-slow",
+        "DPkg::Post-Invoke { \"sleep 5\"; };\n",
+        0o644,
+    )?;
+    let all: Vec<&Host> = on
+        .iter()
+        .map(|(h, _)| h)
+        .chain([&cut_host, &mid_host])
+        .collect();
     let agents = start_agents(&server, &all)?;
     let cut_id = server.device_id("woff-cut")?;
+    let mid_id = server.device_id("woff-mid")?;
 
     // The host drops off the network; the window is open; the deployment starts.
     cut_link.cut()?;
@@ -403,6 +419,22 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
             "1h",
         ],
     )?;
+    wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(60),
+        "woff-mid to start installing",
+        |v| Ok(job_row(v, "woff-mid")?["status"] == "running"),
+    )?;
+    // Cut once dpkg has the new version (apt then sleeps in its post-invoke hook): the
+    // download is done, the verification and the report are still to come.
+    wait_until(
+        Duration::from_secs(60),
+        "dpkg on woff-mid to have 1.1",
+        || Ok(version(&mid_host, PKG)?.0 == "1.1"),
+    )?;
+    mid_link.cut()?;
     let view = wait_for(
         &server,
         &id,
@@ -414,6 +446,15 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
                 && results_row(v, "woff-on1")?["state"] == "verified")
         },
     )?;
+    // woff-mid finished its install without the server: its result waits in the outbox.
+    wait_until(
+        Duration::from_secs(60),
+        "woff-mid's result upload to fail",
+        || Ok(agents[3].logs().contains("result upload failed")),
+    )
+    .with_context(|| agents[3].logs())?;
+    assert_eq!(version(&mid_host, PKG)?, ("1.1".into(), "ii".into()));
+    assert_eq!(outbox_len(&mid_host)?, 1, "the result is kept");
     assert_eq!(
         results_row(&view, "woff-cut")?["state"],
         "pending",
@@ -422,8 +463,8 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
     );
     assert_eq!(
         view["rings"][0]["released"],
-        3,
-        "released to all three: {}",
+        4,
+        "released to all four: {}",
         brief(&view)
     );
 
@@ -453,10 +494,33 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
         brief(&view)
     );
     assert_eq!(version(&cut_host, PKG)?, ("1.0".into(), "ii".into()));
+    // Work that started inside the window is not taken back: its result is on its way.
+    assert_eq!(
+        job_row(&view, "woff-mid")?["status"],
+        "running",
+        "{}",
+        brief(&view)
+    );
+    assert_eq!(
+        results_row(&view, "woff-mid")?["state"],
+        "pending",
+        "{}",
+        brief(&view)
+    );
 
-    // It comes back outside any window: it checks in, and nothing is installed.
+    // Both come back outside any window: woff-mid's result is delivered; woff-cut checks in,
+    // and nothing is installed.
     let back_at = server.clock.now();
     cut_link.restore()?;
+    mid_link.restore()?;
+    wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(120),
+        "woff-mid's result after its return",
+        |v| Ok(results_row(v, "woff-mid")?["state"] == "verified"),
+    )?;
     wait_until(
         Duration::from_secs(120),
         "the host to check in again",
@@ -478,7 +542,7 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
     );
     assert_eq!(
         view["rings"][0]["released"],
-        2,
+        3,
         "taken back until the next window: {}",
         brief(&view)
     );
@@ -496,7 +560,7 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
         "the catch-up in the next window",
         |v| Ok(v["status"] == "completed"),
     )?;
-    assert_eq!(view["counts"]["verified"], 3, "{}", brief(&view));
+    assert_eq!(view["counts"]["verified"], 4, "{}", brief(&view));
     let row = results_row(&view, "woff-cut")?;
     assert_eq!(
         (row["state"].as_str(), row["installed_version"].as_str()),
@@ -512,7 +576,7 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
     );
     assert_eq!(
         view["jobs"].as_array().map(Vec::len),
-        Some(3),
+        Some(4),
         "one job per device: {}",
         brief(&view)
     );
@@ -539,11 +603,18 @@ fn lab_a_host_cut_off_in_its_window_is_offline_then_caught_up_exactly_once() -> 
             host.name()
         );
     }
-    let runs = agents[2].logs().matches("running job").count();
-    assert_eq!(runs, 1, "the agent ran the job once:\n{}", agents[2].logs());
+    assert_eq!(
+        server.attempts(&mid_id, &id)?,
+        vec![("verified".to_owned(), String::new())],
+        "cut off mid-install: one attempt, its result delivered on return"
+    );
+    for agent in &agents {
+        let runs = agent.logs().matches("running job").count();
+        assert_eq!(runs, 1, "each agent ran its job once:\n{}", agent.logs());
+    }
     drop(agents);
-    drop(cut_host);
-    drop(cut_link);
+    drop((cut_host, mid_host));
+    drop((cut_link, mid_link));
     Ok(())
 }
 
