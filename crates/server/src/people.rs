@@ -234,6 +234,12 @@ pub async fn disable_user(
             )));
         }
     }
+    // The entry belongs to the person's tenant when they have only one.
+    let tenants: std::collections::BTreeSet<Option<&str>> =
+        ms.iter().map(|m| m.tenant_id.as_deref()).collect();
+    if let [Some(t)] = tenants.iter().copied().collect::<Vec<_>>()[..] {
+        op.audit().tenant(Some(t));
+    }
     state.store.set_user_disabled(&user.id, true).await?;
     op.audit().detail(&format!("user {login} disabled"));
     tracing::info!(user = %login, by = %op.0.name, "user disabled");
