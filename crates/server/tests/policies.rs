@@ -312,6 +312,22 @@ fn manual_approval_and_rejected_updates_are_a_hard_block() {
         "{v}"
     );
 
+    // The dashboard shows the policy, its cycle's deployment, and the rejection.
+    let mut web = support::Web::new(&app.url);
+    assert_eq!(web.login("admin", &app.admin_password).status, 303);
+    let page = web.get("/policies");
+    assert_eq!(page.status, 200, "{}", page.body);
+    for needle in [
+        "gated",
+        "weekly saturday 02:00",
+        "manual",
+        &format!("/deployments/{dep}"),
+        "pw-demo",
+        "breaks nginx",
+    ] {
+        assert!(page.body.contains(needle), "{needle:?} not on /policies");
+    }
+
     let (s, v) = app.op(
         "POST",
         "/api/v1/rejected-updates/unreject",

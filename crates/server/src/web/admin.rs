@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 /// The operators standing for this person, one per tenant scope where `p` is allowed:
 /// provider-wide (one, all tenants) or per tenant.
-fn operators(user: &WebUser, p: Permission) -> Vec<Operator> {
+pub(super) fn operators(user: &WebUser, p: Permission) -> Vec<Operator> {
     let scopes: Vec<Option<String>> = if user.access.can_provider(p) {
         vec![None]
     } else {

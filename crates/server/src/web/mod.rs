@@ -9,6 +9,7 @@ pub mod authz;
 mod chart;
 mod insight;
 mod pages;
+mod policy_pages;
 pub mod session;
 
 use crate::AppState;
@@ -204,6 +205,7 @@ pub fn router(app: AppState) -> Router {
         .route("/failures", get(pages::failures))
         .route("/people", get(admin::people))
         .route("/audit", get(admin::audit))
+        .route("/policies", get(policy_pages::policies))
         .route("/vulns", get(insight::vulns_page))
         .route("/vulns/{cve}", get(insight::vuln_page))
         .route("/reports", get(insight::reports_page))

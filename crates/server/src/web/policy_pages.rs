@@ -1,0 +1,107 @@
+//! The dashboard's `/policies` page: every policy the person may see, with its schedule,
+//! approval, next cycle and the deployments it created, and the rejected updates. Read
+//! through the same handlers and checks as the API, once per tenant scope.
+
+use super::admin::operators;
+use super::authz::Permission;
+use super::session::WebUser;
+use super::{render, Nav, WebError, WebState};
+use crate::policies::TenantQuery;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Json;
+use patchwarden_wire::api::{PolicyView, RejectedUpdateView, Selection};
+
+pub struct PolicyRow {
+    pub name: String,
+    pub tenant: String,
+    pub enabled: bool,
+    pub what: String,
+    pub schedule: String,
+    pub approval: String,
+    pub expedite: String,
+    pub next_cycle: String,
+    pub next_window_start: String,
+    pub runs: Vec<(String, String)>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "policies.html")]
+struct PoliciesPage {
+    nav: Nav,
+    rows: Vec<PolicyRow>,
+    rejected: Vec<RejectedUpdateView>,
+}
+
+fn row(p: PolicyView) -> PolicyRow {
+    let s = p.spec;
+    let what = match &s.what {
+        Selection::Security => "security updates".to_owned(),
+        Selection::AllUpdates => "all updates".to_owned(),
+        Selection::Vulnerabilities { min_severity, .. } => format!(
+            "fixes for {} vulnerabilities",
+            min_severity.as_deref().unwrap_or("any")
+        ),
+        Selection::Packages { packages } => packages
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let expedite = match &s.expedite {
+        None => "-".to_owned(),
+        Some(e) => [
+            e.min_severity.as_ref().map(|m| format!("{m} or worse")),
+            e.kev.then(|| "known exploited".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    };
+    PolicyRow {
+        name: s.name,
+        tenant: p.tenant,
+        enabled: s.enabled,
+        what,
+        schedule: s.schedule.unwrap_or_else(|| "-".into()),
+        approval: s.approval.unwrap_or_else(|| "automatic".into()),
+        expedite,
+        next_cycle: p.next_cycle.unwrap_or_else(|| "-".into()),
+        next_window_start: p.next_window_start.unwrap_or_default(),
+        runs: p
+            .runs
+            .into_iter()
+            .take(5)
+            .map(|r| (r.cycle, r.deployment))
+            .collect(),
+    }
+}
+
+pub async fn policies(State(state): State<WebState>, user: WebUser) -> Result<Response, WebError> {
+    let mut rows = Vec::new();
+    let mut rejected = Vec::new();
+    for op in operators(&user, Permission::View) {
+        let Json(list) = crate::policies::list_policies(
+            State(state.app.clone()),
+            op.clone(),
+            Query(TenantQuery { tenant: None }),
+        )
+        .await?;
+        rows.extend(list.into_iter().map(row));
+        let Json(r) = crate::policies::list_rejected(
+            State(state.app.clone()),
+            op,
+            Query(TenantQuery { tenant: None }),
+        )
+        .await?;
+        rejected.extend(r);
+    }
+    rows.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
+    rows.dedup_by(|a, b| a.tenant == b.tenant && a.name == b.name);
+    Ok(render(&PoliciesPage {
+        nav: Nav::new(&user, "policies"),
+        rows,
+        rejected,
+    }))
+}
