@@ -726,6 +726,11 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    if args.reboot.is_none()
+        && (args.max_reboots_per_day.is_some() || args.reboot_come_back.is_some())
+    {
+        bail!("--max-reboots-per-day and --reboot-come-back need --reboot when-required or --reboot always");
+    }
     let selection = if args.security {
         Selection::Security
     } else if args.all_updates {
