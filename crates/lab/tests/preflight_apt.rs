@@ -225,3 +225,26 @@ fn lab_preflight_predicts_lock_held() -> Result<()> {
     drop(apt);
     r
 }
+
+#[test]
+fn lab_preflight_predicts_interrupted_state() -> Result<()> {
+    require_lab!(Ok(()));
+    let repo = AptRepo::new()?;
+    add_ok(&repo)?;
+    repo.add(&DebPackage::new("pw-slow", "1.0"))?;
+    repo.add(&DebPackage::new("pw-slow", "2.0").postinst(SLOW_POSTINST))?;
+    repo.publish()?;
+    let c = Case::new("pf-interrupted", &repo, &["pw-ok=1.0", "pw-slow=1.0"])?;
+    // Power loss in the middle of a postinst: dpkg's journal is left behind.
+    let mut apt: HostProcess = c
+        .host
+        .spawn(&["apt-get", "install", "-y", "pw-slow=2.0"], &[])?;
+    let marker = c.host.path("/run/pw-slow-started")?;
+    wait_until(
+        Duration::from_secs(30),
+        "the slow postinst to start",
+        || Ok(marker.exists()),
+    )?;
+    apt.kill()?;
+    c.predict_then_run("pw-ok", "pw-ok=2.0", "failed", "interrupted_state", &[])
+}
