@@ -57,7 +57,7 @@ impl AuditSlot {
         self.with(|n| {
             n.actor_kind = Some(kind);
             n.actor = Some(name.to_owned());
-            n.actor_id = Some(id.to_owned());
+            n.actor_id = (!id.is_empty()).then(|| id.to_owned());
         });
     }
     /// The tenant the action concerns (the last one named wins).

@@ -126,7 +126,7 @@ pub async fn audit(
         };
         rows.extend(crate::audit::read(&state.app, &op, &query).await?);
     }
-    rows.sort_by(|a, b| b.id.cmp(&a.id));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     rows.dedup_by_key(|r| r.id);
     if q.format.as_deref() == Some("csv") {
         return Ok((
