@@ -222,14 +222,14 @@ fn results_row<'a>(view: &'a Value, hostname: &str) -> Result<&'a Value> {
     view["results"]
         .as_array()
         .and_then(|r| r.iter().find(|x| x["hostname"] == hostname))
-        .with_context(|| format!("no result row for {hostname} in {}", brief(&view)))
+        .with_context(|| format!("no result row for {hostname} in {}", brief(view)))
 }
 
 fn job_row<'a>(view: &'a Value, hostname: &str) -> Result<&'a Value> {
     view["jobs"]
         .as_array()
         .and_then(|r| r.iter().find(|x| x["hostname"] == hostname))
-        .with_context(|| format!("no job for {hostname} in {}", brief(&view)))
+        .with_context(|| format!("no job for {hostname} in {}", brief(view)))
 }
 
 /// How many times dpkg upgraded `pkg` in the host (its own log: one line per real upgrade).

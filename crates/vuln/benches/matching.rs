@@ -12,9 +12,10 @@
 //!   index), 1,000 distinct generated inventories each matched 10 times (keeping 10,000 × 2,000
 //!   owned packages in memory at once would take ~4 GB), on every core with std threads, each
 //!   thread with one `Matcher` (the fast path: remembered verdicts per (package, version),
-//!   reused buffers). Measured twice: exposures in compact form (each readable through an
-//!   `ExposureRef`, nothing copied; every exposure's CVE, version and fix are read), and
-//!   exposures copied out in full as owned `Exposure`s (`Matches::write_into`, in place);
+//!   reused buffers). Measured three ways: exposures in compact form (each readable through
+//!   an `ExposureRef`, nothing copied; every exposure's CVE, version and fix are read),
+//!   exposures copied out in full as owned `Exposure`s (`Matches::write_into`, in place), and
+//!   `match_device_into` device by device (nothing remembered across devices);
 //! - rematch: one device after an inventory change (median of 200);
 //! - version comparison throughput per scheme, from strings (parse + compare) and parsed.
 
@@ -221,7 +222,11 @@ fn main() {
         t.elapsed()
     );
 
-    for owned in [false, true] {
+    // compact: the Matcher's exposures read in place; owned: copied out as `Exposure`s;
+    // per-device: `match_device_into` on each device alone (a fresh matcher: nothing
+    // remembered across devices), the single-device path, for the memo's share.
+    for mode in ["compact", "owned", "per-device"] {
+        let owned = mode != "compact";
         let t = Instant::now();
         let cpu0 = cpu_seconds();
         let per_thread = DEVICES.div_ceil(threads);
@@ -236,6 +241,15 @@ fn main() {
                         let mut out = Vec::new();
                         let mut check = 0usize;
                         for d in th * per_thread..((th + 1) * per_thread).min(DEVICES) {
+                            if mode == "per-device" {
+                                patchwarden_vuln::match_device_into(
+                                    index,
+                                    &inventories[d % INVENTORIES],
+                                    &mut out,
+                                );
+                                n += out.len();
+                                continue;
+                            }
                             let m = matcher.match_device(&inventories[d % INVENTORIES]);
                             if owned {
                                 m.write_into(&mut out);
@@ -261,8 +275,12 @@ fn main() {
         let full = t.elapsed();
         let cpu = cpu_seconds() - cpu0;
         println!(
-            "full match{}: {DEVICES} devices × {} packages on {threads} threads: {:.2?} wall, {cpu:.1} s CPU ({} exposures, {:.0} devices/s)",
-            if owned { " (owned exposures)" } else { " (compact exposures)" },
+            "full match ({}): {DEVICES} devices × {} packages on {threads} threads: {:.2?} wall, {cpu:.1} s CPU ({} exposures, {:.0} devices/s)",
+            match mode {
+                "compact" => "Matcher, compact exposures",
+                "owned" => "Matcher, owned exposures",
+                _ => "match_device_into per device, owned exposures",
+            },
             inventories[0].installed.len(),
             full,
             exposures,

@@ -304,8 +304,8 @@ pub fn match_device_report(index: &AdvisoryIndex, facts: &DeviceFacts) -> MatchR
 }
 
 /// Above this many remembered (package, version) verdicts a [`Matcher`] starts afresh, so a
-/// long batch stays bounded in memory (~100 MB at worst).
-const MEMO_LIMIT: usize = 1 << 20;
+/// long batch stays bounded in memory (a few hundred bytes each: ~100 MB at most).
+const MEMO_LIMIT: usize = 1 << 19;
 
 /// No update candidate closes the exposure.
 const NO_UPDATE: u32 = u32::MAX;
