@@ -12,6 +12,7 @@ pub mod preflight;
 pub mod reboots;
 pub mod sla;
 pub mod sqlite;
+pub mod triage;
 pub mod users;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ pub use preflight::*;
 pub use reboots::*;
 pub use sla::*;
 pub use sqlite::SqliteStore;
+pub use triage::*;
 pub use users::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,7 @@ pub trait Store:
     + AuditStore
     + RebootStore
     + SlaStore
+    + TriageStore
     + Send
     + Sync
     + 'static

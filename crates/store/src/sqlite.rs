@@ -16,6 +16,7 @@ mod preflight;
 mod reboots;
 mod sla;
 mod policies;
+mod triage;
 mod users;
 
 pub struct SqliteStore {

@@ -713,6 +713,10 @@ use history::*;
 mod sla;
 use sla::*;
 
+#[path = "conformance/triage.rs"]
+mod triage;
+use triage::*;
+
 fn exposure(d: &Device, cve: &str) -> ExposureRecord {
     ExposureRecord {
         device_id: d.id.clone(),
@@ -948,6 +952,7 @@ conformance!(
     history_and_exposure_stats,
     sla_policies_per_tenant,
     policies_runs_rejections_and_retries,
+    triage_assign_resolve_reopen_and_streaks,
 );
 
 #[tokio::test]
