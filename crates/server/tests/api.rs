@@ -928,6 +928,16 @@ fn approval_concurrency_breaker_and_cancel() {
         "{v:#}"
     );
 
+    // The rejected update is blocked for every deployment until un-rejected.
+    let (status, v) = deploy(&app, json!({}));
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/rejected-updates/unreject",
+        Some(json!({"package": "pw-demo"})),
+    );
+    assert_eq!(status, 200, "{v}");
+
     // Concurrency 1 and a breaker at 50%: the first failure halts before anyone else starts.
     let (_, v) = deploy(&app, json!({"concurrency": "1", "halt_failure_rate": 0.5}));
     let dep = v["id"].as_str().expect("id").to_owned();
