@@ -237,7 +237,35 @@ fn lab_dnf_preflight_predicts_held_back_by_versionlock_and_exclude() -> Result<(
     assert_eq!(rpm_evr(&c.host, "pw-ok")?.as_deref(), Some("1.0-1"));
     assert_eq!(rpm_evr(&c.host, "pw-ex")?.as_deref(), Some("1.0-1"));
 
-    // The deployment overrides holds: both are upgraded, predicted so, and stay held.
+    // The inventory lists both upgrades as held (dnf itself hides them).
+    let devices = c.server.devices()?;
+    let detail = c.server.cli_json(&[
+        "device",
+        "show",
+        devices[0]["id"].as_str().unwrap_or(""),
+        "--json",
+    ])?;
+    let inv = &detail["inventory"];
+    for name in ["pw-ok", "pw-ex"] {
+        assert!(
+            inv["held"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|n| n == name)),
+            "{name} not held: {inv:#}"
+        );
+        let u = inv["upgradable"]
+            .as_array()
+            .and_then(|us| us.iter().find(|u| u["name"] == name))
+            .unwrap_or_else(|| panic!("{name} not upgradable: {inv:#}"));
+        assert_eq!(
+            (u["candidate_version"].as_str(), u["held"].as_bool()),
+            (Some("2.0-1"), Some(true)),
+            "{u:#}"
+        );
+    }
+
+    // The deployment of all updates overrides holds: both are upgraded, predicted so, and
+    // stay held.
     let id = c
         .server
         .cli_ok(&[
@@ -245,10 +273,7 @@ fn lab_dnf_preflight_predicts_held_back_by_versionlock_and_exclude() -> Result<(
             "--all",
             "--require-approval",
             "--ignore-holds",
-            "--package",
-            "pw-ok=2.0-1",
-            "--package",
-            "pw-ex=2.0-1",
+            "--all-updates",
         ])?
         .trim()
         .to_owned();

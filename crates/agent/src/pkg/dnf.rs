@@ -637,6 +637,51 @@ impl<R: Runner> PackageManager for Dnf<R> {
             )),
         }
 
+        match self.held(deadline, &mut log) {
+            Ok(held) => inv.held = held,
+            Err(e) => inv.collection_errors.push(e),
+        }
+        // Installed packages an exclude pattern keeps dnf from upgrading are held too.
+        let holds = self.holds_from_files();
+        for p in &inv.packages {
+            if holds.of(&p.name).is_some() && !inv.held.contains(&p.name) {
+                inv.held.push(p.name.clone());
+            }
+        }
+        // dnf hides the upgrades of held packages; list them as held, as apt's inventory does,
+        // so that a deployment can plan them (and skip them, or override the hold).
+        if !inv.held.is_empty() {
+            let names: Vec<&str> = inv.held.iter().map(String::as_str).collect();
+            let flags = ["--disableplugin=versionlock", "--disableexcludes=all"];
+            match self.upgrades(&names, false, &flags, deadline, &mut log) {
+                Ok(ups) => {
+                    for u in ups {
+                        // repoquery honours excludes but not versionlock: flag what it listed.
+                        if let Some(x) = inv.upgradable.iter_mut().find(|x| x.name == u.name) {
+                            x.held = true;
+                            continue;
+                        }
+                        let Some(installed) = installed(&entries, &u.name) else {
+                            continue;
+                        };
+                        inv.upgradable.push(UpgradablePackage {
+                            name: u.name,
+                            installed_version: installed,
+                            candidate_version: u.evr,
+                            arch: u.arch,
+                            security: false,
+                            origins: vec![u.repo],
+                            held: true,
+                        });
+                    }
+                }
+                Err(out) => inv.collection_errors.push(format!(
+                    "dnf repoquery --upgrades of held packages exited {:?}: {}",
+                    out.exit_code,
+                    last_lines(&out.stderr, 3)
+                )),
+            }
+        }
         // Security flags from updateinfo; a repository without it lists nothing.
         if !inv.upgradable.is_empty() {
             let out = self.dnf(
@@ -669,17 +714,6 @@ impl<R: Runner> PackageManager for Dnf<R> {
             }
         }
 
-        match self.held(deadline, &mut log) {
-            Ok(held) => inv.held = held,
-            Err(e) => inv.collection_errors.push(e),
-        }
-        // Installed packages an exclude pattern keeps dnf from upgrading are held too.
-        let holds = self.holds_from_files();
-        for p in &inv.packages {
-            if holds.of(&p.name).is_some() && !inv.held.contains(&p.name) {
-                inv.held.push(p.name.clone());
-            }
-        }
         let (reboot, pkgs) = self.reboot_needed(&entries, deadline, &mut log);
         inv.reboot_required |= reboot;
         inv.reboot_required_packages.extend(pkgs);
