@@ -4,7 +4,8 @@
 //! some KEV) and 89 days of daily history; then pages are fetched over loopback HTTP with a
 //! logged-in session and timed (median, p95, max of 20 after a warm-up).
 //!
-//! Run: `cargo bench -p patchwarden-server --bench render` (DEVICES=N to change the size).
+//! Run: `cargo bench -p patchwarden-server --bench render` (DEVICES=N to change the size,
+//! KEEP=1 to keep the database for a look with sqlite3).
 //! Results: docs/BENCHMARKS.md. No assertion: this measures.
 
 use patchwarden_store::{
@@ -319,4 +320,8 @@ fn main() {
     }
     let _ = stop.send(());
     let _ = rt.block_on(server);
+    if std::env::var_os("KEEP").is_some() {
+        let kept = root.keep();
+        eprintln!("kept {}", kept.display());
+    }
 }

@@ -406,12 +406,12 @@ impl Store for SqliteStore {
     }
 
     async fn device_inventory_json(&self, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT inventory_json FROM devices WHERE id = ?")
+        let row = sqlx::query("SELECT json FROM device_inventories WHERE device_id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => r.try_get("inventory_json")?,
+            Some(r) => Some(r.try_get("json")?),
             None => None,
         })
     }
@@ -433,15 +433,16 @@ impl Store for SqliteStore {
                     .await?;
             }
             Some(inv) => {
+                // The inventory apart from the device row (migration 0016), in one transaction.
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "UPDATE devices SET last_seen = ?, agent_version = ?, inventory_hash = ?, \
-                     inventory_json = ?, inventory_at = ?, hostname = ?, os = ?, kernel = ?, \
+                     inventory_at = ?, hostname = ?, os = ?, kernel = ?, \
                      pending_updates = ?, security_updates = ?, reboot_required = ? WHERE id = ?",
                 )
                 .bind(now)
                 .bind(agent_version)
                 .bind(&inv.hash)
-                .bind(&inv.json)
                 .bind(now)
                 .bind(&inv.hostname)
                 .bind(&inv.summary.os)
@@ -450,8 +451,18 @@ impl Store for SqliteStore {
                 .bind(inv.summary.security_updates)
                 .bind(i64::from(inv.summary.reboot_required))
                 .bind(device_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(
+                    "INSERT INTO device_inventories (device_id, json) \
+                     SELECT id, ? FROM devices WHERE id = ? \
+                     ON CONFLICT (device_id) DO UPDATE SET json = excluded.json",
+                )
+                .bind(&inv.json)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
             }
         }
         Ok(())

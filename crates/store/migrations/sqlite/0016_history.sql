@@ -23,3 +23,13 @@ CREATE TABLE history_snapshots (
 CREATE INDEX history_snapshots_day ON history_snapshots(day);
 -- Attempts by time for the report's failures in a period.
 CREATE INDEX attempts_tenant_at ON attempts(tenant_id, at);
+-- Inventories (often hundreds of KiB of JSON) live apart from the device rows, so that
+-- listing, counting and aggregating 10,000 devices reads only the summary columns instead of
+-- walking every row's overflow pages.
+CREATE TABLE device_inventories (
+    device_id TEXT PRIMARY KEY REFERENCES devices(id),
+    json      TEXT NOT NULL
+);
+INSERT INTO device_inventories (device_id, json)
+    SELECT id, inventory_json FROM devices WHERE inventory_json IS NOT NULL;
+ALTER TABLE devices DROP COLUMN inventory_json;
