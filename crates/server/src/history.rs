@@ -71,6 +71,14 @@ pub async fn reset_failures(
         .store
         .reset_failures(&device.id, state.clock.now_ms(), &action)
         .await?;
+    // A reboot loop's flag is a failure too: the loop guard forgets it with the reset.
+    let loops = state
+        .store
+        .reset_reboot_loops(&device.id, state.clock.now_ms())
+        .await?;
+    if loops > 0 {
+        tracing::info!(device = %device.id, loops, "reboot loop guard reset");
+    }
     tracing::info!(device = %device.id, reset, by = %op.0.name, "failure state reset");
     Ok(Json(ResetFailures { reset }))
 }

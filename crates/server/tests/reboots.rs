@@ -28,6 +28,7 @@ fn advance(clock: &ManualClock, secs: i64) {
 }
 
 struct Device {
+    id: String,
     url: String,
     secret: String,
     name: String,
@@ -105,6 +106,7 @@ fn device(app: &App, name: &str) -> Device {
     );
     assert_eq!(status, 200, "{d}");
     Device {
+        id: d["device_id"].as_str().expect("id").to_owned(),
         url: app.url.clone(),
         secret: d["device_secret"].as_str().expect("secret").to_owned(),
         name: name.to_owned(),
@@ -256,8 +258,9 @@ fn a_reboot_that_does_not_clear_the_requirement_is_flagged_and_not_repeated() {
     // The failure is listed under its class.
     let (status, f) = app.op("GET", "/api/v1/failures?class=reboot_loop", None);
     assert_eq!(status, 200, "{f}");
+    assert_eq!(f["total"], 1, "{f}");
     // Another deployment of pw-demo: never rebooted for it again, whatever the daily budget.
-    let second = deploy(&app, &d, policy);
+    let second = deploy(&app, &d, policy.clone());
     let (job2, op) = d.offered();
     assert_eq!(op["reboot"], "never", "{op}");
     d.report_pending_reboot(&job2, "1.1", "1.2", "b2");
@@ -268,9 +271,19 @@ fn a_reboot_that_does_not_clear_the_requirement_is_flagged_and_not_repeated() {
         "{r}"
     );
     // A later reboot that does clear it (an operator's) verifies the latest install.
-    d.checkin("1.2", None, "b3", false);
+    d.checkin("1.2", Some("1.3"), "b3", false);
     assert_eq!(row(&app, &second)["state"], "verified");
     assert_ne!(row(&app, &first)["class"], "reboot_loop");
+    // The operator resets the device's failure state: the loop guard forgets the loop.
+    let (status, v) = app.op(
+        "POST",
+        &format!("/api/v1/devices/{}/reset-failures", d.id),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    deploy(&app, &d, policy);
+    let (_, op) = d.offered();
+    assert_eq!(op["reboot"], "when_required", "{op}");
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub const REBOOT_BACK: &str = "back";
 pub const REBOOT_LATE: &str = "late";
 /// It came back still requiring a reboot for `packages`: never rebooted again for them.
 pub const REBOOT_LOOP: &str = "loop";
+/// A loop whose flag an operator reset (`device reset-failures`): the guard forgets it.
+pub const REBOOT_LOOP_RESET: &str = "loop_reset";
 
 /// One job's reboot (one row per job).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,7 +50,7 @@ impl RebootRecord {
     pub fn was_requested(&self) -> bool {
         matches!(
             self.status.as_str(),
-            REBOOT_REBOOTING | REBOOT_BACK | REBOOT_LATE | REBOOT_LOOP
+            REBOOT_REBOOTING | REBOOT_BACK | REBOOT_LATE | REBOOT_LOOP | REBOOT_LOOP_RESET
         )
     }
 }
@@ -65,4 +67,7 @@ pub trait RebootStore: Send + Sync {
     async fn reboots_of_device(&self, device_id: &str) -> Result<Vec<RebootRecord>>;
     /// Rows `rebooting` whose deadline has passed by `now`.
     async fn overdue_reboots(&self, now: i64) -> Result<Vec<RebootRecord>>;
+    /// Forgets the device's reboot loops (`loop` becomes `loop_reset`; the reboots still count
+    /// against the daily limit). Returns how many.
+    async fn reset_reboot_loops(&self, device_id: &str, now: i64) -> Result<u64>;
 }

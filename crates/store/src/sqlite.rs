@@ -1095,7 +1095,7 @@ impl Store for SqliteStore {
 
     async fn current_failures(&self, f: &FailureFilter) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
-            "SELECT a.* FROM attempts a WHERE a.state = 'failed' \
+            "SELECT a.* FROM attempts a WHERE (a.state = 'failed' OR a.class = 'reboot_loop') \
              AND (? IS NULL OR a.tenant_id = ?) AND (? IS NULL OR a.device_id = ?) AND (? IS NULL OR a.class = ?) \
              AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.device_id = a.device_id AND b.package = a.package \
                              AND (b.at > a.at OR (b.at = a.at AND b.id > a.id))) \

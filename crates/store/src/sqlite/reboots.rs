@@ -97,6 +97,19 @@ impl RebootStore for SqliteStore {
         rows.iter().map(reboot_from_row).collect()
     }
 
+    async fn reset_reboot_loops(&self, device_id: &str, now: i64) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE reboots SET status = 'loop_reset', updated_at = ? \
+             WHERE device_id = ? AND status = 'loop'",
+        )
+        .bind(now)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
     async fn overdue_reboots(&self, now: i64) -> Result<Vec<RebootRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {REBOOT_COLUMNS} FROM reboots WHERE status = 'rebooting' AND deadline <= ? \

@@ -98,4 +98,19 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
     let back = store.reboot_of_job("j1").await.expect("db").expect("row");
     assert_eq!(back, r);
     assert!(back.was_requested());
+    // An operator resets the device's failures: the loop is forgotten, the reboot still counts.
+    assert_eq!(
+        store.reset_reboot_loops(&d.id, 1_300).await.expect("reset"),
+        1
+    );
+    assert_eq!(
+        store.reset_reboot_loops(&d.id, 1_400).await.expect("again"),
+        0
+    );
+    let reset = store.reboot_of_job("j1").await.expect("db").expect("row");
+    assert_eq!(
+        (reset.status.as_str(), reset.updated_at),
+        (REBOOT_LOOP_RESET, 1_300)
+    );
+    assert!(reset.was_requested());
 }
