@@ -12,6 +12,9 @@
 //! - A window that closes mid-deployment (concurrency 1): the devices not reached are
 //!   `window_missed`, no install starts after the window's end, and the next window catches
 //!   each up once.
+//! - The server stops abruptly mid-install and the window closes while it is down: after its
+//!   restart on the same SQLite file the install's result is delivered, the rest are
+//!   `window_missed` with nothing started late, and the next window catches each up once.
 //!
 //! Needs root (skips with a reason otherwise).
 
@@ -60,6 +63,7 @@ impl patchwarden_server::Clock for ShiftedClock {
 struct Server {
     url: String,
     data_dir: PathBuf,
+    config: patchwarden_server::ServerConfig,
     clock: Arc<ShiftedClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -87,7 +91,25 @@ impl Server {
             offline_after_secs: None,
         };
         let clock = Arc::new(ShiftedClock(AtomicI64::new(0)));
-        let server_clock: Arc<dyn patchwarden_server::Clock> = clock.clone();
+        let mut server = Server {
+            url: String::new(),
+            data_dir,
+            config,
+            clock,
+            stop: None,
+            thread: None,
+            _dir: dir,
+        };
+        server.run()?;
+        Ok(server)
+    }
+
+    /// Runs the server in a thread of its own (a runtime of its own) until [`Server::stop`].
+    fn run(&mut self) -> Result<()> {
+        let url_file = self.data_dir.join("server-url");
+        let _ = std::fs::remove_file(&url_file);
+        let config = self.config.clone();
+        let server_clock: Arc<dyn patchwarden_server::Clock> = self.clock.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Runtime::new() {
@@ -107,21 +129,37 @@ impl Server {
                     _ = rx => {}
                 }
             });
-            // Held long-polls are not waited for.
+            // Abrupt: held long-polls and requests in flight are dropped, not waited for.
             rt.shutdown_timeout(Duration::from_secs(2));
         });
-        let url_file = data_dir.join("server-url");
+        self.stop = Some(tx);
+        self.thread = Some(thread);
         wait_until(Duration::from_secs(30), "the in-process server", || {
             Ok(url_file.is_file())
         })?;
-        Ok(Server {
-            url: std::fs::read_to_string(&url_file)?.trim().to_owned(),
-            data_dir,
-            clock,
-            stop: Some(tx),
-            thread: Some(thread),
-            _dir: dir,
-        })
+        self.url = std::fs::read_to_string(&url_file)?.trim().to_owned();
+        Ok(())
+    }
+
+    /// Stops it abruptly (every task dropped, like a crash; what was committed stays).
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Starts it again on the same data directory, SQLite file and address.
+    fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.config.listen = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .with_context(|| format!("the address in {}", self.url))?;
+        self.run()
     }
 
     /// `patchwarden ARGS` as an operator (URL and token from the data directory).
@@ -192,12 +230,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop();
     }
 }
 
@@ -772,6 +805,134 @@ fn lab_a_window_closing_mid_deployment_leaves_the_rest_window_missed_and_starts_
             ]
         };
         assert_eq!(server.attempts(&device, &id)?, want, "{name}");
+    }
+    drop(agents);
+    Ok(())
+}
+
+#[test]
+fn lab_a_server_down_when_the_window_closes_starts_nothing_late_and_loses_nothing() -> Result<()> {
+    require_lab!(Ok(()));
+    const PKG: &str = "pw-down";
+    const N: usize = 3;
+    let base = BaseRoot::get(&[])?;
+    let repo = AptRepo::new()?;
+    repo.add(&DebPackage::new(PKG, "1.0"))?;
+    repo.add(&DebPackage::new(PKG, "1.1").postinst("#!/bin/sh\nsleep 4\n"))?;
+    repo.publish()?;
+    let mut server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let names: Vec<String> = (0..N).map(|i| format!("wdown-{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hosts: Vec<Host> = hosts(&base, &repo, None, &name_refs, PKG)?
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    let agents = start_agents(&server, &hosts.iter().collect::<Vec<_>>())?;
+    let (window, start, end) = window_open_now()?;
+    let id = deploy(
+        &server,
+        &[
+            "--package",
+            &format!("{PKG}=1.1"),
+            "--window",
+            &window,
+            "--window-duration",
+            "1h",
+            "--concurrency",
+            "1",
+        ],
+    )?;
+    let mut first = String::new();
+    wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(60),
+        "the first install to start",
+        |v| {
+            let running = v["jobs"].as_array().and_then(|j| {
+                j.iter()
+                    .find(|x| x["status"] == "running")
+                    .and_then(|x| x["hostname"].as_str())
+            });
+            first = running.unwrap_or("").to_owned();
+            Ok(running.is_some())
+        },
+    )?;
+    let i = names.iter().position(|n| *n == first).context("host")?;
+
+    // The server goes down mid-install, and the window closes while it is down.
+    server.stop();
+    server.clock.set(end + MINUTE_MS);
+    wait_until(
+        Duration::from_secs(60),
+        "the install to end with the server down",
+        || Ok(agents[i].logs().contains("result upload failed")),
+    )
+    .with_context(|| agents[i].logs())?;
+    server.restart()?;
+    let view = wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(60),
+        "the result delivered and the others window_missed",
+        |v| {
+            let rows = v["results"].as_array().cloned().unwrap_or_default();
+            Ok(rows.len() == N
+                && rows.iter().all(|r| {
+                    if r["hostname"] == first.as_str() {
+                        r["state"] == "verified"
+                    } else {
+                        r["class"] == "window_missed"
+                    }
+                }))
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(3)); // two orchestrator ticks: still nothing
+    for (host, name) in hosts.iter().zip(&names) {
+        if *name == first {
+            continue;
+        }
+        assert_eq!(
+            job_row(&view, name)?["started_at"],
+            Value::Null,
+            "{}",
+            brief(&view)
+        );
+        assert_eq!(version(host, PKG)?, ("1.0".into(), "ii".into()), "{name}");
+        assert_eq!(upgrades(host, PKG)?, 0, "{name}");
+    }
+
+    // The next window catches the others up, once each.
+    server.clock.set(start + DAY_MS + MINUTE_MS);
+    let view = wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(120),
+        "the catch-up in the next window",
+        |v| Ok(v["status"] == "completed"),
+    )?;
+    assert_eq!(view["counts"]["verified"], N as u64, "{}", brief(&view));
+    for ((host, name), agent) in hosts.iter().zip(&names).zip(&agents) {
+        assert_eq!(version(host, PKG)?, ("1.1".into(), "ii".into()), "{name}");
+        assert_eq!(upgrades(host, PKG)?, 1, "{name} upgraded once");
+        assert_eq!(outbox_len(host)?, 0, "{name}: every result delivered");
+        assert_eq!(agent.logs().matches("running job").count(), 1, "{name}");
+        let want: Vec<(String, String)> = if *name == first {
+            vec![("verified".into(), String::new())]
+        } else {
+            vec![
+                ("failed".into(), "window_missed".into()),
+                ("verified".into(), String::new()),
+            ]
+        };
+        assert_eq!(
+            server.attempts(&server.device_id(name)?, &id)?,
+            want,
+            "{name}"
+        );
     }
     drop(agents);
     Ok(())
