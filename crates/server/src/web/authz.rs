@@ -248,6 +248,35 @@ mod tests {
     }
 
     #[test]
+    fn every_permission_by_role() {
+        use Permission::*;
+        // (permission, [admin, operator, approver, viewer])
+        let table = [
+            (View, [true, true, true, true]),
+            (Deploy, [true, true, false, false]),
+            (Operate, [true, true, false, false]),
+            (Remediate, [true, true, false, false]),
+            (ManagePolicies, [true, true, false, false]),
+            (Enroll, [true, true, false, false]),
+            (Approve, [true, false, true, false]),
+            (ReadAudit, [true, false, true, false]),
+            (Administer, [true, false, false, false]),
+        ];
+        for (p, expected) in table {
+            let got = Role::ALL.map(|r| r.allows(p));
+            assert_eq!(got, expected, "{p:?}");
+            assert!(!p.roles().is_empty() && !p.describe().is_empty());
+        }
+        assert_eq!(Approve.roles(), "admin or approver");
+        let token = Access::of_token(Some("t_a"), "operator");
+        assert!(token.can("t_a", Deploy) && !token.can("t_b", View));
+        assert!(!token.can_provider(View) && token.can_somewhere(Deploy));
+        let provider = Access::of_token(None, "approver");
+        assert!(provider.can_provider(ReadAudit) && !provider.can_provider(Deploy));
+        assert!(Access::of_token(None, "root").scope() == Some(vec![]));
+    }
+
+    #[test]
     fn tenant_roles_apply_only_in_their_tenant() {
         let a = Access::from_memberships(&[m(Some("t_a"), "approver"), m(Some("t_b"), "viewer")]);
         assert_eq!(a.scope(), Some(vec!["t_a".to_owned(), "t_b".to_owned()]));
