@@ -256,16 +256,10 @@ impl Agent {
         };
         {
             let mut st = lock(&self.state);
-            if st.rebooted_for_jobs.iter().any(|j| j == job_id) {
+            if !crate::reboot::claim(&mut st, job_id) {
                 warn!(job = %job_id, "already rebooted for this job; not rebooting again");
                 return Ok(());
             }
-            st.rebooted_for_jobs.push(job_id.to_owned());
-            let excess = st
-                .rebooted_for_jobs
-                .len()
-                .saturating_sub(crate::reboot::REMEMBERED_JOBS);
-            st.rebooted_for_jobs.drain(..excess);
             self.dir.save(&st)?;
         }
         let argv = crate::reboot::reboot_command();

@@ -57,6 +57,22 @@ pub fn reboot_due(payload: &str, result: &JobResult, now: time::OffsetDateTime) 
     reboot_after_install(mode, &packages, window_open).then_some(mode)
 }
 
+/// Records that the device reboots for `job_id`: false when it already did (never twice for
+/// one job). Keeps the last [`REMEMBERED_JOBS`] jobs. The caller saves the state before
+/// rebooting.
+pub fn claim(state: &mut crate::state::State, job_id: &str) -> bool {
+    if state.rebooted_for_jobs.iter().any(|j| j == job_id) {
+        return false;
+    }
+    state.rebooted_for_jobs.push(job_id.to_owned());
+    let excess = state
+        .rebooted_for_jobs
+        .len()
+        .saturating_sub(REMEMBERED_JOBS);
+    state.rebooted_for_jobs.drain(..excess);
+    true
+}
+
 /// The reboot command: `$PATCHWARDEN_REBOOT_COMMAND` split on whitespace, else `systemctl reboot`.
 pub fn reboot_command() -> Vec<String> {
     let spec = std::env::var(REBOOT_COMMAND_ENV)
@@ -176,6 +192,34 @@ mod tests {
         for (p, r, want) in cases {
             assert_eq!(reboot_due(&p, r, now), want, "{p}");
         }
+    }
+
+    #[test]
+    fn one_reboot_per_job_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sd = crate::state::StateDir::open(dir.path()).expect("state dir");
+        let mut st = crate::state::State {
+            server_url: "http://127.0.0.1:1".into(),
+            device_id: "dev".into(),
+            device_secret: "s".into(),
+            tenant: "t".into(),
+            checkin_interval_secs: 60,
+            last_acked_inventory_hash: None,
+            work_signing_key: None,
+            rebooted_for_jobs: vec![],
+        };
+        assert!(claim(&mut st, "job_1"));
+        sd.save(&st).expect("save");
+        // After a restart (the state read back), the same job is refused, another allowed.
+        let mut again = sd.load().expect("load").expect("state");
+        assert!(!claim(&mut again, "job_1"));
+        assert!(claim(&mut again, "job_1~2"));
+        // Bounded: the oldest ids are forgotten.
+        for i in 0..REMEMBERED_JOBS + 5 {
+            assert!(claim(&mut again, &format!("job_x{i}")));
+        }
+        assert_eq!(again.rebooted_for_jobs.len(), REMEMBERED_JOBS);
+        assert!(!again.rebooted_for_jobs.iter().any(|j| j == "job_1"));
     }
 
     #[test]
