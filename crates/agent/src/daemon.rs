@@ -266,7 +266,9 @@ impl Agent {
         warn!(job = %job_id, mode = mode.as_str(), command = %argv.join(" "), "rebooting the device after the install");
         match crate::reboot::run_reboot_command(&argv) {
             Ok(()) => info!(job = %job_id, "reboot command returned"),
-            Err(e) => error!(job = %job_id, error = %e, "the reboot command failed; not retried for this job"),
+            Err(e) => {
+                error!(job = %job_id, error = %e, "the reboot command failed; not retried for this job")
+            }
         }
         Ok(())
     }
