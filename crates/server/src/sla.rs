@@ -249,6 +249,42 @@ fn show(d: Option<u32>) -> String {
     d.map_or_else(|| "none".to_owned(), |d| format!("{d}d"))
 }
 
+/// The SLA policy of one tenant (the defaults when it has none), for callers on store errors.
+pub async fn tenant_policy(
+    state: &AppState,
+    tenant_id: &str,
+) -> Result<SlaPolicy, patchwarden_store::StoreError> {
+    Ok(state
+        .store
+        .sla_policy(tenant_id)
+        .await?
+        .map(|r| to_policy(&r))
+        .unwrap_or_default())
+}
+
+/// The store's open-exposure figures (SLA breaches in SQL) with each tenant's own policy:
+/// one query with the defaults, and one more per tenant in scope that has a policy.
+pub async fn exposure_stats(
+    state: &AppState,
+    scope: &patchwarden_store::TenantScope,
+    now: i64,
+) -> Result<Vec<patchwarden_store::ExposureStats>, patchwarden_store::StoreError> {
+    let default = crate::vulns::sla_days(&SlaPolicy::default());
+    let mut stats = state.store.exposure_stats(scope, now, &default).await?;
+    for r in state.store.list_sla_policies().await? {
+        if scope.as_ref().is_some_and(|s| !s.contains(&r.tenant_id)) {
+            continue;
+        }
+        let own = crate::vulns::sla_days(&to_policy(&r));
+        let one = Some(vec![r.tenant_id.clone()]);
+        let theirs = state.store.exposure_stats(&one, now, &own).await?;
+        stats.retain(|s| s.tenant_id != r.tenant_id);
+        stats.extend(theirs);
+    }
+    stats.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,40 +337,4 @@ mod tests {
         );
         assert_eq!(to_policy(&to_record("t", &p, 0, "x")), p);
     }
-}
-
-/// The SLA policy of one tenant (the defaults when it has none), for callers on store errors.
-pub async fn tenant_policy(
-    state: &AppState,
-    tenant_id: &str,
-) -> Result<SlaPolicy, patchwarden_store::StoreError> {
-    Ok(state
-        .store
-        .sla_policy(tenant_id)
-        .await?
-        .map(|r| to_policy(&r))
-        .unwrap_or_default())
-}
-
-/// The store's open-exposure figures (SLA breaches in SQL) with each tenant's own policy:
-/// one query with the defaults, and one more per tenant in scope that has a policy.
-pub async fn exposure_stats(
-    state: &AppState,
-    scope: &patchwarden_store::TenantScope,
-    now: i64,
-) -> Result<Vec<patchwarden_store::ExposureStats>, patchwarden_store::StoreError> {
-    let default = crate::vulns::sla_days(&SlaPolicy::default());
-    let mut stats = state.store.exposure_stats(scope, now, &default).await?;
-    for r in state.store.list_sla_policies().await? {
-        if scope.as_ref().is_some_and(|s| !s.contains(&r.tenant_id)) {
-            continue;
-        }
-        let own = crate::vulns::sla_days(&to_policy(&r));
-        let one = Some(vec![r.tenant_id.clone()]);
-        let theirs = state.store.exposure_stats(&one, now, &own).await?;
-        stats.retain(|s| s.tenant_id != r.tenant_id);
-        stats.extend(theirs);
-    }
-    stats.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-    Ok(stats)
 }

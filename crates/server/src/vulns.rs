@@ -576,7 +576,7 @@ async fn rows(
         let Some(device) = devices.get(e.device_id.as_str()) else {
             continue;
         };
-        let clock = sla_of(&policy, &e, now);
+        let clock = sla_of(policy, &e, now);
         out.push(VulnRow {
             cve: e.cve,
             device: e.device_id,
