@@ -299,7 +299,13 @@ pub async fn after_result(
             mode.as_str(),
             crate::rfc3339(deadline)
         );
-        annotate(state, &pending, &line, None, "reboot requested").await?;
+        // On the packages that caused it (with `always`, the verified ones too).
+        let caused: Vec<JobPackage> = rows
+            .iter()
+            .filter(|r| rec.packages.contains(&r.package))
+            .cloned()
+            .collect();
+        annotate(state, &caused, &line, None, "reboot requested").await?;
     } else {
         rec.status = REBOOT_NONE.to_owned();
         rec.updated_at = now;

@@ -76,6 +76,24 @@ impl Device {
         (items[0]["job_id"].as_str().expect("id").to_owned(), op)
     }
 
+    /// Starts the job and reports `pw-demo` upgraded and verified (no reboot required).
+    fn report_verified(&self, job: &str, from: &str, to: &str, boot: &str) {
+        let (status, v) = self.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None);
+        assert_eq!(status, 204, "{v}");
+        let result = json!({"started_at": "2026-11-19T10:00:00Z", "finished_at": "2026-11-19T10:00:05Z",
+            "commands": ["apt-get install -y pw-demo"], "exit_code": 0, "duration_ms": 5000, "output": "",
+            "boot_id": boot,
+            "packages": [{"package": "pw-demo", "state": "verified",
+                "from_version": from, "to_version": to, "installed_version": to,
+                "evidence": ["dpkg: pw-demo {to} ii"]}]});
+        let (status, v) = self.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(result),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+
     /// Starts the job and reports `pw-demo` installed at `to`, pending a reboot, in `boot`.
     fn report_pending_reboot(&self, job: &str, from: &str, to: &str, boot: &str) {
         let (status, v) = self.call("POST", &format!("/api/v1/agent/jobs/{job}/start"), None);
@@ -320,4 +338,44 @@ fn a_device_that_does_not_come_back_in_time_is_flagged() {
     d.checkin("1.1", None, "b2", false);
     let r = row(&app, &dep);
     assert_eq!(r["state"], "verified", "{r}");
+}
+
+#[test]
+fn always_reboots_after_any_change_and_when_required_only_when_required() {
+    let (app, clock) = spawn_app();
+    let d = device(&app, "always-1");
+    d.checkin("1.0", Some("1.1"), "b1", false);
+    // `always`: a verified upgrade is followed by a reboot, said on the package.
+    let dep = deploy(&app, &d, json!({"mode": "always", "max_per_day": 3}));
+    let (job, op) = d.offered();
+    assert_eq!(op["reboot"], "always");
+    d.report_verified(&job, "1.0", "1.1", "b1");
+    let r = row(&app, &dep);
+    assert_eq!(r["state"], "verified");
+    assert!(
+        evidence(&r)
+            .contains("the agent reboots the device after the install (reboot policy always)"),
+        "{r}"
+    );
+    // Back in time: nothing is flagged later.
+    advance(&clock, 30);
+    d.checkin("1.1", Some("1.2"), "b2", false);
+    advance(&clock, 3600);
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = row(&app, &dep);
+    assert!(!evidence(&r).contains("did not come back"), "{r}");
+    // `when_required` with nothing requiring a reboot: no reboot, no deadline.
+    let dep = deploy(
+        &app,
+        &d,
+        json!({"mode": "when_required", "come_back_secs": 60}),
+    );
+    let (job, op) = d.offered();
+    assert_eq!(op["reboot"], "when_required");
+    d.report_verified(&job, "1.1", "1.2", "b2");
+    advance(&clock, 120);
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = row(&app, &dep);
+    assert_eq!(r["state"], "verified");
+    assert!(!evidence(&r).contains("reboot"), "{r}");
 }
