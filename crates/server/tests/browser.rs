@@ -297,6 +297,11 @@ fn dashboard_in_headless_chromium() {
         c.execute("window.__noReload = true;", vec![])
             .await
             .expect("mark page");
+        let globex = support::Agent {
+            url: s.globex1.url.clone(),
+            id: s.globex1.id.clone(),
+            secret: s.globex1.secret.clone(),
+        };
         let agent = s.globex1;
         tokio::task::spawn_blocking(move || {
             assert!(agent.report(PackageState::Verified, None, &[]));
@@ -320,6 +325,47 @@ fn dashboard_in_headless_chromium() {
             .expect("deployments");
         wait_text(&c, "h1", "Deployments", 10).await;
         shot(&c, "deployments").await;
+
+        // Start a deployment from the dashboard's form and watch it finish without reload.
+        c.find(Locator::Css("details.new-deployment summary"))
+            .await
+            .expect("form summary")
+            .click()
+            .await
+            .expect("open form");
+        c.find(Locator::Id("nd-tenant"))
+            .await
+            .expect("tenant select")
+            .select_by_label("globex")
+            .await
+            .expect("choose globex");
+        c.find(Locator::Css("input[name=target][value=devices]"))
+            .await
+            .expect("named devices")
+            .click()
+            .await
+            .expect("choose named");
+        c.find(Locator::Id("nd-devices"))
+            .await
+            .expect("devices input")
+            .send_keys("globex-app-1")
+            .await
+            .expect("type device");
+        shot(&c, "deployment-form").await;
+        c.find(Locator::Id("nd-submit"))
+            .await
+            .expect("submit")
+            .click()
+            .await
+            .expect("start");
+        wait_text(&c, "#dep-status", "running", 15).await;
+        wait_text(&c, "#dep-progress", "0 of 1 devices done", 10).await;
+        tokio::task::spawn_blocking(move || {
+            assert!(globex.report(PackageState::Verified, None, &[]));
+        })
+        .await
+        .expect("report");
+        wait_text(&c, "#dep-status", "completed", 15).await;
         logout(&c).await;
 
         // An approver of acme approves the waiting deployment.

@@ -7,6 +7,7 @@
 mod admin;
 pub mod authz;
 mod chart;
+mod deploy_form;
 mod insight;
 mod pages;
 mod policy_pages;
@@ -199,10 +200,12 @@ pub fn router(app: AppState) -> Router {
         .route("/devices", get(pages::devices))
         .route("/devices/{id}", get(pages::device))
         .route("/deployments", get(pages::deployments))
+        .route("/deployments/new", post(deploy_form::new_deployment))
         .route("/deployments/{id}", get(pages::deployment))
         .route("/deployments/{id}/live", get(pages::deployment_live))
         .route("/deployments/{id}/{action}", post(pages::deployment_action))
         .route("/failures", get(pages::failures))
+        .route("/failures/{action}", post(pages::failure_action))
         .route("/people", get(admin::people))
         .route("/audit", get(admin::audit))
         .route("/policies", get(policy_pages::policies))

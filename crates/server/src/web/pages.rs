@@ -507,6 +507,8 @@ pub struct DeploymentRow {
 struct DeploymentsPage {
     nav: Nav,
     rows: Vec<DeploymentRow>,
+    /// Tenants where this person may start a deployment (the form shows when not empty).
+    deploy_tenants: Vec<(String, String)>,
 }
 
 pub async fn deployments(
@@ -535,6 +537,7 @@ pub async fn deployments(
     Ok(render(&DeploymentsPage {
         nav: Nav::new(&user, "deployments"),
         rows,
+        deploy_tenants: super::deploy_form::deploy_tenants(&user),
     }))
 }
 
@@ -704,12 +707,28 @@ pub async fn deployment_action(
 #[derive(Debug, Deserialize, Default)]
 pub struct FailuresQuery {
     pub class: Option<String>,
+    /// `true`: also resolved failures and accepted risks.
+    pub all: Option<String>,
+}
+
+/// One failure of the queue, with what this person may do about it.
+pub struct QueueRow {
+    pub f: FailureRow,
+    /// `3 d 4 h` since the first failure of the streak.
+    pub age: String,
+    pub deadline: String,
+    /// Assign, resolve (operator, admin).
+    pub can_remediate: bool,
+    /// Retry: a one-device deployment (operator, admin).
+    pub can_retry: bool,
+    /// Accept the risk (approver, admin).
+    pub can_accept: bool,
 }
 
 pub struct FailureGroupView {
     pub class: String,
     pub meaning: &'static str,
-    pub rows: Vec<FailureRow>,
+    pub rows: Vec<QueueRow>,
 }
 
 #[derive(askama::Template)]
@@ -717,9 +736,25 @@ pub struct FailureGroupView {
 struct FailuresPage {
     nav: Nav,
     class: String,
+    all: bool,
     classes: Vec<&'static str>,
     total: usize,
     groups: Vec<FailureGroupView>,
+    /// Tomorrow and a year from today (`YYYY-MM-DD`): the accepted-risk date input's bounds.
+    min_until: String,
+    max_until: String,
+}
+
+/// `3 d 4 h`, `5 h 12 min`, `40 min`.
+pub fn human_age(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, (secs % 86_400) / 3600, (secs % 3600) / 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else {
+        format!("{m} min")
+    }
 }
 
 pub async fn failures(
@@ -728,6 +763,7 @@ pub async fn failures(
     Query(q): Query<FailuresQuery>,
 ) -> Result<Response, WebError> {
     let class = non_empty(&q.class).map(str::to_owned);
+    let all = matches!(non_empty(&q.all), Some("true" | "on" | "1"));
     let scopes: Vec<Option<String>> = match user.access.scope() {
         None => vec![None],
         Some(ids) => ids.into_iter().map(Some).collect(),
@@ -738,6 +774,7 @@ pub async fn failures(
         let query = crate::history::FailuresQuery {
             class: class.clone(),
             device: None,
+            all,
         };
         let Json(view) =
             crate::history::list_failures(State(state.app.clone()), op, Query(query)).await?;
@@ -745,20 +782,127 @@ pub async fn failures(
             groups.entry(g.class).or_default().extend(g.failures);
         }
     }
+    // Each row's tenant decides which actions this person sees.
+    let mut tenant_of: BTreeMap<String, String> = BTreeMap::new();
+    for f in groups.values().flatten() {
+        if !tenant_of.contains_key(&f.device) {
+            if let Some(d) = state.app.store.device(&f.device).await? {
+                tenant_of.insert(d.id, d.tenant_id);
+            }
+        }
+    }
+    let row = |f: FailureRow| {
+        let tenant = tenant_of.get(&f.device).map(String::as_str).unwrap_or("");
+        QueueRow {
+            age: human_age(f.age_secs),
+            deadline: f.deadline.as_deref().map(short_time).unwrap_or_default(),
+            can_remediate: user.access.can(tenant, Permission::Remediate),
+            can_retry: user.access.can(tenant, Permission::Deploy),
+            can_accept: user.access.can(tenant, Permission::Approve),
+            f,
+        }
+    };
     let mut groups: Vec<FailureGroupView> = groups
         .into_iter()
         .map(|(c, rows)| FailureGroupView {
             class: c.as_str().to_owned(),
             meaning: class_meaning(c),
-            rows,
+            rows: rows.into_iter().map(row).collect(),
         })
         .collect();
     groups.sort_by(|a, b| b.rows.len().cmp(&a.rows.len()).then(a.class.cmp(&b.class)));
+    let day = |ms: i64| rfc3339(ms).get(..10).unwrap_or_default().to_owned();
+    let now = state.app.clock.now_ms();
     Ok(render(&FailuresPage {
         nav: Nav::new(&user, "failures"),
         class: class.unwrap_or_default(),
+        all,
         classes: FailureClass::ALL.iter().map(|c| c.as_str()).collect(),
         total: groups.iter().map(|g| g.rows.len()).sum(),
         groups,
+        min_until: day(now + 24 * 3600 * 1000),
+        max_until: day(now + 365 * 24 * 3600 * 1000),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FailureActionForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub device: String,
+    #[serde(default)]
+    pub package: String,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `POST /failures/{assign,resolve,accept-risk,retry}`: the queue's action forms. The role is
+/// checked here (403 page) and again by the API handler it calls on the person's behalf.
+pub async fn failure_action(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(action): Path<String>,
+    Form(form): Form<FailureActionForm>,
+) -> Result<Response, WebError> {
+    let permission = match action.as_str() {
+        "assign" | "resolve" => Permission::Remediate,
+        "retry" => Permission::Deploy,
+        "accept-risk" => Permission::Approve,
+        _ => return Err(page_error(StatusCode::NOT_FOUND, "No such action.")),
+    };
+    user.check_csrf(&form.csrf)?;
+    let d = match state.app.store.device(form.device.trim()).await? {
+        Some(d) if user.access.can_see(&d.tenant_id) => d,
+        _ => {
+            return Err(page_error(
+                StatusCode::NOT_FOUND,
+                &format!("No device {}.", form.device),
+            ))
+        }
+    };
+    user.audit.tenant(Some(&d.tenant_id));
+    if !user.access.can(&d.tenant_id, permission) {
+        user.audit.detail(&format!("role does not allow failure {action}"));
+        tracing::warn!(user = %user.user.login, device = %d.id, %action, "failure action refused: role");
+        return Err(page_error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Your role in tenant {:?} does not allow this action.",
+                user.tenant_name(&d.tenant_id)
+            ),
+        ));
+    }
+    let op = operator(&user, Some(&d.tenant_id));
+    let req = patchwarden_wire::api::FailureActionRequest {
+        device: d.id.clone(),
+        package: form.package,
+        assignee: form.assignee,
+        reason: form.reason,
+        until: form.until,
+    };
+    let app = State(state.app.clone());
+    let body = crate::error::Body(req);
+    match action.as_str() {
+        "assign" => {
+            let Json(_) = crate::triage::assign(app, op, body).await?;
+        }
+        "resolve" => {
+            let Json(_) = crate::triage::resolve(app, op, body).await?;
+        }
+        "accept-risk" => {
+            let Json(_) = crate::triage::accept_risk(app, op, body).await?;
+        }
+        _ => {
+            let (_, Json(r)) = crate::triage::retry(app, op, body).await?;
+            if let Some(dep) = r.deployment {
+                return Ok(Redirect::to(&format!("/deployments/{}", url_encode(&dep))).into_response());
+            }
+        }
+    }
+    Ok(Redirect::to("/failures").into_response())
 }
