@@ -220,6 +220,7 @@ pub async fn work(
             for j in jobs {
                 // The deployment's reboot policy, after the loop guard.
                 let payload = crate::reboots::payload_for_offer(&state, &device, &j).await?;
+                let payload = crate::orchestrator::payload_for_window(&payload, j.window_end);
                 offered.push(WorkEnvelope {
                     job_id: work_id(&j.id, j.attempt),
                     payload,

@@ -577,6 +577,24 @@ pub(crate) async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::
     zone.await.unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
+/// The payload to offer for a job: its `not_after` is the end of the window the job is
+/// released in, and none when it is released outside any window (an offline device caught up
+/// `immediately`), so that a window end left from an earlier release does not make the agent
+/// refuse it. Unchanged bytes when nothing differs.
+pub(crate) fn payload_for_window(payload: &str, window_end: Option<i64>) -> String {
+    let Ok(mut op) = serde_json::from_str::<patchwarden_wire::agent::Operation>(payload) else {
+        return payload.to_owned();
+    };
+    let want = window_end.map(crate::rfc3339);
+    match &mut op {
+        patchwarden_wire::agent::Operation::Install { not_after, .. } if *not_after != want => {
+            *not_after = want;
+            serde_json::to_string(&op).unwrap_or_else(|_| payload.to_owned())
+        }
+        _ => payload.to_owned(),
+    }
+}
+
 /// The job's install operation with the window's end as its `not_after`.
 fn with_not_after(payload: &str, end_ms: i64) -> String {
     let Ok(mut op) = serde_json::from_str::<patchwarden_wire::agent::Operation>(payload) else {

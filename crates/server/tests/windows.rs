@@ -436,3 +436,40 @@ fn a_job_the_agent_refused_for_its_window_is_caught_up_in_the_next_window() {
         "one job: {v:#}"
     );
 }
+
+/// `offline: immediately`: a device that was away for its window catches up as soon as it is
+/// back, and the work it then gets carries no stale window end (which its agent would refuse).
+#[test]
+fn an_offline_device_caught_up_immediately_gets_work_without_the_closed_windows_end() {
+    let (app, clock) = spawn_app("2026-11-25T02:10:00Z");
+    let a = device(&app, "a");
+    let body = json!({"target": {"all": true}, "selection": {"kind": "all_updates"},
+        "window": "daily 02:00", "window_duration_secs": 3600, "offline": "immediately"});
+    let (status, v) = call(
+        "POST",
+        &format!("{}/api/v1/deployments", app.url),
+        &app.admin,
+        Some(body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let dep = v["id"].as_str().expect("id").to_owned();
+    // The device stays away; the window closes.
+    clock.set(ms("2026-11-25T03:05:00Z"));
+    until("device_offline", || {
+        row(&view(&app, &dep), "a")["state"] == "device_offline"
+    });
+    // Back at 03:10, outside any window: work at once, with no window end to refuse it by.
+    clock.set(ms("2026-11-25T03:10:00Z"));
+    let mut items = Vec::new();
+    until("the catch-up offer", || {
+        items = a.work(0);
+        !items.is_empty()
+    });
+    let payload: Value =
+        serde_json::from_str(items[0]["payload"].as_str().expect("payload")).expect("json");
+    assert_eq!(payload["not_after"], Value::Null, "{payload:#}");
+    a.finish(items[0]["job_id"].as_str().expect("job"));
+    let v = view(&app, &dep);
+    assert_eq!(v["status"], "completed", "{v:#}");
+    assert_eq!(row(&v, "a")["state"], "verified");
+}
