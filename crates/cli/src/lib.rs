@@ -7,6 +7,7 @@ mod policy;
 mod preflight;
 mod report;
 mod sla;
+mod triage;
 mod users;
 
 pub use client::Client;
@@ -132,6 +133,9 @@ pub enum Command {
     Audit(users::AuditArgs),
     /// Compliance report of a tenant over a period: pdf, csv, json or html
     Report(report::ReportArgs),
+    /// A failure's actions: assign, resolve, accept-risk, retry
+    #[command(subcommand)]
+    Failure(triage::FailureCommand),
     /// Current failures (latest attempt failed), grouped by class
     Failures {
         /// Only this class, e.g. lock_held
@@ -140,6 +144,9 @@ pub enum Command {
         /// Only this device (id or hostname)
         #[arg(long)]
         device: Option<String>,
+        /// Also resolved failures and accepted risks (default: the open queue)
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -653,6 +660,7 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Sla(c) => return sla::run(&client, c),
+        Command::Failure(c) => return triage::run(&client, c),
         Command::Vuln(VulnCommand::Show { cve, json }) => {
             let rows: Vec<VulnRow> = client.get(&format!("/api/v1/vulns/{}", encode(&cve)))?;
             if json {
@@ -664,9 +672,13 @@ pub fn run_client(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Failures {
             class,
             device,
+            all,
             json,
         } => {
             let mut query = Vec::new();
+            if all {
+                query.push("all=true".to_owned());
+            }
             if let Some(c) = &class {
                 query.push(format!("class={}", encode(c)));
             }

@@ -221,6 +221,18 @@ fn first(v: &[String]) -> String {
     v.first().cloned().unwrap_or_default()
 }
 
+/// `3d 4h`, `5h 12m`, `40m`.
+fn age(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, (secs % 86_400) / 3600, (secs % 3600) / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
 pub fn print_failures(view: &FailuresView) {
     if view.groups.is_empty() {
         println!("no current failures");
@@ -228,7 +240,10 @@ pub fn print_failures(view: &FailuresView) {
     }
     for g in &view.groups {
         println!("{} ({})", g.class, g.count);
-        let mut t = table(&["DEVICE", "PACKAGE", "SINCE", "EXIT", "EVIDENCE"]);
+        let mut t = table(&[
+            "DEVICE", "PACKAGE", "STATUS", "ASSIGNEE", "AGE", "ATTEMPTS", "DEADLINE", "EXIT",
+            "EVIDENCE",
+        ]);
         for f in &g.failures {
             t.add_row(vec![
                 if f.hostname.is_empty() {
@@ -237,7 +252,15 @@ pub fn print_failures(view: &FailuresView) {
                     f.hostname.clone()
                 },
                 f.package.clone(),
-                f.at.clone(),
+                f.status.as_str().to_owned(),
+                f.assignee.clone().unwrap_or_else(|| "-".to_owned()),
+                age(f.age_secs),
+                f.attempts.to_string(),
+                match &f.deadline {
+                    Some(d) if f.breached => format!("{} BREACHED", d.get(..10).unwrap_or(d)),
+                    Some(d) => d.get(..10).unwrap_or(d).to_owned(),
+                    None => String::new(),
+                },
                 f.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 first(&f.evidence),
             ]);

@@ -44,6 +44,17 @@ pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
         installed_version: a.installed_version,
         evidence: a.evidence,
         exit_code: a.exit_code.map(|c| c as i32),
+        // Triage, age and deadline: filled in by `crate::triage::annotate`.
+        assignee: None,
+        status: Default::default(),
+        reason: None,
+        accepted_until: None,
+        first_failed_at: None,
+        age_secs: 0,
+        attempts: 0,
+        deadline: None,
+        deadline_basis: None,
+        breached: false,
     }
 }
 
@@ -89,6 +100,9 @@ pub struct FailuresQuery {
     pub class: Option<String>,
     /// Only this device (id or hostname).
     pub device: Option<String>,
+    /// Also the resolved failures and accepted risks (default: the queue, open ones only).
+    #[serde(default)]
+    pub all: bool,
 }
 
 #[utoipa::path(get, path = "/api/v1/failures", params(FailuresQuery),
@@ -125,12 +139,8 @@ pub async fn list_failures(
         .map(|d| (d.id.as_str(), d.hostname.as_str()))
         .collect();
     let mut groups: BTreeMap<FailureClass, Vec<FailureRow>> = BTreeMap::new();
-    for a in state.store.current_failures(&filter).await? {
-        let hostname = hostnames
-            .get(a.device_id.as_str())
-            .map(|h| (*h).to_owned())
-            .unwrap_or_default();
-        let row = failure_row(a, hostname);
+    let current = state.store.current_failures(&filter).await?;
+    for row in crate::triage::annotate(&state, &filter, current, &hostnames, q.all).await? {
         groups.entry(row.class).or_default().push(row);
     }
     let mut groups: Vec<FailureGroup> = groups

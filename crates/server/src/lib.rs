@@ -18,6 +18,7 @@ pub mod reports;
 pub mod reboots;
 pub mod sla;
 pub mod snapshots;
+pub mod triage;
 pub mod vulns;
 pub mod web;
 
@@ -209,6 +210,10 @@ pub fn router(state: AppState) -> Router {
             get(operator_api::get_deployment),
         )
         .route("/api/v1/failures", get(history::list_failures))
+        .route("/api/v1/failures/assign", post(triage::assign))
+        .route("/api/v1/failures/resolve", post(triage::resolve))
+        .route("/api/v1/failures/accept-risk", post(triage::accept_risk))
+        .route("/api/v1/failures/retry", post(triage::retry))
         .route(
             "/api/v1/devices/{id}/reset-failures",
             post(history::reset_failures),

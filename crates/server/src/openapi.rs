@@ -29,6 +29,7 @@ impl Modify for Security {
         operator_api::create_deployment, operator_api::list_deployments, operator_api::get_deployment,
         crate::history::list_failures,
         crate::history::reset_failures,
+        crate::triage::assign, crate::triage::resolve, crate::triage::accept_risk, crate::triage::retry,
         crate::vulns::import_feed, crate::vulns::list_feeds, crate::vulns::list_vulns, crate::vulns::show_vuln,
         crate::sla::get_sla_policy, crate::sla::put_sla_policy,
         operator_api::approve_deployment, operator_api::reject_deployment, operator_api::halt_deployment,

@@ -312,6 +312,10 @@ pub struct ExposureFilter {
     pub device_id: Option<String>,
     pub cve: Option<String>,
     pub include_closed: bool,
+    /// Only known exploited (KEV).
+    pub kev_only: bool,
+    /// Only these ratings (`None`: any).
+    pub ratings: Option<Vec<String>>,
 }
 
 /// Which current failures to list.

@@ -973,7 +973,9 @@ impl Store for SqliteStore {
     async fn list_exposures(&self, f: &ExposureFilter) -> Result<Vec<ExposureRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM exposures WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR device_id = ?) \
-             AND (? IS NULL OR cve = ?) AND (? OR closed_at IS NULL) ORDER BY priority DESC, cve, device_id, package",
+             AND (? IS NULL OR cve = ?) AND (? OR closed_at IS NULL) AND (? = 0 OR kev <> 0) \
+             AND (? IS NULL OR rating IN (SELECT value FROM json_each(?))) \
+             ORDER BY priority DESC, cve, device_id, package",
         )
         .bind(&f.tenant_id)
         .bind(&f.tenant_id)
@@ -982,6 +984,9 @@ impl Store for SqliteStore {
         .bind(&f.cve)
         .bind(&f.cve)
         .bind(f.include_closed)
+        .bind(f.kev_only)
+        .bind(f.ratings.as_deref().map(strings_to_json))
+        .bind(f.ratings.as_deref().map(strings_to_json))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -520,6 +520,111 @@ pub struct FailureRow {
     pub evidence: Vec<String>,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Who is on it (a user login), if anyone.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// The triage status in force now.
+    #[serde(default)]
+    pub status: TriageStatus,
+    /// Why it was resolved or its risk accepted.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// An accepted risk holds until then (RFC 3339).
+    #[serde(default)]
+    pub accepted_until: Option<String>,
+    /// The first failed attempt of the current streak (failures since the last attempt that
+    /// did not fail), RFC 3339; the failure's age counts from it.
+    #[serde(default)]
+    pub first_failed_at: Option<String>,
+    /// Seconds since `first_failed_at`.
+    #[serde(default)]
+    pub age_secs: i64,
+    /// Failed attempts in the current streak.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When it must be fixed (RFC 3339): the earliest SLA deadline of the device's open
+    /// vulnerabilities that this package's update fixes, else 14 days after the first failure.
+    #[serde(default)]
+    pub deadline: Option<String>,
+    /// Where the deadline comes from, for people (`CVE-2024-6387 SLA`, `14 days after the
+    /// first failure`).
+    #[serde(default)]
+    pub deadline_basis: Option<String>,
+    /// The deadline has passed.
+    #[serde(default)]
+    pub breached: bool,
+}
+
+/// The triage status of a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TriageStatus {
+    /// In the queue.
+    #[default]
+    Open,
+    /// Resolved by someone; a newer failed attempt reopens it.
+    Resolved,
+    /// Risk accepted by an approver until a date; back in the queue when it expires.
+    AcceptedRisk,
+}
+
+impl TriageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriageStatus::Open => "open",
+            TriageStatus::Resolved => "resolved",
+            TriageStatus::AcceptedRisk => "accepted_risk",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(TriageStatus::Open),
+            "resolved" => Some(TriageStatus::Resolved),
+            "accepted_risk" => Some(TriageStatus::AcceptedRisk),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/v1/failures/{assign,resolve,accept-risk,retry}`: which failure, and the action's
+/// details.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailureActionRequest {
+    /// Device id or hostname.
+    pub device: String,
+    /// The failed package.
+    pub package: String,
+    /// `assign`: the user login to assign (empty or absent: unassign).
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// `resolve` (optional) and `accept-risk` (required): why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `accept-risk`: until when, `YYYY-MM-DD` (end of that day, UTC) or RFC 3339; in the future
+    /// and at most one year ahead.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// The answer to a failure action: the failure's triage now (and the retry's deployment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailureActionResult {
+    pub device: String,
+    pub hostname: String,
+    pub package: String,
+    pub status: TriageStatus,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub accepted_until: Option<String>,
+    /// `retry`: the deployment created.
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
