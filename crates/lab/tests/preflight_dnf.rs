@@ -304,7 +304,7 @@ fn lab_dnf_preflight_predicts_held_back_by_versionlock_and_exclude() -> Result<(
 }
 
 #[test]
-fn lab_dnf_preflight_predicts_repo_unreachable_and_repo_invalid() -> Result<()> {
+fn lab_dnf_preflight_predicts_repo_invalid_and_repo_unreachable() -> Result<()> {
     require_rpm_lab!();
     let mut c = Case::new("dpf-repo", &ok_packages(), &["pw-ok-1.0-1"])?;
     // A broken repository: repomd.xml names primary metadata the server does not have. It
@@ -329,6 +329,26 @@ fn lab_dnf_preflight_predicts_repo_unreachable_and_repo_invalid() -> Result<()> 
         "{view:#}"
     );
     c.repo.publish()?;
+    // A package whose bytes do not match the checksum the metadata gives: the pre-flight
+    // check downloads it into its throwaway cache and finds out, as the install does.
+    let rpm = c.repo.dir().join("pw-ok-2.0-1.noarch.rpm");
+    let mut bytes = std::fs::read(&rpm).with_context(|| rpm.display().to_string())?;
+    let n = bytes.len();
+    bytes[n - 100..].fill(0x5a);
+    std::fs::write(&rpm, &bytes)?;
+    let view = c.predict_then_run(
+        &["pw-ok=2.0-1"],
+        &[("pw-ok", "failed", "repo_invalid")],
+        &[],
+    )?;
+    assert!(
+        evidence_has(result_row(&view, "pw-ok"), "checksum doesn't match"),
+        "{view:#}"
+    );
+    assert!(
+        evidence_has(&view["predictions"][0], "downloading the packages fails"),
+        "{view:#}"
+    );
     c.repo.stop()?;
     c.predict_then_run(
         &["pw-ok=2.0-1"],

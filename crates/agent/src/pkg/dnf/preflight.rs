@@ -15,8 +15,11 @@
 //! - free space: the transaction's download sizes against the free space of /var/cache/dnf,
 //!   the installed-size growth against the free space of / → `disk_full`.
 //!
-//! Every evidence line starts with `prediction:`. Not checked: package signatures and payload
-//! checksums (they need the packages downloaded).
+//! - the packages themselves (transactions up to 256 MiB): `dnf download` into the throwaway
+//!   cache checks them against the metadata's checksums → `repo_invalid`.
+//!
+//! Every evidence line starts with `prediction:`. Not checked: package GPG signatures (dnf
+//! checks them only when it installs, and may import keys then).
 
 use super::*;
 use patchwarden_core::rpm::parse_dnf_transaction;
@@ -28,6 +31,9 @@ const PREFLIGHT_BUDGET: Duration = Duration::from_secs(600);
 const PREFLIGHT_LOCK_WAIT: Duration = Duration::from_secs(3);
 /// Where dnf downloads packages (its default `cachedir`).
 const CACHE: &str = "/var/cache/dnf";
+/// The largest transaction whose packages the check downloads (into a temporary directory)
+/// to verify their checksums.
+const DOWNLOAD_CHECK_LIMIT: u64 = 256 << 20;
 /// `repoquery` format of the sizes: name, evr, download size, installed size (bytes).
 const SIZE_FORMAT: &str = "%{name}\t%{evr}\t%{downloadsize}\t%{installsize}\n";
 
@@ -463,6 +469,44 @@ impl<R: Runner> Dnf<R> {
                 ));
             }
         }
+        // 7. The packages themselves, when they are not too big: downloaded into the scratch
+        //    cache, which checks them against the metadata's checksums as the install will.
+        let mut checked_download = false;
+        let temp_free = free_space(&cache.0).map(|f| f.0).unwrap_or(0);
+        if disk.is_empty()
+            && !rows.is_empty()
+            && download <= DOWNLOAD_CHECK_LIMIT
+            && download < temp_free / 2
+        {
+            let dest = format!("--destdir={}", cache.0.join("packages").display());
+            let mut args: Vec<&str> = flags.clone();
+            args.extend(["download", dest.as_str()]);
+            args.extend(row_specs.iter().map(String::as_str));
+            let out = self.dnf(false, &args, deadline, &mut log);
+            let text = format!("{}{}", out.stdout, out.stderr);
+            if out.success() {
+                checked_download = true;
+            } else if text.contains("No such command") {
+                log.note("dnf download is not available (dnf-plugins-core): the packages' checksums are not checked");
+            } else {
+                let findings = classify_dnf(&out.stdout, &out.stderr, out.exit_code);
+                let (class, mut ev) = match findings.into_iter().next() {
+                    Some(f) => (f.class, f.evidence),
+                    None => (
+                        FailureClass::Unknown,
+                        vec![format!("dnf download exited {:?}", out.exit_code)],
+                    ),
+                };
+                ev.insert(
+                    0,
+                    "downloading the packages fails; nothing would be installed".into(),
+                );
+                let planned: Vec<&PackageTarget> = plan.iter().map(|(t, _)| *t).collect();
+                fail_all(&mut results, &planned, class, &ev);
+                return finish(log, results, None);
+            }
+        }
+
         for (t, _) in &plan {
             let from = installed(&before, &t.name);
             let Some(row) = rows.iter().find(|r| r.name == t.name) else {
@@ -507,6 +551,9 @@ impl<R: Runner> Dnf<R> {
                     root.map(|r| r.0).unwrap_or(0)
                 ),
             ];
+            if checked_download {
+                ev.push("the packages download and match the repository's checksums".into());
+            }
             if let Some((_, hold)) = overridden.iter().find(|(o, _)| o.name == t.name) {
                 ev.insert(
                     0,
