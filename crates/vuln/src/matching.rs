@@ -316,8 +316,9 @@ const NO_UPDATE: u32 = u32::MAX;
 struct Rec {
     release: u32,
     key: u32,
-    /// The compared text (source version; Debian signed kernels already as `linux`'s).
-    text: Box<str>,
+    /// The compared text (source version; Debian signed kernels already as `linux`'s),
+    /// inline when short: checking a remembered record then reads no other memory.
+    text: Text,
     /// The parsed version, or why it does not parse (the package is then skipped).
     installed: Result<Version, String>,
     /// Range in [`Matcher::rec_hits`]: (entry offset within the key, verdict) for every
@@ -332,6 +333,8 @@ struct Member {
     /// Index into the device's `installed`.
     pkg: u32,
     rec: u32,
+    /// The record's `hits` (copied: the exposures are built without reading the record).
+    hits: (u32, u32),
 }
 
 /// The binaries of one device under one package key.
@@ -381,6 +384,37 @@ pub struct Matcher<'i> {
     cands: Vec<(u32, Version)>,
     skipped: Vec<(String, String)>,
     release: Option<Release>,
+}
+
+const INLINE_TEXT: usize = 30;
+
+/// A version text, inline up to [`INLINE_TEXT`] bytes (almost every version), else boxed.
+#[derive(Debug)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE_TEXT] },
+    Boxed(Box<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Text {
+        if s.len() <= INLINE_TEXT {
+            let mut bytes = [0u8; INLINE_TEXT];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Text::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Text::Boxed(s.into())
+        }
+    }
+
+    fn is(&self, s: &str) -> bool {
+        match self {
+            Text::Inline { len, bytes } => bytes.get(..usize::from(*len)) == Some(s.as_bytes()),
+            Text::Boxed(b) => **b == *s,
+        }
+    }
 }
 
 fn memo_hash(release: u32, key: u32, text: &str) -> u64 {
@@ -440,7 +474,7 @@ impl<'i> Matcher<'i> {
         let cached = self.memo.get(&h).copied();
         if let Some(r) = cached {
             let rec = &self.recs[r as usize];
-            if rec.key == key && rec.release == rel.id && &*rec.text == text {
+            if rec.key == key && rec.release == rel.id && rec.text.is(text) {
                 return r;
             }
         }
@@ -465,7 +499,7 @@ impl<'i> Matcher<'i> {
         self.recs.push(Rec {
             release: rel.id,
             key,
-            text: text.into(),
+            text: Text::new(text),
             installed,
             hits: (start, self.rec_hits.len() as u32),
         });
@@ -541,10 +575,12 @@ impl<'i> Matcher<'i> {
             } else {
                 self.rec(rel, key, raw, scheme)
             };
-            if let Err(reason) = &self.recs[r as usize].installed {
+            let rec = &self.recs[r as usize];
+            if let Err(reason) = &rec.installed {
                 self.skipped.push((p.name.clone(), reason.clone()));
                 continue;
             }
+            let hits = rec.hits;
             let st = &mut self.stamps[key as usize];
             let g = if st.0 == self.epoch {
                 st.1
@@ -564,6 +600,7 @@ impl<'i> Matcher<'i> {
                 key,
                 pkg: pi as u32,
                 rec: r,
+                hits,
             });
         }
 
@@ -581,6 +618,7 @@ impl<'i> Matcher<'i> {
                 key: 0,
                 pkg: 0,
                 rec: 0,
+                hits: (0, 0),
             },
         );
         for m in &self.members {
@@ -637,7 +675,7 @@ impl<'i> Matcher<'i> {
             };
             if members.iter().all(|m| m.rec == first.rec) {
                 // The common case: every binary of the package at one version.
-                let (a, b) = recs[first.rec as usize].hits;
+                let (a, b) = first.hits;
                 if a == b {
                     continue;
                 }
@@ -659,7 +697,7 @@ impl<'i> Matcher<'i> {
                 let bstart = bins.len();
                 let mut lowest: Option<(u32, Verdict)> = None;
                 for m in members {
-                    let (a, b) = recs[m.rec as usize].hits;
+                    let (a, b) = m.hits;
                     let list = &rec_hits[a as usize..b as usize];
                     let Ok(i) = list.binary_search_by_key(&off, |h| h.0) else {
                         continue;
@@ -1203,6 +1241,9 @@ mod tests {
         "1.0a-1",
         "1.0+really0.9-1",
         "0:1.0-1",
+        // Longer than the matcher's inline text.
+        "1.0+dfsg1-2+deb12u1~really0.9.99+git20240101-1",
+        "1.0+dfsg1-2+deb12u1~really0.9.99+git20240101-2",
     ];
     const RPM: &[&str] = &[
         "1.0-1.el9",
