@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 /// Where the agent lives inside a host, and its state directory there.
 pub const AGENT_IN_HOST: &str = "/usr/local/bin/patchwarden-agent";
 pub const AGENT_STATE_IN_HOST: &str = "/var/lib/patchwarden-agent";
+/// The agents' reboot command in lab hosts (`PATCHWARDEN_REBOOT_COMMAND`): a simulated reboot
+/// as the agent can tell it, a new boot id and /run/reboot-required gone, logged one line per
+/// reboot in [`LAB_REBOOT_LOG`]. Never the machine's `systemctl reboot`.
+pub const LAB_REBOOT_COMMAND: &str = "/usr/local/sbin/patchwarden-lab-reboot";
+pub const LAB_REBOOT_LOG: &str = "/var/log/patchwarden-lab-reboots";
+const LAB_REBOOT_SCRIPT: &str = "#!/bin/sh\nset -e\necho \"reboot $(date +%s%N)\" >> /var/log/patchwarden-lab-reboots\necho \"lab-boot-$(date +%s%N)-$$\" > /etc/patchwarden-lab/boot_id\nrm -f /run/reboot-required /run/reboot-required.pkgs\n";
 
 /// The `patchwarden server` binary running on a random loopback port with a fresh data
 /// directory. Stopped (by its process id) on drop.
@@ -221,8 +227,9 @@ pub fn wait_until(
     }
 }
 
-/// Copies the workspace's agent binary into the host.
+/// Copies the workspace's agent binary into the host, with the lab's reboot command.
 pub fn install_agent(host: &Host) -> Result<()> {
+    host.write_file(LAB_REBOOT_COMMAND, LAB_REBOOT_SCRIPT, 0o755)?;
     host.install_file_from_host(&workspace_bin("patchwarden-agent")?, AGENT_IN_HOST, 0o755)
 }
 
@@ -264,6 +271,7 @@ pub fn run_agent_once(host: &Host, extra: &[&str]) -> Result<Output> {
         &args,
         &[
             (crate::BOOT_ID_ENV, crate::BOOT_ID_FILE),
+            ("PATCHWARDEN_REBOOT_COMMAND", LAB_REBOOT_COMMAND),
             ("RUST_LOG", "info"),
         ],
     )
@@ -277,6 +285,7 @@ pub fn spawn_agent(host: &Host, extra: &[&str]) -> Result<HostProcess> {
         &args,
         &[
             (crate::BOOT_ID_ENV, crate::BOOT_ID_FILE),
+            ("PATCHWARDEN_REBOOT_COMMAND", LAB_REBOOT_COMMAND),
             ("RUST_LOG", "info"),
         ],
     )

@@ -4,20 +4,20 @@
 //! and clears /run/reboot-required, as a real boot does) and the package ends `verified`; with
 //! `never` it stays `pending_reboot` and nothing reboots; a "reboot" that does not clear the
 //! requirement is flagged `reboot_loop` and the device is not rebooted again for the package.
-//! The agent runs as `run --once` with `PATCHWARDEN_REBOOT_COMMAND` naming the script.
+//! The agent runs as `run --once` with the lab's reboot command (`fleet::LAB_REBOOT_COMMAND`),
+//! or a broken one for the loop.
 //! Needs root (skips with a printed reason otherwise).
 
 use anyhow::{bail, Result};
-use patchwarden_lab::fleet::{enroll_agent, install_agent, ServerProcess, AGENT_IN_HOST};
+use patchwarden_lab::fleet::{
+    enroll_agent, install_agent, run_agent_once, ServerProcess, LAB_REBOOT_COMMAND, LAB_REBOOT_LOG,
+};
 use patchwarden_lab::{require_lab, AptRepo, BaseRoot, DebPackage, Host};
 use serde_json::Value;
 
-const REBOOT_LOG: &str = "/var/log/pw-lab-reboots";
-const REBOOT_SCRIPT: &str = "/usr/local/sbin/pw-lab-reboot";
-/// A reboot as far as the agent can tell: a new boot id, /run/reboot-required gone.
-const GOOD_REBOOT: &str = "#!/bin/sh\nset -e\necho \"reboot $(date +%s%N)\" >> /var/log/pw-lab-reboots\necho \"lab-boot-$(date +%s%N)-$$\" > /etc/patchwarden-lab/boot_id\nrm -f /run/reboot-required /run/reboot-required.pkgs\n";
-/// A reboot after which the device still requires one (the requirement is not cleared).
-const BAD_REBOOT: &str = "#!/bin/sh\nset -e\necho \"reboot $(date +%s%N)\" >> /var/log/pw-lab-reboots\necho \"lab-boot-$(date +%s%N)-$$\" > /etc/patchwarden-lab/boot_id\n";
+/// A "reboot" after which the device still requires one: a new boot id, but
+/// /run/reboot-required is not cleared. Replaces the lab's reboot command in the loop host.
+const BROKEN_REBOOT: &str = "#!/bin/sh\nset -e\necho \"reboot $(date +%s%N)\" >> /var/log/patchwarden-lab-reboots\necho \"lab-boot-$(date +%s%N)-$$\" > /etc/patchwarden-lab/boot_id\n";
 
 fn repo() -> Result<AptRepo> {
     let repo = AptRepo::new()?;
@@ -28,42 +28,32 @@ fn repo() -> Result<AptRepo> {
     Ok(repo)
 }
 
-/// One host with pw-reboot 1.0, the agent enrolled with `server`, and the reboot script.
+/// One host with pw-reboot 1.0 and the agent enrolled with `server` (with the lab's reboot
+/// command, or a broken one).
 fn host(
     base: &BaseRoot,
     repo: &AptRepo,
     server: &ServerProcess,
     name: &str,
-    script: &str,
+    broken_reboot: bool,
 ) -> Result<Host> {
     let host = Host::create(base, name)?;
     host.set_apt_sources(&[repo.source_line()])?;
     host.exec_ok(&["apt-get", "update"])?;
     host.exec_ok(&["apt-get", "install", "-y", "pw-reboot=1.0"])?;
-    host.write_file(REBOOT_SCRIPT, script, 0o755)?;
     install_agent(&host)?;
+    if broken_reboot {
+        host.write_file(LAB_REBOOT_COMMAND, BROKEN_REBOOT, 0o755)?;
+    }
     let token = server.enroll_token(&[])?;
     enroll_agent(&host, server.url(), &token)?;
     agent_once(&host)?;
     Ok(host)
 }
 
-/// `patchwarden-agent run --once` with the lab's reboot command; its log.
+/// `patchwarden-agent run --once` (with the lab's reboot command); its log.
 fn agent_once(host: &Host) -> Result<String> {
-    let out = host.exec_with_env(
-        &[
-            AGENT_IN_HOST,
-            "--state-dir",
-            "/var/lib/patchwarden-agent",
-            "run",
-            "--once",
-        ],
-        &[
-            (patchwarden_lab::BOOT_ID_ENV, patchwarden_lab::BOOT_ID_FILE),
-            ("PATCHWARDEN_REBOOT_COMMAND", REBOOT_SCRIPT),
-            ("RUST_LOG", "info"),
-        ],
-    )?;
+    let out = run_agent_once(host, &[])?;
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         bail!(
@@ -76,7 +66,7 @@ fn agent_once(host: &Host) -> Result<String> {
 }
 
 fn reboots(host: &Host) -> usize {
-    host.read_file(REBOOT_LOG)
+    host.read_file(LAB_REBOOT_LOG)
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
@@ -126,7 +116,7 @@ fn installed(host: &Host) -> Result<String> {
 /// `when_required`: one reboot, then verified with the new boot id; never a second reboot for
 /// the job.
 fn when_required(base: &BaseRoot, repo: &AptRepo, server: &ServerProcess) -> Result<()> {
-    let h = host(base, repo, server, "rb-when", GOOD_REBOOT)?;
+    let h = host(base, repo, server, "rb-when", false)?;
     let boot_before = h.boot_id()?;
     let dep = deploy(server, &h, "pw-reboot=2.0", "when-required")?;
     let log = agent_once(&h)?;
@@ -148,7 +138,7 @@ fn when_required(base: &BaseRoot, repo: &AptRepo, server: &ServerProcess) -> Res
 
 /// `never`: pending_reboot, no reboot, same boot.
 fn never(base: &BaseRoot, repo: &AptRepo, server: &ServerProcess) -> Result<()> {
-    let h = host(base, repo, server, "rb-never", GOOD_REBOOT)?;
+    let h = host(base, repo, server, "rb-never", false)?;
     let boot_before = h.boot_id()?;
     let dep = deploy(server, &h, "pw-reboot=2.0", "never")?;
     let log = agent_once(&h)?;
@@ -165,7 +155,7 @@ fn never(base: &BaseRoot, repo: &AptRepo, server: &ServerProcess) -> Result<()> 
 /// A reboot that leaves the requirement in place: flagged, and the next deployment of the
 /// package is not followed by a reboot.
 fn reboot_loop(base: &BaseRoot, repo: &AptRepo, server: &ServerProcess) -> Result<()> {
-    let h = host(base, repo, server, "rb-loop", BAD_REBOOT)?;
+    let h = host(base, repo, server, "rb-loop", true)?;
     let dep = deploy(server, &h, "pw-reboot=2.0", "when-required")?;
     let log = agent_once(&h)?;
     assert_eq!(reboots(&h), 1, "{log}");
