@@ -632,6 +632,16 @@ pub async fn list_vulns(
         device_id,
         cve: None,
         include_closed: q.closed,
+        // The filters in SQL too: only the matching rows are read and scored.
+        kev_only: q.kev,
+        ratings: q.severity.as_deref().map(|s| {
+            let min = rating_rank(s);
+            ["critical", "high", "medium", "low"]
+                .iter()
+                .filter(|r| rating_rank(r) >= min)
+                .map(|r| (*r).to_owned())
+                .collect()
+        }),
     };
     Ok(Json(rows(&state, &op, filter, &q).await?))
 }
@@ -648,6 +658,7 @@ pub async fn show_vuln(
         device_id: None,
         cve: Some(cve),
         include_closed: true,
+        ..Default::default()
     };
     let q = VulnQuery {
         kev: false,

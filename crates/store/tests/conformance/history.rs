@@ -96,6 +96,31 @@ pub(crate) async fn history_and_exposure_stats(store: &dyn Store) {
         .await
         .expect("stats");
     assert_eq!(early[0].sla_breaches, 0, "14 days for every KEV entry");
+    // The list's filters: KEV only, ratings.
+    let listed = |kev_only: bool, ratings: Option<&[&str]>| {
+        let f = ExposureFilter {
+            kev_only,
+            ratings: ratings.map(|r| r.iter().map(|x| x.to_string()).collect()),
+            ..Default::default()
+        };
+        async move {
+            let mut cves: Vec<String> = store
+                .list_exposures(&f)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|e| e.cve)
+                .collect();
+            cves.sort();
+            cves
+        }
+    };
+    assert_eq!(listed(true, None).await, vec!["CVE-3", "CVE-6"]);
+    assert_eq!(
+        listed(false, Some(&["critical", "high"])).await,
+        vec!["CVE-1", "CVE-2", "CVE-6", "CVE-9"]
+    );
+    assert_eq!(listed(true, Some(&["high"])).await, vec!["CVE-6"]);
     let all = store
         .exposure_stats(&None, at(20), &sla())
         .await
