@@ -167,7 +167,17 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("PUT", "/api/v1/sla-policy"), e(Policies, Forbidden)),
         (("GET", "/api/v1/reports/compliance"), e(View, NotFound)),
         (("POST", "/api/v1/history/snapshot"), e(Provider, Shared)),
-        (("PUT", "/api/v1/devices/{id}/labels"), e(Policies, NotFound)),
+        (
+            ("PUT", "/api/v1/devices/{id}/labels"),
+            e(Policies, NotFound),
+        ),
+        (("POST", "/api/v1/failures/assign"), e(Remediate, NotFound)),
+        (("POST", "/api/v1/failures/resolve"), e(Remediate, NotFound)),
+        (("POST", "/api/v1/failures/retry"), e(Deploy, NotFound)),
+        (
+            ("POST", "/api/v1/failures/accept-risk"),
+            e(Approve, NotFound),
+        ),
     ])
 }
 
@@ -176,6 +186,7 @@ struct Ctx {
     s: Seeded,
     tokens: BTreeMap<Who, String>,
     n: AtomicU32,
+    globex2: Agent,
 }
 
 impl Ctx {
@@ -207,6 +218,44 @@ impl Ctx {
             Some(json!({"tenant": Ctx::tenant(side), "package": "pw-demo"})),
         );
         self.app.deploy(Ctx::tenant(side), &[device], true)
+    }
+    /// A new failed install of `pw-demo` on a device of the side that no reset touches
+    /// (`acme-db-1`, `globex-db-1`); returns the device id.
+    fn fresh_failure(&self, side: Side) -> String {
+        let agent = match side {
+            Side::Own => &self.s.db1,
+            Side::Other => &self.globex2,
+        };
+        self.app.op(
+            "POST",
+            "/api/v1/rejected-updates/unreject",
+            Some(json!({"tenant": Ctx::tenant(side), "package": "pw-demo"})),
+        );
+        self.app.deploy(Ctx::tenant(side), &[agent], false);
+        // Reported as of now, so that it is the latest attempt whatever came before.
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time");
+        let (_, work) = agent.call("GET", "/api/v1/agent/work?wait=0", None);
+        let mut reported = false;
+        for item in work["items"].as_array().expect("items") {
+            let job = item["job_id"].as_str().expect("job id");
+            let result = json!({"started_at": now, "finished_at": now,
+                "commands": ["apt-get install -y pw-demo=1.1"], "exit_code": 100,
+                "duration_ms": 5, "output": "", "error": null, "boot_id": null,
+                "packages": [{"package": "pw-demo", "state": "failed",
+                    "class": "install_script_failed", "from_version": "1.0",
+                    "to_version": "1.1", "installed_version": "1.0", "evidence": [EVIDENCE]}]});
+            let (status, v) = agent.call(
+                "POST",
+                &format!("/api/v1/agent/jobs/{job}/result"),
+                Some(result),
+            );
+            assert_eq!(status, 200, "{v}");
+            reported = true;
+        }
+        assert!(reported, "the new deployment offered work");
+        agent.id.clone()
     }
     /// A policy (disabled, so that the scheduler leaves it alone).
     fn policy(&self, side: Side, name: &str) -> Value {
@@ -345,6 +394,23 @@ impl Ctx {
                 format!("/api/v1/devices/{dev}/labels"),
                 Some(json!({"labels": {"env": "prod"}})),
             ),
+            ("POST", r) if r.starts_with("/api/v1/failures/") => {
+                let device = self.fresh_failure(side);
+                let until = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+                let until = format!(
+                    "{:04}-{:02}-{:02}",
+                    until.year(),
+                    u8::from(until.month()),
+                    until.day()
+                );
+                (
+                    route.into(),
+                    Some(
+                        json!({"device": device, "package": "pw-demo", "assignee": "admin",
+                        "reason": "matrix", "until": until}),
+                    ),
+                )
+            }
             ("GET", "/api/v1/sla-policy") => path(format!("/api/v1/sla-policy?tenant={t}")),
             ("PUT", "/api/v1/sla-policy") => (
                 route.into(),
@@ -423,7 +489,9 @@ fn setup() -> Ctx {
         tokens.insert(who, v["token"].as_str().expect("token").to_owned());
     }
     tokens.insert(Who::Provider, app.admin.clone());
+    let globex2 = app.device("globex", "globex-db-1", true);
     Ctx {
+        globex2,
         app,
         s,
         tokens,
@@ -495,6 +563,23 @@ fn every_endpoint_every_role_own_and_other_tenant() {
                     ));
                 }
             }
+        }
+    }
+    // Every action that went through ran a permission check (the audit middleware marks one
+    // that did not).
+    let (status, log) = call(
+        "GET",
+        &format!("{}/api/v1/audit", ctx.app.url),
+        Some(&ctx.app.admin),
+        None,
+    );
+    assert_eq!(status, 200);
+    for r in log.as_array().expect("audit rows") {
+        if r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no permission check"))
+        {
+            failures.push(format!("{} ran without a permission check", r["action"]));
         }
     }
     assert!(
