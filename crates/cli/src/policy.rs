@@ -272,7 +272,7 @@ fn spec_from_args(a: PolicyArgs) -> anyhow::Result<PolicySpec> {
         retry: None,
         offline: None,
         preflight: None,
-        expedite: (a.expedite_severity.is_some() || a.expedite_kev).then(|| ExpeditePolicy {
+        expedite: (a.expedite_severity.is_some() || a.expedite_kev).then_some(ExpeditePolicy {
             min_severity: a.expedite_severity,
             kev: a.expedite_kev,
         }),
@@ -503,7 +503,7 @@ expedite = { kev = true }
             let got: Vec<&str> = got.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(got, names, "{file}");
         }
-        let one = parse_policy_file(Path::new("p.toml"), toml_one).unwrap();
+        let one = parse_policy_file(Path::new("p.toml"), toml_one).expect("present");
         assert!(one[0].respect_holds && one[0].enabled && one[0].spread);
         assert_eq!(one[0].exclude, ["linux-image-*"]);
     }
@@ -520,7 +520,7 @@ expedite = { kev = true }
         for (file, text, needle) in cases {
             let err = format!(
                 "{:#}",
-                parse_policy_file(Path::new(file), text).unwrap_err()
+                parse_policy_file(Path::new(file), text).expect_err("an error")
             );
             assert!(
                 err.contains(needle),

@@ -168,8 +168,8 @@ mod tests {
         // Patch Tuesday + 2 days, 22:00 local: December 2026's second Tuesday is the 8th.
         let s = spec("monthly second tuesday +2d 22:00", 4);
         let zones = [
-            zone("Europe/Paris").unwrap(),
-            zone("America/New_York").unwrap(),
+            zone("Europe/Paris").expect("present"),
+            zone("America/New_York").expect("present"),
         ];
         let day = SignedDuration::from_hours(24);
         // (now, key, due with a 24 h lead)
@@ -196,7 +196,7 @@ mod tests {
         // Every Saturday 02:00: on 2026-03-28/29 Europe/Paris springs forward (Sunday), and on
         // 2026-10-25 falls back (Sunday) — Saturday windows keep one occurrence per week.
         let s = spec("weekly saturday 02:00", 2);
-        let zones = [zone("Europe/Paris").unwrap()];
+        let zones = [zone("Europe/Paris").expect("present")];
         let keys: Vec<String> = [
             "2026-03-27T12:00:00Z",
             "2026-03-29T12:00:00Z",
@@ -206,7 +206,7 @@ mod tests {
         .iter()
         .map(|t| {
             current_cycle(&s, &zones, ts(t), SignedDuration::ZERO)
-                .unwrap()
+                .expect("present")
                 .0
                 .key
         })

@@ -34,7 +34,7 @@ fn policies_as_files_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policies.toml");
     std::fs::write(&file, readme_example()).expect("write");
-    let file = file.to_str().unwrap();
+    let file = file.to_str().expect("present");
 
     let (code, out, err) = run(&server, &["apply", file]);
     assert_eq!(code, 0, "{out}{err}");
@@ -81,13 +81,13 @@ fn policies_as_files_through_the_cli() {
         &bad,
         "name: x\ntarget: {all: true}\nwhat: {kind: security}\nschedule: every full moon\n",
     )
-    .unwrap();
-    let (code, _, err) = run(&server, &["apply", bad.to_str().unwrap()]);
+    .expect("present");
+    let (code, _, err) = run(&server, &["apply", bad.to_str().expect("present")]);
     assert_ne!(code, 0);
     assert!(err.contains("schedule"), "{err}");
     let typo = dir.path().join("typo.toml");
-    std::fs::write(&typo, "name = \"x\"\ntarget = { all = true }\nwhat = { kind = \"security\" }\nschedual = \"daily 01:00\"\n").unwrap();
-    let (code, _, err) = run(&server, &["apply", typo.to_str().unwrap()]);
+    std::fs::write(&typo, "name = \"x\"\ntarget = { all = true }\nwhat = { kind = \"security\" }\nschedual = \"daily 01:00\"\n").expect("present");
+    let (code, _, err) = run(&server, &["apply", typo.to_str().expect("present")]);
     assert_ne!(code, 0);
     assert!(err.contains("schedual"), "{err}");
     let (_, out, _) = run(&server, &["policy", "list", "--json"]);

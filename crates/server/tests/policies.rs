@@ -131,17 +131,17 @@ fn policies_crud_and_apply_are_idempotent() {
     assert_eq!(s, 200, "{v}");
     let actions: Vec<&str> = v
         .as_array()
-        .unwrap()
+        .expect("present")
         .iter()
-        .map(|o| o["action"].as_str().unwrap())
+        .map(|o| o["action"].as_str().expect("present"))
         .collect();
     assert_eq!(actions, ["unchanged", "created"]);
     let (_, v) = app.op("POST", "/api/v1/apply", Some(file));
     let actions: Vec<&str> = v
         .as_array()
-        .unwrap()
+        .expect("present")
         .iter()
-        .map(|o| o["action"].as_str().unwrap())
+        .map(|o| o["action"].as_str().expect("present"))
         .collect();
     assert_eq!(actions, ["unchanged", "unchanged"]);
     let edited = json!({"policies": [weekly("pilot", json!({"approval": "automatic"}))]});
@@ -162,7 +162,7 @@ fn policies_crud_and_apply_are_idempotent() {
     assert_eq!(p["next_window_start"], "2026-12-05T02:00:00.000Z");
 
     // Edit by id, then delete.
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = p["id"].as_str().expect("present").to_owned();
     let (s, v) = app.op(
         "PUT",
         &format!("/api/v1/policies/{id}"),
@@ -200,7 +200,7 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
             .and_then(|r| r.first().cloned())
     });
     assert_eq!(run["cycle"], "2026-12-05");
-    let dep = run["deployment"].as_str().unwrap().to_owned();
+    let dep = run["deployment"].as_str().expect("present").to_owned();
     let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     assert_eq!(d["status"], "running", "{d}");
     assert!(work(&a).is_empty(), "nothing is released before the window");
@@ -230,12 +230,17 @@ fn a_cycle_gets_exactly_one_deployment_even_across_a_restart() {
         assert!(
             items[0]["payload"]
                 .as_str()
-                .unwrap()
+                .expect("present")
                 .contains("\"not_after\":\"2026-12-05T04:00:00"),
             "{}",
             items[0]
         );
-        finish(x, items[0]["job_id"].as_str().unwrap(), "verified", None);
+        finish(
+            x,
+            items[0]["job_id"].as_str().expect("present"),
+            "verified",
+            None,
+        );
     }
     let d = eventually("completion", || {
         let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
@@ -306,9 +311,15 @@ fn manual_approval_and_rejected_updates_are_a_hard_block() {
         Some(json!({"target": {"devices": [a.id]}, "selection": {"kind": "security"}})),
     );
     assert_eq!(s, 400, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("rejected"), "{v}");
     assert!(
-        v["message"].as_str().unwrap().contains("pw-demo=1.1"),
+        v["message"].as_str().expect("present").contains("rejected"),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("present")
+            .contains("pw-demo=1.1"),
         "{v}"
     );
 
@@ -356,17 +367,17 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     let (s, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"devices": [a.id]},
         "selection": {"kind": "security"}, "retry": {"max_attempts": 3, "backoff_secs": 60, "classes": ["lock_held"]}})));
     assert_eq!(s, 201, "{v}");
-    let dep = v["id"].as_str().unwrap().to_owned();
+    let dep = v["id"].as_str().expect("present").to_owned();
 
     let first = work(&a);
-    let job1 = first[0]["job_id"].as_str().unwrap().to_owned();
+    let job1 = first[0]["job_id"].as_str().expect("present").to_owned();
     finish(&a, &job1, "failed", Some("lock_held"));
     assert!(work(&a).is_empty(), "the retry waits for its backoff");
     clock.advance(Duration::from_secs(59));
     assert!(work(&a).is_empty(), "not before 60 s");
     clock.advance(Duration::from_secs(1));
     let second = work(&a);
-    let job2 = second[0]["job_id"].as_str().unwrap().to_owned();
+    let job2 = second[0]["job_id"].as_str().expect("present").to_owned();
     assert_eq!(
         job2,
         format!("{job1}~2"),
@@ -382,7 +393,7 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     assert!(work(&a).is_empty(), "second backoff is 120 s");
     clock.advance(Duration::from_secs(1));
     let third = work(&a);
-    let job3 = third[0]["job_id"].as_str().unwrap().to_owned();
+    let job3 = third[0]["job_id"].as_str().expect("present").to_owned();
     assert_eq!(job3, format!("{job1}~3"));
     finish(&a, &job3, "verified", None);
 
@@ -393,7 +404,7 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     let attempts = dev["history"].as_array().cloned().unwrap_or_default();
     let states: Vec<&str> = attempts
         .iter()
-        .map(|x| x["state"].as_str().unwrap())
+        .map(|x| x["state"].as_str().expect("present"))
         .collect();
     assert_eq!(
         states,
@@ -405,8 +416,8 @@ fn retries_back_off_exponentially_and_keep_every_attempt() {
     let b = app.device("default", "web2", true);
     let (_, v) = app.op("POST", "/api/v1/deployments", Some(json!({"target": {"devices": [b.id]},
         "selection": {"kind": "security"}, "retry": {"max_attempts": 3, "classes": ["lock_held"]}})));
-    let dep = v["id"].as_str().unwrap().to_owned();
-    let job = work(&b)[0]["job_id"].as_str().unwrap().to_owned();
+    let dep = v["id"].as_str().expect("present").to_owned();
+    let job = work(&b)[0]["job_id"].as_str().expect("present").to_owned();
     finish(&b, &job, "failed", Some("dependency_conflict"));
     clock.advance(Duration::from_secs(3600));
     assert!(work(&b).is_empty(), "dependency_conflict is not retried");
@@ -459,7 +470,7 @@ fn preflight_runs_ahead_of_the_window_and_excludes_predicted_failures() {
         "selection": {"kind": "security"}, "window": "weekly saturday 02:00", "window_duration_secs": 7200,
         "preflight": {"lead_secs": 43200, "exclude_failing": true}})));
     assert_eq!(s, 201, "{v}");
-    let dep = v["id"].as_str().unwrap().to_owned();
+    let dep = v["id"].as_str().expect("present").to_owned();
     assert!(
         work(&a).is_empty(),
         "no pre-flight 2 days ahead with a 12 h lead"
@@ -468,11 +479,11 @@ fn preflight_runs_ahead_of_the_window_and_excludes_predicted_failures() {
     clock.set(ms("2026-12-04T15:00:00Z"));
     let answer = |x: &Agent, state: &str, class: Option<&str>| {
         let items = eventually("the pre-flight", || Some(work(x)).filter(|w| !w.is_empty()));
-        let job = items[0]["job_id"].as_str().unwrap().to_owned();
+        let job = items[0]["job_id"].as_str().expect("present").to_owned();
         assert!(job.starts_with("pf_"), "{items:?}");
         assert!(items[0]["payload"]
             .as_str()
-            .unwrap()
+            .expect("present")
             .contains("\"type\":\"preflight\""));
         finish(x, &job, state, class);
     };
@@ -481,7 +492,10 @@ fn preflight_runs_ahead_of_the_window_and_excludes_predicted_failures() {
 
     clock.set(ms("2026-12-05T02:05:00Z"));
     let items = eventually("a's install", || Some(work(&a)).filter(|w| !w.is_empty()));
-    assert!(!items[0]["job_id"].as_str().unwrap().starts_with("pf_"));
+    assert!(!items[0]["job_id"]
+        .as_str()
+        .expect("present")
+        .starts_with("pf_"));
     let_ticks_pass();
     assert!(
         work(&b).is_empty(),
@@ -558,15 +572,18 @@ fn a_known_exploited_fix_is_expedited_once() {
             .and_then(|r| r.first().cloned())
     });
     assert!(
-        run["cycle"].as_str().unwrap().starts_with("expedite:"),
+        run["cycle"]
+            .as_str()
+            .expect("present")
+            .starts_with("expedite:"),
         "{run}"
     );
-    let dep = run["deployment"].as_str().unwrap().to_owned();
+    let dep = run["deployment"].as_str().expect("present").to_owned();
     let (_, d) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     assert_eq!(d["status"], "running", "{d}");
     let items = work(&a);
     assert_eq!(items.len(), 1, "released at once, no window: {d:#}");
-    let payload = items[0]["payload"].as_str().unwrap();
+    let payload = items[0]["payload"].as_str().expect("present");
     assert!(
         payload.contains("openssh-server") && payload.contains("1:9.2p1-2+deb12u3"),
         "{payload}"
@@ -617,7 +634,10 @@ fn a_timezone_label_overrides_the_reported_zone() {
             Some(json!({"labels": labels})),
         );
         assert_eq!(s, 400, "{v}");
-        assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
+        assert!(
+            v["message"].as_str().expect("present").contains(needle),
+            "{v}"
+        );
     }
     let (_, d) = app.op("GET", &format!("/api/v1/devices/{}", a.id), None);
     assert_eq!(

@@ -86,7 +86,7 @@ fn a_deployment_started_from_the_dashboard() {
     let id = page
         .location
         .clone()
-        .unwrap()
+        .expect("present")
         .trim_start_matches("/deployments/")
         .to_owned();
     let (status, v) = app.op("GET", &format!("/api/v1/deployments/{id}"), None);
@@ -127,5 +127,5 @@ fn a_deployment_started_from_the_dashboard() {
 fn hidden_option(html: &str, name: &str) -> String {
     let end = html.find(&format!(">{name}</option>")).expect("option");
     let start = html[..end].rfind("value=\"").expect("value") + "value=\"".len();
-    html[start..html[start..].find('"').unwrap() + start].to_owned()
+    html[start..html[start..].find('"').expect("present") + start].to_owned()
 }

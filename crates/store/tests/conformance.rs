@@ -834,21 +834,45 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         updated_at: 1,
     };
     store.create_policy(&p).await.expect("create");
-    let twin = Policy { id: "pol_2".into(), ..p.clone() };
-    assert!(matches!(store.create_policy(&twin).await, Err(StoreError::Conflict(_))));
+    let twin = Policy {
+        id: "pol_2".into(),
+        ..p.clone()
+    };
+    assert!(matches!(
+        store.create_policy(&twin).await,
+        Err(StoreError::Conflict(_))
+    ));
     let other = store.ensure_tenant("other", 1).await.expect("tenant");
     store
-        .create_policy(&Policy { id: "pol_3".into(), tenant_id: other.id.clone(), ..p.clone() })
+        .create_policy(&Policy {
+            id: "pol_3".into(),
+            tenant_id: other.id.clone(),
+            ..p.clone()
+        })
         .await
         .expect("same name in another tenant");
-    let edited = Policy { revision: 2, spec_json: "{\"x\":1}".into(), ..p.clone() };
+    let edited = Policy {
+        revision: 2,
+        spec_json: "{\"x\":1}".into(),
+        ..p.clone()
+    };
     assert!(store.update_policy(&edited).await.expect("update"));
-    assert_eq!(store.policy("pol_1").await.expect("get"), Some(edited.clone()));
     assert_eq!(
-        store.policy_by_name(&t.id, "monthly").await.expect("by name").map(|p| p.id),
+        store.policy("pol_1").await.expect("get"),
+        Some(edited.clone())
+    );
+    assert_eq!(
+        store
+            .policy_by_name(&t.id, "monthly")
+            .await
+            .expect("by name")
+            .map(|p| p.id),
         Some("pol_1".into())
     );
-    assert_eq!(store.list_policies(Some(&t.id)).await.expect("list").len(), 1);
+    assert_eq!(
+        store.list_policies(Some(&t.id)).await.expect("list").len(),
+        1
+    );
     assert_eq!(store.list_policies(None).await.expect("list").len(), 2);
 
     // One deployment per cycle: the second claim creates nothing at all.
@@ -862,18 +886,37 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         created_at: 5,
     };
     assert!(store
-        .create_policy_deployment(&run, &dep1, &[j1.clone()], &[pkg(&j1, "curl", "pending")])
+        .create_policy_deployment(
+            &run,
+            &dep1,
+            std::slice::from_ref(&j1),
+            &[pkg(&j1, "curl", "pending")]
+        )
         .await
         .expect("first"));
     let dep2 = deployment("dep_2", &d.tenant_id);
     let j2 = job("job_2", &dep2, &d.id);
-    let again = PolicyRun { deployment_id: "dep_2".into(), ..run.clone() };
+    let again = PolicyRun {
+        deployment_id: "dep_2".into(),
+        ..run.clone()
+    };
     assert!(!store
-        .create_policy_deployment(&again, &dep2, &[j2.clone()], &[pkg(&j2, "curl", "pending")])
+        .create_policy_deployment(
+            &again,
+            &dep2,
+            std::slice::from_ref(&j2),
+            &[pkg(&j2, "curl", "pending")]
+        )
         .await
         .expect("second"));
-    assert!(store.deployment("dep_2").await.expect("get").is_none(), "nothing of the second");
-    assert_eq!(store.policy_run("pol_1", "2026-12-10").await.expect("run"), Some(run));
+    assert!(
+        store.deployment("dep_2").await.expect("get").is_none(),
+        "nothing of the second"
+    );
+    assert_eq!(
+        store.policy_run("pol_1", "2026-12-10").await.expect("run"),
+        Some(run)
+    );
     assert_eq!(store.policy_runs("pol_1").await.expect("runs").len(), 1);
 
     // Rejections.
@@ -886,38 +929,88 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         reason: Some("breaks".into()),
         rejected_at: 9,
     };
-    store.reject_updates(&[r.clone(), r.clone()]).await.expect("reject");
-    assert_eq!(store.rejected_updates(Some(&t.id)).await.expect("list"), vec![r]);
-    assert_eq!(store.rejected_updates(Some(&other.id)).await.expect("list"), vec![]);
-    assert_eq!(store.unreject_update(&t.id, "curl", Some("7.0")).await.expect("unreject"), 0);
-    assert_eq!(store.unreject_update(&t.id, "curl", None).await.expect("unreject"), 1);
+    store
+        .reject_updates(&[r.clone(), r.clone()])
+        .await
+        .expect("reject");
+    assert_eq!(
+        store.rejected_updates(Some(&t.id)).await.expect("list"),
+        vec![r]
+    );
+    assert_eq!(
+        store.rejected_updates(Some(&other.id)).await.expect("list"),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .unreject_update(&t.id, "curl", Some("7.0"))
+            .await
+            .expect("unreject"),
+        0
+    );
+    assert_eq!(
+        store
+            .unreject_update(&t.id, "curl", None)
+            .await
+            .expect("unreject"),
+        1
+    );
 
     // Retries: only a done job on the named attempt; offered again only after not_before.
-    store.release_jobs(&["job_1".into()], 10).await.expect("release");
-    assert!(!store.requeue_job("job_1", 1, 100).await.expect("not done yet"));
     store
-        .store_job_result("job_1", &d.id, &outcome_of(&j1, 20, vec![pkg(&j1, "curl", "failed")]))
+        .release_jobs(&["job_1".into()], 10)
+        .await
+        .expect("release");
+    assert!(!store
+        .requeue_job("job_1", 1, 100)
+        .await
+        .expect("not done yet"));
+    store
+        .store_job_result(
+            "job_1",
+            &d.id,
+            &outcome_of(&j1, 20, vec![pkg(&j1, "curl", "failed")]),
+        )
         .await
         .expect("result");
     assert!(store.requeue_job("job_1", 1, 100).await.expect("requeue"));
-    assert!(!store.requeue_job("job_1", 1, 100).await.expect("once per attempt"));
-    assert!(store.offerable_jobs(&d.id, 99, 0).await.expect("offer").is_empty());
+    assert!(!store
+        .requeue_job("job_1", 1, 100)
+        .await
+        .expect("once per attempt"));
+    assert!(store
+        .offerable_jobs(&d.id, 99, 0)
+        .await
+        .expect("offer")
+        .is_empty());
     let offered = store.offerable_jobs(&d.id, 100, 0).await.expect("offer");
-    assert_eq!(offered.iter().map(|j| j.attempt).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        offered.iter().map(|j| j.attempt).collect::<Vec<_>>(),
+        vec![2]
+    );
     // A late result of attempt 1 is a re-delivery; attempt 2's is stored.
     let mut late = outcome_of(&j1, 30, vec![pkg(&j1, "curl", "failed")]);
     late.attempt = Some(1);
     assert_eq!(
-        store.store_job_result("job_1", &d.id, &late).await.expect("late"),
+        store
+            .store_job_result("job_1", &d.id, &late)
+            .await
+            .expect("late"),
         ResultStored::Duplicate
     );
     let mut second = outcome_of(&j1, 120, vec![pkg(&j1, "curl", "verified")]);
     second.attempt = Some(2);
     assert_eq!(
-        store.store_job_result("job_1", &d.id, &second).await.expect("second"),
+        store
+            .store_job_result("job_1", &d.id, &second)
+            .await
+            .expect("second"),
         ResultStored::Stored
     );
-    assert!(store.skip_job("job_1", 130, "x", "skip").await.is_ok_and(|done| !done));
+    assert!(store
+        .skip_job("job_1", 130, "x", "skip")
+        .await
+        .is_ok_and(|done| !done));
 }
 
 macro_rules! conformance {
