@@ -15,6 +15,8 @@
 //! - The server stops abruptly mid-install and the window closes while it is down: after its
 //!   restart on the same SQLite file the install's result is delivered, the rest are
 //!   `window_missed` with nothing started late, and the next window catches each up once.
+//! - With `--catch-up-immediately`, a host away for its window is patched, once, as soon as
+//!   it returns (the work it gets carries no stale window end for its agent to refuse).
 //!
 //! Needs root (skips with a reason otherwise).
 
@@ -935,5 +937,96 @@ fn lab_a_server_down_when_the_window_closes_starts_nothing_late_and_loses_nothin
         );
     }
     drop(agents);
+    Ok(())
+}
+
+#[test]
+fn lab_a_host_away_for_its_window_with_catch_up_immediately_is_patched_once_on_return() -> Result<()>
+{
+    require_lab!(Ok(()));
+    const PKG: &str = "pw-return";
+    let base = BaseRoot::get(&[])?;
+    let net = LabNet::new()?;
+    let repo = AptRepo::new()?;
+    repo.add(&DebPackage::new(PKG, "1.0"))?;
+    repo.add(&DebPackage::new(PKG, "1.1"))?;
+    repo.publish()?;
+    net.forward(repo.port())?;
+    let server = Server::start(SocketAddr::from((net.gateway(), 0)))?;
+    let on = hosts(&base, &repo, None, &["wret-on"], PKG)?;
+    let mut away = hosts(&base, &repo, Some(&net), &["wret-away"], PKG)?;
+    let (host, link) = away.pop().context("host")?;
+    let link = link.context("link")?;
+    let all: Vec<&Host> = [&on[0].0, &host].into_iter().collect();
+    let agents = start_agents(&server, &all)?;
+    let away_id = server.device_id("wret-away")?;
+
+    link.cut()?;
+    let (window, start, end) = window_open_now()?;
+    let id = deploy(
+        &server,
+        &[
+            "--package",
+            &format!("{PKG}=1.1"),
+            "--window",
+            &window,
+            "--window-duration",
+            "1h",
+            "--catch-up-immediately",
+        ],
+    )?;
+    wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(120),
+        "the connected host to install",
+        |v| Ok(results_row(v, "wret-on")?["state"] == "verified"),
+    )?;
+    server.clock.set(end + MINUTE_MS);
+    wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(20),
+        "device_offline",
+        |v| Ok(results_row(v, "wret-away")?["state"] == "device_offline"),
+    )?;
+    assert_eq!(version(&host, PKG)?, ("1.0".into(), "ii".into()));
+
+    // Back outside any window: the policy says catch up at once.
+    let back_at = server.clock.now();
+    link.restore()?;
+    let view = wait_for(
+        &server,
+        &id,
+        &agents,
+        Duration::from_secs(120),
+        "the catch-up on return",
+        |v| Ok(v["status"] == "completed"),
+    )?;
+    let row = results_row(&view, "wret-away")?;
+    assert_eq!(row["state"], "verified", "{row:#}");
+    let started = ms(job_row(&view, "wret-away")?["started_at"]
+        .as_str()
+        .context("started_at")?)?;
+    assert!(
+        started >= back_at && started < start + DAY_MS,
+        "caught up on return, not in the next window"
+    );
+    assert_eq!(version(&host, PKG)?, ("1.1".into(), "ii".into()));
+    assert_eq!(upgrades(&host, PKG)?, 1);
+    assert_eq!(outbox_len(&host)?, 0);
+    assert_eq!(agents[1].logs().matches("running job").count(), 1);
+    assert_eq!(
+        server.attempts(&away_id, &id)?,
+        vec![
+            ("device_offline".to_owned(), "device_offline".to_owned()),
+            ("verified".to_owned(), String::new())
+        ]
+    );
+    drop(agents);
+    drop(host);
+    drop(link);
     Ok(())
 }
