@@ -913,6 +913,70 @@ fn dashboard_actions_of_a_viewer_are_refused_and_audited() {
     assert_eq!(people.status, 200);
     assert!(people.body.contains("carol@globex.example") && people.body.contains("acme-viewer"));
 
+    // Disable and revoke from the page; a tenant admin cannot reach another tenant's people.
+    let admin_csrf = admin.csrf();
+    let page = admin.post(
+        "/people/users/vic@acme.example/disable",
+        &[("csrf", &admin_csrf)],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_ne!(web.get("/").status, 200, "vic's session ended");
+    let (_, tokens) = ctx.app.op("GET", "/api/v1/tokens", None);
+    let viewer_token = tokens
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == "acme-viewer")
+        .expect("token")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let page = admin.post(
+        &format!("/people/tokens/{viewer_token}/revoke"),
+        &[("csrf", &admin_csrf)],
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/api/v1/devices", ctx.app.url),
+            Some(&ctx.tokens[&Who::Viewer]),
+            None
+        )
+        .0,
+        401
+    );
+    ctx.app.user(
+        "ted@acme.example",
+        "a long password!",
+        &[(Some("acme"), support_role("admin"))],
+    );
+    let mut ted = Web::new(&ctx.app.url);
+    assert_eq!(
+        ted.login("ted@acme.example", "a long password!").status,
+        303
+    );
+    let ted_csrf = ted.csrf();
+    let page = ted.post(
+        "/people/users/carol@globex.example/disable",
+        &[("csrf", &ted_csrf)],
+    );
+    assert_eq!(page.status, 404);
+    let people = ted.get("/people");
+    assert!(
+        !people.body.contains("carol@globex.example"),
+        "another tenant's people"
+    );
+    assert_eq!(
+        web2.post(
+            "/people/users/ted@acme.example/disable",
+            &[("csrf", &csrf2)]
+        )
+        .status,
+        403,
+        "an approver is no admin"
+    );
+
     let (_, rows) = ctx.app.op("GET", "/api/v1/audit?tenant=acme", None);
     let rows = rows.as_array().expect("rows");
     let web_denied = rows

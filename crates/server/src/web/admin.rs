@@ -7,10 +7,11 @@ use super::session::WebUser;
 use super::{page_error, render, Nav, WebError, WebState};
 use crate::audit::AuditQuery;
 use crate::auth::Operator;
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
 use patchwarden_store::ApiToken;
 use patchwarden_wire::access::{AuditEntryView, TokenView, UserView};
 use serde::Deserialize;
@@ -147,4 +148,60 @@ pub async fn audit(
         days,
         rows,
     }))
+}
+
+/// Runs `act` with each of the person's admin scopes until one finds the object (a tenant
+/// admin of several tenants acts in the tenant the object belongs to).
+async fn as_admin<F, Fut>(user: &WebUser, act: F) -> Result<Response, WebError>
+where
+    F: Fn(Operator) -> Fut,
+    Fut: std::future::Future<Output = crate::error::ApiResult<StatusCode>>,
+{
+    let ops = operators(user, Permission::Administer);
+    if ops.is_empty() {
+        return Err(refuse("managing users and API tokens (admins only)"));
+    }
+    let mut last = None;
+    for op in ops {
+        match act(op).await {
+            Ok(_) => return Ok(Redirect::to("/people").into_response()),
+            Err(e) if e.status == StatusCode::NOT_FOUND => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map_or_else(|| refuse("this"), WebError::from))
+}
+
+/// `POST /people/users/{login}/disable`
+pub async fn disable_user(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(login): Path<String>,
+    Form(form): Form<super::session::CsrfForm>,
+) -> Result<Response, WebError> {
+    user.check_csrf(&form.csrf)?;
+    if login == user.user.login {
+        return Err(page_error(
+            StatusCode::CONFLICT,
+            "You cannot disable yourself.",
+        ));
+    }
+    as_admin(&user, |op| {
+        crate::people::disable_user(State(state.app.clone()), op, Path(login.clone()))
+    })
+    .await
+}
+
+/// `POST /people/tokens/{id}/revoke`
+pub async fn revoke_token(
+    State(state): State<WebState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Form(form): Form<super::session::CsrfForm>,
+) -> Result<Response, WebError> {
+    user.check_csrf(&form.csrf)?;
+    as_admin(&user, |op| {
+        crate::people::revoke_token(State(state.app.clone()), op, Path(id.clone()))
+    })
+    .await
 }
