@@ -64,7 +64,7 @@ impl AuditSlot {
     pub fn tenant(&self, tenant_id: Option<&str>) {
         self.with(|n| n.tenant_id = tenant_id.map(str::to_owned));
     }
-    /// The object acted on, when the path does not name it (e.g. what was created).
+    /// The object acted on (else the first path parameter, else the `id` a creation answers).
     pub fn object(&self, object: &str) {
         self.with(|n| n.object = Some(object.to_owned()));
     }
@@ -216,8 +216,10 @@ pub async fn record(State(layer): State<AuditLayer>, mut req: Request, next: Nex
         actor_id: note.actor_id.clone(),
         via: layer.via.to_owned(),
         action: format!("{method} {template}"),
-        object: path_object(&template, &path)
-            .or(note.object.clone())
+        object: note
+            .object
+            .clone()
+            .or_else(|| path_object(&template, &path))
             .or(body_id),
         detail,
         outcome: outcome.to_owned(),

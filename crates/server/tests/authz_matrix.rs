@@ -880,6 +880,29 @@ fn dashboard_actions_of_a_viewer_are_refused_and_audited() {
             .op("GET", &format!("/api/v1/deployments/{dep}"), None);
         assert_eq!(v["status"], "pending_approval", "{action} changed nothing");
     }
+    // Starting a deployment or acting on a failure from the dashboard: refused too.
+    let page = web.post(
+        "/deployments/new",
+        &[
+            ("csrf", &csrf),
+            ("tenant", "acme"),
+            ("target", "all"),
+            ("what", "security"),
+        ],
+    );
+    assert_eq!(page.status, 403, "{}", page.body);
+    for action in ["assign", "resolve", "retry", "accept-risk"] {
+        let page = web.post(
+            &format!("/failures/{action}"),
+            &[
+                ("csrf", &csrf),
+                ("device", &ctx.s.web1.id),
+                ("package", "pw-demo"),
+                ("reason", "forced"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{action}: {}", page.body);
+    }
     // The people and audit pages are for admins (and approvers: audit) only.
     assert_eq!(web.get("/people").status, 403);
     assert_eq!(web.get("/audit").status, 403);
@@ -985,7 +1008,17 @@ fn dashboard_actions_of_a_viewer_are_refused_and_audited() {
             r["via"] == "web" && r["outcome"] == "denied" && r["actor"] == "vic@acme.example"
         })
         .count();
-    assert_eq!(web_denied, 5, "{rows:?}");
+    assert_eq!(web_denied, 9, "{rows:?}");
+    let (_, all) = ctx.app.op("GET", "/api/v1/audit", None);
+    assert!(
+        all.as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["action"] == "POST /deployments/new"
+                && r["outcome"] == "denied"
+                && r["actor"] == "vic@acme.example"),
+        "{all}"
+    );
     let approved = rows
         .iter()
         .find(|r| r["via"] == "web" && r["object"] == dep.as_str())
