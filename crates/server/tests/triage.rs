@@ -446,3 +446,99 @@ fn the_dashboard_shows_each_role_its_actions_and_refuses_forced_ones() {
         all.body
     );
 }
+
+/// The deadline of a failure whose update fixes a vulnerability is that vulnerability's SLA
+/// deadline (here: CVE-2024-6387, not yet rated, 90 days from first seen), not the 14 days.
+#[test]
+fn the_deadline_is_the_sla_of_a_vulnerability_the_update_fixes() {
+    use base64::Engine;
+    let clock = ManualClock::at(ms("2026-01-01T00:00:00Z"));
+    let app = spawn_app_with_clock(Some(clock.clone()));
+    let (status, tok) = app.op(
+        "POST",
+        "/api/v1/enroll-tokens",
+        Some(json!({"tenant": "acme"})),
+    );
+    assert_eq!(status, 201, "{tok}");
+    let (status, dev) = call(
+        "POST",
+        &format!("{}/api/v1/agent/enroll", app.url),
+        None,
+        Some(
+            json!({"token": tok["token"], "hostname": "acme-ssh", "agent_version": "t", "protocol_version": 1}),
+        ),
+    );
+    assert_eq!(status, 200, "{dev}");
+    let agent = Agent {
+        url: app.url.clone(),
+        id: dev["device_id"].as_str().expect("id").to_owned(),
+        secret: dev["device_secret"].as_str().expect("secret").to_owned(),
+    };
+    let old = "1:9.2p1-2+deb12u2";
+    let new = "1:9.2p1-2+deb12u3";
+    let inventory = json!({
+        "hostname": "acme-ssh", "kernel": "6.1.0-18-amd64", "boot_id": "b1", "package_manager": "apt",
+        "os": {"id": "debian", "version": "12", "codename": "bookworm", "pretty_name": "Debian GNU/Linux 12 (bookworm)"},
+        "packages": [{"name": "openssh-server", "source": "openssh", "version": old, "source_version": old, "arch": "amd64", "status": "ii"}],
+        "upgradable": [{"name": "openssh-server", "installed_version": old, "candidate_version": new, "arch": "amd64",
+            "security": true, "origins": ["Debian-Security"], "held": false}],
+        "held": [], "reboot_required": false,
+        "health": {"interrupted": false, "broken_packages": []},
+        "disk": {"root_free_bytes": 1, "cache_free_bytes": 1}
+    });
+    let (status, v) = agent.call(
+        "POST",
+        "/api/v1/agent/checkin",
+        Some(json!({"agent_version": "t", "protocol_version": 1, "inventory_hash": "inv-ssh", "inventory": inventory})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let tracker = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../vuln/tests/fixtures/debian_tracker.json"),
+    )
+    .expect("fixture");
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/feeds",
+        Some(json!({"kind": "debian-tracker",
+            "content_base64": base64::engine::general_purpose::STANDARD.encode(tracker)})),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // The fix fails to install a day later.
+    clock.set(ms("2026-01-02T00:00:00Z"));
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/deployments",
+        Some(json!({"tenant": "acme", "target": {"devices": [agent.id]},
+            "selection": {"kind": "packages", "packages": [{"name": "openssh-server"}]}})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, work) = agent.call("GET", "/api/v1/agent/work?wait=0", None);
+    assert_eq!(status, 200, "{work}");
+    let job = work["items"][0]["job_id"].as_str().expect("job").to_owned();
+    let result = json!({
+        "started_at": "2026-01-02T00:00:00Z", "finished_at": "2026-01-02T00:00:05Z",
+        "commands": [format!("apt-get install -y openssh-server={new}")], "exit_code": 100,
+        "duration_ms": 5000, "output": "",
+        "packages": [{"package": "openssh-server", "state": "failed", "class": "install_script_failed",
+            "from_version": old, "to_version": new, "installed_version": old,
+            "evidence": ["openssh-server.postinst returned error exit status 1"]}]
+    });
+    let (status, v) = agent.call(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/result"),
+        Some(result),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    let queue = rows(&app, &app.admin, false);
+    let r = queue
+        .iter()
+        .find(|r| r["package"] == "openssh-server")
+        .expect("the failure");
+    assert_eq!(r["first_failed_at"], "2026-01-02T00:00:05.000Z");
+    assert_eq!(r["deadline"], "2026-04-01T00:00:00.000Z", "{r}");
+    assert_eq!(r["deadline_basis"], "SLA of CVE-2024-6387");
+    assert_eq!(r["breached"], false);
+}
