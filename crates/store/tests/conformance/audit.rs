@@ -38,7 +38,10 @@ pub async fn audit_log_is_appended_and_filtered(store: &dyn Store) {
         .expect("append");
     assert!(second > first, "ids increase");
 
-    let all = store.list_audit(&AuditFilter::default()).await.expect("list");
+    let all = store
+        .list_audit(&AuditFilter::default())
+        .await
+        .expect("list");
     assert_eq!(
         all.iter().map(|e| e.at).collect::<Vec<_>>(),
         vec![3000, 2000, 1000],
@@ -96,7 +99,10 @@ pub async fn api_tokens_are_listed_and_revoked(store: &dyn Store) {
         .await
         .expect("insert");
     let all = store.list_api_tokens(None).await.expect("list");
-    assert_eq!(all.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
+    assert_eq!(
+        all.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["t1", "t2"]
+    );
     let of_a = store.list_api_tokens(Some(&a)).await.expect("list");
     assert_eq!(of_a, vec![token("t2", Some(&a), 2)]);
     assert!(store.revoke_api_token("t2", 50).await.expect("revoke"));
