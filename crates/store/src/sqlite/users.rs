@@ -160,14 +160,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn revoke_api_token(&self, id: &str, now: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(n > 0)
     }
 
