@@ -269,6 +269,21 @@ fn dashboard_in_headless_chromium() {
 
         c.goto(&format!("{url}/failures")).await.expect("failures");
         wait_text(&c, "h2", "install_script_failed", 10).await;
+        // Triage from the queue: assign the failure (a real form post with CSRF).
+        c.find(Locator::Id("assignee-install_script_failed-1"))
+            .await
+            .expect("assignee input")
+            .send_keys("admin")
+            .await
+            .expect("type assignee");
+        c.find(Locator::Css(".assign-form button"))
+            .await
+            .expect("assign button")
+            .click()
+            .await
+            .expect("assign");
+        wait_text(&c, ".failure dd.assignee", "admin", 10).await;
+        assert!(text_of(&c, ".failure dd.deadline").await.contains("UTC"));
         shot(&c, "failures").await;
 
         // Vulnerabilities (a breached KEV exposure seeded on acme-web-1), one CVE, a report.
