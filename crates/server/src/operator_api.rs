@@ -291,16 +291,14 @@ pub async fn get_device(
         .map(crate::history::attempt_view)
         .collect();
     let filter = patchwarden_store::FailureFilter {
+        tenant_id: Some(device.tenant_id.clone()),
         device_id: Some(id.clone()),
         ..Default::default()
     };
-    let failures = state
-        .store
-        .current_failures(&filter)
-        .await?
-        .into_iter()
-        .map(|a| crate::history::failure_row(a, device.hostname.clone()))
-        .collect();
+    // Every current failure (resolved and accepted ones too), with its triage, age and deadline.
+    let current = state.store.current_failures(&filter).await?;
+    let hostnames = std::collections::HashMap::from([(id.as_str(), device.hostname.as_str())]);
+    let failures = crate::triage::annotate(&state, &filter, current, &hostnames, true).await?;
     Ok(Json(DeviceDetail {
         summary: summary(device, tenant, state.clock.now_ms(), &state.store.status_rule()),
         inventory,

@@ -163,6 +163,25 @@ fn assign_then_resolve_leaves_the_queue_and_a_new_failure_reopens_it() {
         (Some("resolved"), Some("postinst fixed by hand"))
     );
 
+    // The device's own page lists it too, with its triage.
+    let (status, d) = call(
+        "GET",
+        &format!("{}/api/v1/devices/{}", app.url, s.web1.id),
+        Some(&op),
+        None,
+    );
+    assert_eq!(status, 200, "{d}");
+    let f = &d["failures"][0];
+    assert_eq!(
+        (
+            f["status"].as_str(),
+            f["assignee"].as_str(),
+            f["age_secs"].as_i64()
+        ),
+        (Some("resolved"), Some("ann@acme.example"), Some(86_400)),
+        "{d}"
+    );
+
     // A newer failure of the same package reopens it: same streak, assignee kept.
     fail_again(&app, &s.web1, "acme");
     let queue = rows(&app, &op, false);
