@@ -59,6 +59,8 @@ pub struct Line {
     pub points: String,
     /// The last value, for the legend.
     pub last: String,
+    /// The point, when there is only one (a polyline of one point draws nothing).
+    pub single: Option<(i64, i64)>,
 }
 
 /// A line chart over days: coordinates computed here, the template draws them.
@@ -126,6 +128,14 @@ pub fn line_chart(
         .iter()
         .enumerate()
         .map(|(k, (name, values))| Line {
+            single: {
+                let known: Vec<(i64, i64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (x(i), y(v))))
+                    .collect();
+                (known.len() == 1).then(|| known[0])
+            },
             name: name.clone(),
             class: format!("series-{}", k % 6 + 1),
             points: values
@@ -212,6 +222,17 @@ mod tests {
         );
         assert_eq!(c.lines[0].last, "100 %");
         assert_eq!(c.lines[1].points, "");
+        assert_eq!(c.lines[0].single, None);
+        let one = line_chart(
+            &days,
+            &[("x".into(), vec![None, Some(2.0), None])],
+            "",
+            None,
+        );
+        assert_eq!(
+            one.lines[0].single,
+            Some(((LINE_LEFT + LINE_RIGHT) / 2, mid)) // the axis ends at 4 at least: 2 is half way up
+        );
         assert_eq!(c.ticks[2], (LINE_TOP, "100 %".to_owned()));
         assert!(c
             .description
