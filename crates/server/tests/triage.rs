@@ -280,6 +280,29 @@ fn retry_creates_a_one_device_deployment_that_the_agent_gets() {
     let req = json!({"device": "acme-web-1", "package": "pw-demo"});
     let (status, v) = act(&app, &viewer, "retry", req.clone());
     assert_eq!(status, 403, "{v}");
+    // A rejected update is not retried either.
+    let pending = app.deploy("acme", &[&s.web1], true);
+    let (status, v) = app.op(
+        "POST",
+        &format!("/api/v1/deployments/{pending}/reject"),
+        Some(json!({"reason": "bad build"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = act(&app, &operator, "retry", req.clone());
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rejected"),
+        "{v}"
+    );
+    let (status, v) = app.op(
+        "POST",
+        "/api/v1/rejected-updates/unreject",
+        Some(json!({"tenant": "acme", "package": "pw-demo"})),
+    );
+    assert_eq!(status, 200, "{v}");
     let (status, v) = act(&app, &operator, "retry", req);
     assert_eq!(status, 201, "{v}");
     let dep = v["deployment"].as_str().expect("deployment id").to_owned();
