@@ -458,6 +458,25 @@ fn the_dashboard_shows_each_role_its_actions_and_refuses_forced_ones() {
     );
     assert_eq!(forced.status, 403, "{}", forced.body);
 
+    // An operator of another tenant: the device does not exist for them.
+    app.user(
+        "gus@globex.example",
+        PW,
+        &[(Some("globex"), Role::Operator)],
+    );
+    let mut other = login("gus@globex.example");
+    assert!(!other.get("/failures").body.contains("acme-web-1"));
+    let csrf_other = other.csrf();
+    let forced = other.post(
+        "/failures/resolve",
+        &[
+            ("csrf", &csrf_other),
+            ("device", device),
+            ("package", "pw-demo"),
+        ],
+    );
+    assert_eq!(forced.status, 404, "{}", forced.body);
+
     // An approver: only accept-risk; accepting takes it out of the queue.
     let mut approver = login("abby@acme.example");
     let page = approver.get("/failures");
