@@ -42,9 +42,38 @@ pub fn spawn_app_with_clock(clock: Option<std::sync::Arc<dyn patchwarden_server:
     let clock = clock.unwrap_or_else(|| std::sync::Arc::new(patchwarden_server::SystemClock));
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
+    let (url, stop, thread) = start_server(&data_dir, clock);
+    let read = |f: &str| {
+        std::fs::read_to_string(data_dir.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    App {
+        url,
+        admin: read("admin-token"),
+        admin_password: read("admin-password"),
+        data_dir,
+        _dir: dir,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+/// Runs the server on its own thread and runtime over `data_dir`, on a random loopback
+/// port; returns its URL, the sender that stops it, and the thread to join.
+fn start_server(
+    data_dir: &std::path::Path,
+    clock: std::sync::Arc<dyn patchwarden_server::Clock>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let _ = std::fs::remove_file(data_dir.join("server-url"));
     let config = patchwarden_server::ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data_dir.clone(),
+        data_dir: data_dir.to_owned(),
         database_url: None,
         checkin_interval_secs: 60,
         stale_after_secs: None,
@@ -69,21 +98,7 @@ pub fn spawn_app_with_clock(clock: Option<std::sync::Arc<dyn patchwarden_server:
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let read = |f: &str| {
-        std::fs::read_to_string(data_dir.join(f))
-            .unwrap_or_else(|e| panic!("{f}: {e}"))
-            .trim()
-            .to_owned()
-    };
-    App {
-        url,
-        admin: read("admin-token"),
-        admin_password: read("admin-password"),
-        data_dir,
-        _dir: dir,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
+    (url, tx, thread)
 }
 
 /// (status, JSON body) of an API request with a bearer token.
@@ -454,43 +469,15 @@ impl App {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let data_dir = self.data_dir.clone();
-        let _ = std::fs::remove_file(data_dir.join("server-url"));
-        let config = patchwarden_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: data_dir.clone(),
-            database_url: None,
-            checkin_interval_secs: 60,
-            stale_after_secs: None,
-            offline_after_secs: None,
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async move {
-                patchwarden_server::run_with_clock(config, clock, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("server runs");
-            });
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            if let Ok(u) = std::fs::read_to_string(data_dir.join("server-url")) {
-                break u.trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "server did not restart");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (url, stop, thread) = start_server(&self.data_dir, clock);
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         App {
             url,
             admin: self.admin.clone(),
             admin_password: self.admin_password.clone(),
-            data_dir,
+            data_dir: self.data_dir.clone(),
             _dir: dir,
-            stop: Some(tx),
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
