@@ -1,71 +1,16 @@
 //! The `patchwarden` binary end to end for people: the server as a process on a random
 //! loopback port, then `user`, `token` and `audit` commands as an operator would type them.
 
+mod support;
+
+use support::{run_with_stdin, start};
+
+fn ok_with_stdin(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    String::from_utf8(support::ok_bytes_with_stdin(data, args, stdin)).expect("utf-8")
+}
+
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_patchwarden");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("server-url").exists() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("PATCHWARDEN_DATA_DIR", data)
-        .env_remove("PATCHWARDEN_URL")
-        .env_remove("PATCHWARDEN_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cli runs");
-    if let Some(s) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(s.as_bytes())
-            .expect("write stdin");
-    }
-    child.wait_with_output().expect("cli output")
-}
-
-fn ok(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(data, args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 #[test]
 fn users_tokens_and_the_audit_log_from_the_cli() {
@@ -74,7 +19,7 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
     let _server = start(&data);
 
     // A token is printed once, alone on stdout; its secret never appears in a listing.
-    let secret = ok(
+    let secret = ok_with_stdin(
         &data,
         &[
             "token", "create", "ci", "--role", "viewer", "--tenant", "acme",
@@ -83,7 +28,7 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
     );
     let secret = secret.trim();
     assert!(secret.starts_with("pwa_"), "{secret}");
-    let list = ok(&data, &["token", "list", "--json"], None);
+    let list = ok_with_stdin(&data, &["token", "list", "--json"], None);
     assert!(!list.contains(secret));
     let tokens: Value = serde_json::from_str(&list).expect("json");
     let ci = tokens
@@ -96,14 +41,14 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
     assert_eq!(ci["role"], "viewer");
 
     // The viewer token reads but may not manage people.
-    let denied = run(&data, &["--token", secret, "user", "list"], None);
+    let denied = run_with_stdin(&data, &["--token", secret, "user", "list"], None);
     assert!(!denied.status.success());
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(err.contains("403") && err.contains("admin"), "{err}");
-    ok(&data, &["--token", secret, "devices"], None);
+    ok_with_stdin(&data, &["--token", secret, "devices"], None);
 
     // Users: a password from stdin, or a generated one printed once.
-    ok(
+    ok_with_stdin(
         &data,
         &[
             "user",
@@ -117,7 +62,7 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
         ],
         Some("a very long password\n"),
     );
-    let generated = ok(
+    let generated = ok_with_stdin(
         &data,
         &[
             "user", "create", "ben", "--role", "viewer", "--tenant", "acme",
@@ -125,9 +70,10 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
         None,
     );
     assert!(generated.trim().len() >= 20, "{generated}");
-    ok(&data, &["user", "disable", "ben"], None);
+    ok_with_stdin(&data, &["user", "disable", "ben"], None);
     let users: Value =
-        serde_json::from_str(&ok(&data, &["user", "list", "--json"], None)).expect("json");
+        serde_json::from_str(&ok_with_stdin(&data, &["user", "list", "--json"], None))
+            .expect("json");
     let ben = users
         .as_array()
         .expect("users")
@@ -135,7 +81,7 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
         .find(|u| u["login"] == "ben")
         .expect("ben");
     assert_eq!(ben["disabled"], true);
-    let short = run(
+    let short = run_with_stdin(
         &data,
         &[
             "user",
@@ -151,13 +97,15 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
 
     // Revoked: the token stops working.
     let id = ci["id"].as_str().expect("id");
-    ok(&data, &["token", "revoke", id], None);
-    assert!(!run(&data, &["--token", secret, "devices"], None)
-        .status
-        .success());
+    ok_with_stdin(&data, &["token", "revoke", id], None);
+    assert!(
+        !run_with_stdin(&data, &["--token", secret, "devices"], None)
+            .status
+            .success()
+    );
 
     // The audit log has it all, as a table, JSON and CSV.
-    let rows: Value = serde_json::from_str(&ok(
+    let rows: Value = serde_json::from_str(&ok_with_stdin(
         &data,
         &["audit", "--since", "1h", "--tenant", "acme", "--json"],
         None,
@@ -171,12 +119,12 @@ fn users_tokens_and_the_audit_log_from_the_cli() {
     assert!(has("GET /api/v1/users", "denied"), "{rows:?}");
     assert!(has("POST /api/v1/users/{login}/disable", "ok"), "{rows:?}");
     assert!(has("DELETE /api/v1/tokens/{id}", "ok"), "{rows:?}");
-    let csv = ok(&data, &["audit", "--csv"], None);
+    let csv = ok_with_stdin(&data, &["audit", "--csv"], None);
     assert!(
         csv.starts_with("id,at,tenant,actor_kind,actor,via,action"),
         "{csv}"
     );
     assert!(csv.contains("POST /api/v1/tokens"));
-    let table = ok(&data, &["audit"], None);
+    let table = ok_with_stdin(&data, &["audit"], None);
     assert!(table.contains("denied 403"), "{table}");
 }

@@ -2,59 +2,11 @@
 //! the report in each format as an operator would ask for it. (The report's numbers are
 //! checked against seeded data in crates/server/tests/reports.rs.)
 
+mod support;
+
+use support::{ok_bytes, run, start};
+
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_patchwarden");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("server-url").exists() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("PATCHWARDEN_DATA_DIR", data)
-        .env_remove("PATCHWARDEN_URL")
-        .env_remove("PATCHWARDEN_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cli runs")
-}
-
-fn ok(data: &Path, args: &[&str]) -> Vec<u8> {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 #[test]
 fn report_in_every_format_from_the_cli() {
@@ -62,7 +14,7 @@ fn report_in_every_format_from_the_cli() {
     let data = dir.path().join("data");
     let _server = start(&data);
     // A tenant exists once an enrollment token names it.
-    ok(&data, &["enroll-token", "create", "--tenant", "acme"]);
+    ok_bytes(&data, &["enroll-token", "create", "--tenant", "acme"]);
     let period = [
         "--tenant",
         "acme",
@@ -72,7 +24,7 @@ fn report_in_every_format_from_the_cli() {
         "2026-10-31",
     ];
 
-    let json: Value = serde_json::from_slice(&ok(
+    let json: Value = serde_json::from_slice(&ok_bytes(
         &data,
         &[&["report"][..], &period, &["--format", "json"]].concat(),
     ))
@@ -84,7 +36,7 @@ fn report_in_every_format_from_the_cli() {
     );
     assert_eq!(json["sla"]["due"], 0);
 
-    let csv = String::from_utf8(ok(
+    let csv = String::from_utf8(ok_bytes(
         &data,
         &[&["report"][..], &period, &["--format", "csv"]].concat(),
     ))
@@ -96,7 +48,7 @@ fn report_in_every_format_from_the_cli() {
 
     let pdf = dir.path().join("acme.pdf");
     let pdf_arg = pdf.display().to_string();
-    ok(
+    ok_bytes(
         &data,
         &[
             &["report"][..],
@@ -109,7 +61,7 @@ fn report_in_every_format_from_the_cli() {
     assert!(bytes.starts_with(b"%PDF-"));
     assert!(String::from_utf8_lossy(&bytes).contains("(Compliance report: acme)"));
 
-    let html = String::from_utf8(ok(
+    let html = String::from_utf8(ok_bytes(
         &data,
         &[&["report"][..], &period, &["--format", "html"]].concat(),
     ))

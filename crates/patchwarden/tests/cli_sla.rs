@@ -2,63 +2,9 @@
 //! loopback port, then `sla set` and `sla show` as an operator would type them. (The deadlines
 //! that follow a policy are checked over HTTP in crates/server/tests/sla.rs.)
 
-use serde_json::Value;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_patchwarden");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("server-url").exists() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("PATCHWARDEN_DATA_DIR", data)
-        .env_remove("PATCHWARDEN_URL")
-        .env_remove("PATCHWARDEN_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cli runs")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(data, args)).expect("json")
-}
+use support::{json, ok, run, start};
 
 #[test]
 fn sla_policy_set_and_show_from_the_cli() {

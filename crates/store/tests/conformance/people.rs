@@ -256,7 +256,10 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
         stale_after_ms: Some(2 * 3600 * 1000),
         offline_after_ms: 4 * 24 * 3600 * 1000,
     });
-    let stats = store.fleet_stats(&Some(vec![acme.clone()]), now).await.expect("stats");
+    let stats = store
+        .fleet_stats(&Some(vec![acme.clone()]), now)
+        .await
+        .expect("stats");
     assert_eq!(
         (stats[0].online, stats[0].stale, stats[0].offline),
         (2, 1, 0),
