@@ -103,7 +103,11 @@ impl Client {
         self.handle(&format!("POST {path}"), r)
     }
 
-    pub fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let r = self
             .agent
             .put(&format!("{}{path}", self.base))

@@ -793,12 +793,14 @@ fn deploy(client: &Client, args: DeployArgs) -> anyhow::Result<ExitCode> {
             max_per_day: args.max_reboots_per_day,
             come_back_secs: args.reboot_come_back.map(|d| d.as_secs()),
         }),
-        retry: (args.retries.is_some() || args.retry_backoff.is_some() || !args.retry_classes.is_empty())
-            .then(|| RetryRequest {
-                max_attempts: args.retries,
-                backoff_secs: args.retry_backoff.map(|d| d.as_secs()),
-                classes: args.retry_classes.clone(),
-            }),
+        retry: (args.retries.is_some()
+            || args.retry_backoff.is_some()
+            || !args.retry_classes.is_empty())
+        .then(|| RetryRequest {
+            max_attempts: args.retries,
+            backoff_secs: args.retry_backoff.map(|d| d.as_secs()),
+            classes: args.retry_classes.clone(),
+        }),
         offline: args.catch_up_immediately.then(|| "immediately".to_owned()),
         preflight: None,
         policy: None,

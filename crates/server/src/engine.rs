@@ -1,8 +1,8 @@
 //! Deployment planning: which packages, at which versions, each targeted device gets.
 //! Pure functions of the selection and each device's last inventory; no I/O, no HTTP.
 
-use patchwarden_wire::agent::{Inventory, PackageTarget};
 use patchwarden_store::ExposureRecord;
+use patchwarden_wire::agent::{Inventory, PackageTarget};
 use patchwarden_wire::api::Selection;
 
 /// One package a device is asked to install, with what the inventory said it had.

@@ -14,8 +14,8 @@ pub mod orchestrator;
 pub mod people;
 pub mod policies;
 pub mod preflight;
-pub mod reports;
 pub mod reboots;
+pub mod reports;
 pub mod sla;
 pub mod snapshots;
 pub mod triage;
@@ -170,10 +170,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/users",
             get(people::list_users).post(people::create_user),
         )
-        .route(
-            "/api/v1/users/{login}/disable",
-            post(people::disable_user),
-        )
+        .route("/api/v1/users/{login}/disable", post(people::disable_user))
         .route(
             "/api/v1/tokens",
             get(people::list_tokens).post(people::create_token),
@@ -224,7 +221,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/vulns", get(vulns::list_vulns))
         .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
-        .route("/api/v1/sla-policy", get(sla::get_sla_policy).put(sla::put_sla_policy))
+        .route(
+            "/api/v1/sla-policy",
+            get(sla::get_sla_policy).put(sla::put_sla_policy),
+        )
         .route(
             "/api/v1/reports/compliance",
             get(reports::compliance_report),

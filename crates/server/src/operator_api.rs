@@ -2,9 +2,9 @@
 //! caller's tenant scope against the tenant of the data it touches.
 
 use crate::auth::{hash_token, new_id, new_token, Operator, ENROLL_TOKEN_PREFIX};
-use crate::web::authz::Permission;
 use crate::engine::{plan_device, validate_packages};
 use crate::error::{ApiError, ApiResult, Body};
+use crate::web::authz::Permission;
 use crate::{rfc3339, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -206,7 +206,12 @@ pub fn device_status(rule: &patchwarden_store::StatusRule, d: &Device, now: i64)
     rule.status(d.last_seen, d.checkin_interval_secs, now)
 }
 
-fn summary(d: Device, tenant: String, now: i64, rule: &patchwarden_store::StatusRule) -> DeviceSummary {
+fn summary(
+    d: Device,
+    tenant: String,
+    now: i64,
+    rule: &patchwarden_store::StatusRule,
+) -> DeviceSummary {
     DeviceSummary {
         status: device_status(rule, &d, now).to_owned(),
         id: d.id,
@@ -300,7 +305,12 @@ pub async fn get_device(
     let hostnames = std::collections::HashMap::from([(id.as_str(), device.hostname.as_str())]);
     let failures = crate::triage::annotate(&state, &filter, current, &hostnames, true).await?;
     Ok(Json(DeviceDetail {
-        summary: summary(device, tenant, state.clock.now_ms(), &state.store.status_rule()),
+        summary: summary(
+            device,
+            tenant,
+            state.clock.now_ms(),
+            &state.store.status_rule(),
+        ),
         inventory,
         history,
         failures,
@@ -356,7 +366,12 @@ pub(crate) async fn target_devices(
         chosen
     } else if !target.labels.is_empty() {
         all.into_iter()
-            .filter(|d| target.labels.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
+            .filter(|d| {
+                target
+                    .labels
+                    .iter()
+                    .all(|(k, v)| d.labels.get(k) == Some(v))
+            })
             .collect()
     } else {
         all

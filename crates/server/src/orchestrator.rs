@@ -527,8 +527,7 @@ async fn preflight_ahead(
     let window = plan.window();
     let mut due = Vec::new();
     for j in state.store.jobs_of_deployment(&d.id).await? {
-        if j.released_at.is_some() || j.status != JobStatus::Queued || done.contains(&j.device_id)
-        {
+        if j.released_at.is_some() || j.status != JobStatus::Queued || done.contains(&j.device_id) {
             continue;
         }
         let soon = match &window {

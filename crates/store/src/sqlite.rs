@@ -12,10 +12,10 @@ use std::time::Duration;
 mod audit;
 mod dashboard;
 mod history;
+mod policies;
 mod preflight;
 mod reboots;
 mod sla;
-mod policies;
 mod triage;
 mod users;
 
@@ -1165,7 +1165,7 @@ pub(crate) async fn insert_deployment(
     jobs: &[Job],
     packages: &[JobPackage],
 ) -> Result<()> {
-        sqlx::query(
+    sqlx::query(
             "INSERT INTO deployments (id, tenant_id, created_at, created_by, selection_json, timeout_secs, \
              status, status_reason, plan_json, current_ring, approved_by, approved_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1185,8 +1185,8 @@ pub(crate) async fn insert_deployment(
         .bind(d.updated_at)
         .execute(&mut **tx)
         .await?;
-        for j in jobs {
-            sqlx::query(
+    for j in jobs {
+        sqlx::query(
                 "INSERT INTO jobs (id, tenant_id, deployment_id, device_id, payload, status, created_at, ring, released_at, attempt, not_before) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
@@ -1203,10 +1203,10 @@ pub(crate) async fn insert_deployment(
             .bind(j.not_before)
             .execute(&mut **tx)
             .await?;
-        }
-        for p in packages {
-            insert_job_package(tx, p).await?;
-        }
+    }
+    for p in packages {
+        insert_job_package(tx, p).await?;
+    }
     Ok(())
 }
 

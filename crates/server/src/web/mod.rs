@@ -208,10 +208,7 @@ pub fn router(app: AppState) -> Router {
         .route("/failures/{action}", post(pages::failure_action))
         .route("/people", get(admin::people))
         .route("/audit", get(admin::audit))
-        .route(
-            "/people/users/{login}/disable",
-            post(admin::disable_user),
-        )
+        .route("/people/users/{login}/disable", post(admin::disable_user))
         .route("/people/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/policies", get(policy_pages::policies))
         .route("/vulns", get(insight::vulns_page))

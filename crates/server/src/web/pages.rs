@@ -80,7 +80,10 @@ pub(super) fn operator(user: &WebUser, tenant_id: Option<&str>) -> Operator {
 
 /// The tenant ids in view: the person's scope, narrowed to one tenant by name when asked
 /// (a tenant they cannot see is refused with 404, as if it did not exist).
-pub(super) fn scope_for(user: &WebUser, tenant_name: Option<&str>) -> Result<TenantScope, WebError> {
+pub(super) fn scope_for(
+    user: &WebUser,
+    tenant_name: Option<&str>,
+) -> Result<TenantScope, WebError> {
     match tenant_name {
         None => Ok(user.access.scope()),
         Some(name) => user
@@ -675,7 +678,8 @@ pub async fn deployment_action(
     };
     user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, permission_for(action)) {
-        user.audit.detail(&format!("role does not allow {action:?}"));
+        user.audit
+            .detail(&format!("role does not allow {action:?}"));
         tracing::warn!(user = %user.user.login, deployment = %id, ?action, "action refused: role");
         return Err(page_error(
             StatusCode::FORBIDDEN,
@@ -867,7 +871,8 @@ pub async fn failure_action(
     };
     user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, permission) {
-        user.audit.detail(&format!("role does not allow failure {action}"));
+        user.audit
+            .detail(&format!("role does not allow failure {action}"));
         tracing::warn!(user = %user.user.login, device = %d.id, %action, "failure action refused: role");
         return Err(page_error(
             StatusCode::FORBIDDEN,
@@ -900,7 +905,9 @@ pub async fn failure_action(
         _ => {
             let (_, Json(r)) = crate::triage::retry(app, op, body).await?;
             if let Some(dep) = r.deployment {
-                return Ok(Redirect::to(&format!("/deployments/{}", url_encode(&dep))).into_response());
+                return Ok(
+                    Redirect::to(&format!("/deployments/{}", url_encode(&dep))).into_response()
+                );
             }
         }
     }
