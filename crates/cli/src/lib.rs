@@ -475,7 +475,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Percent-encodes a query value (the few characters that matter in our ids and names).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -3,6 +3,7 @@
 //! rejected updates (`rejected`, `unreject`).
 
 use crate::client::Client;
+use crate::encode;
 use crate::output;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -181,17 +182,6 @@ fn read_policies(path: &Path) -> anyhow::Result<Vec<PolicySpec>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_policy_file(path, &text)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn with_tenant(path: String, tenant: &Option<String>) -> String {

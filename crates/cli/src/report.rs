@@ -2,6 +2,7 @@
 //! JSON or printable HTML, written to a file or to standard output.
 
 use crate::client::Client;
+use crate::encode;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::io::{IsTerminal, Write};
@@ -24,18 +25,6 @@ pub struct ReportArgs {
     /// Write to this file instead of standard output
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The API path of the report asked for.

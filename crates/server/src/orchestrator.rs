@@ -90,12 +90,7 @@ impl Plan {
         if self.expedite {
             return None;
         }
-        let recurrence = self.window.as_deref()?.parse().ok()?;
-        let secs = self.window_duration_secs.unwrap_or(4 * 3600) as i64;
-        Some(WindowSpec {
-            recurrence,
-            duration: SignedDuration::from_secs(secs),
-        })
+        window_spec(self.window.as_deref(), self.window_duration_secs)
     }
 
     fn concurrency(&self) -> Concurrency {
@@ -104,6 +99,15 @@ impl Plan {
             .and_then(|c| parse_concurrency(c).ok())
             .unwrap_or(Concurrency::Unlimited)
     }
+}
+
+/// A recurring window (`core::schedule`) of this length (default 4 h); none when absent or
+/// not a valid form.
+pub fn window_spec(window: Option<&str>, duration_secs: Option<u64>) -> Option<WindowSpec> {
+    Some(WindowSpec {
+        recurrence: window?.parse().ok()?,
+        duration: SignedDuration::from_secs(duration_secs.unwrap_or(4 * 3600) as i64),
+    })
 }
 
 /// The retry policy a request asks for (defaults filled in), or why it is invalid.
@@ -238,7 +242,7 @@ pub fn plan_of(d: &Deployment) -> Plan {
     serde_json::from_str(&d.plan_json).unwrap_or_default()
 }
 
-fn ts(ms: i64) -> Timestamp {
+pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 

@@ -7,11 +7,12 @@
 use crate::auth::{new_id, Operator};
 use crate::error::{ApiError, ApiResult, Body};
 use crate::operator_api::{create_planned, resolve_tenant, target_devices, validate_severity};
+use crate::orchestrator::ts;
 use crate::{rfc3339, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use patchwarden_core::schedule::{Recurrence, WindowSpec};
 use patchwarden_store::{ExposureFilter, Policy, RejectedUpdate, StoreError, Tenant};
 use patchwarden_wire::api::*;
@@ -136,14 +137,7 @@ fn spec_of(p: &Policy) -> Option<PolicySpec> {
 }
 
 fn window_spec(spec: &PolicySpec) -> Option<WindowSpec> {
-    Some(WindowSpec {
-        recurrence: spec.schedule.as_deref()?.parse().ok()?,
-        duration: SignedDuration::from_secs(spec.window_duration_secs.unwrap_or(4 * 3600) as i64),
-    })
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+    crate::orchestrator::window_spec(spec.schedule.as_deref(), spec.window_duration_secs)
 }
 
 /// The zones of the devices a policy targets (UTC for a device without one).
@@ -298,6 +292,18 @@ async fn find(
         .ok_or_else(|| ApiError::not_found(format!("no policy {key:?}")))
 }
 
+/// The tenant a list is narrowed to: the one named (checked), else the caller's scope.
+async fn list_scope(
+    state: &AppState,
+    op: &Operator,
+    tenant: Option<&str>,
+) -> ApiResult<Option<String>> {
+    Ok(match tenant {
+        Some(name) => Some(resolve_tenant(state, op, Some(name)).await?.id),
+        None => op.tenant_scope().map(str::to_owned),
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct TenantQuery {
     /// Tenant name (for provider-level tokens; default `default`).
@@ -343,10 +349,7 @@ pub async fn list_policies(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<PolicyView>>> {
     op.require_scoped(crate::web::authz::Permission::View)?;
-    let scope = match (&q.tenant, op.tenant_scope()) {
-        (Some(name), _) => Some(resolve_tenant(&state, &op, Some(name)).await?.id),
-        (None, scope) => scope.map(str::to_owned),
-    };
+    let scope = list_scope(&state, &op, q.tenant.as_deref()).await?;
     let names = crate::operator_api::tenant_names(&state).await?;
     let mut out = Vec::new();
     for p in state.store.list_policies(scope.as_deref()).await? {
@@ -462,10 +465,7 @@ pub async fn list_rejected(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<RejectedUpdateView>>> {
     op.require_scoped(crate::web::authz::Permission::View)?;
-    let scope = match (&q.tenant, op.tenant_scope()) {
-        (Some(name), _) => Some(resolve_tenant(&state, &op, Some(name)).await?.id),
-        (None, scope) => scope.map(str::to_owned),
-    };
+    let scope = list_scope(&state, &op, q.tenant.as_deref()).await?;
     let names = crate::operator_api::tenant_names(&state).await?;
     Ok(Json(
         state
@@ -565,6 +565,30 @@ pub async fn record_rejection(
     state.store.reject_updates(&rows).await
 }
 
+/// The open exposures of the policy's devices that an available update fixes.
+async fn fixable_exposures(
+    state: &AppState,
+    tenant: &Tenant,
+    spec: &PolicySpec,
+) -> ApiResult<Vec<patchwarden_store::ExposureRecord>> {
+    let devices: BTreeSet<String> = target_devices(state, tenant, &spec.target)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let mut open = state
+        .store
+        .list_exposures(&ExposureFilter {
+            tenant_id: Some(tenant.id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    open.retain(|e| {
+        devices.contains(&e.device_id) && e.closed_at.is_none() && e.fixed_by_update.is_some()
+    });
+    Ok(open)
+}
+
 /// Whether a policy's deployment needs an approver: `manual` always, `severity` unless the
 /// targeted devices have a fixable vulnerability at or above the threshold.
 async fn needs_approval(state: &AppState, tenant: &Tenant, spec: &PolicySpec) -> ApiResult<bool> {
@@ -572,24 +596,10 @@ async fn needs_approval(state: &AppState, tenant: &Tenant, spec: &PolicySpec) ->
         Some("manual") => Ok(true),
         Some("severity") => {
             let min = spec.approval_min_severity.as_deref().unwrap_or("critical");
-            let devices: BTreeSet<String> = target_devices(state, tenant, &spec.target)
-                .await?
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
-            let urgent = state
-                .store
-                .list_exposures(&ExposureFilter {
-                    tenant_id: Some(tenant.id.clone()),
-                    ..Default::default()
-                })
+            let urgent = fixable_exposures(state, tenant, spec)
                 .await?
                 .iter()
-                .any(|e| {
-                    devices.contains(&e.device_id)
-                        && e.fixed_by_update.is_some()
-                        && patchwarden_core::policy::at_least(&e.rating, min)
-                });
+                .any(|e| patchwarden_core::policy::at_least(&e.rating, min));
             Ok(!urgent)
         }
         _ => Ok(false),
@@ -722,29 +732,13 @@ async fn expedite_due(
     spec: &PolicySpec,
     rule: &ExpeditePolicy,
 ) -> ApiResult<Option<(String, Vec<String>)>> {
-    let devices: BTreeSet<String> = target_devices(state, tenant, &spec.target)
-        .await?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
     let mut hits: BTreeSet<(String, String)> = BTreeSet::new();
-    for e in state
-        .store
-        .list_exposures(&ExposureFilter {
-            tenant_id: Some(tenant.id.clone()),
-            ..Default::default()
-        })
-        .await?
-    {
+    for e in fixable_exposures(state, tenant, spec).await? {
         let severe = rule
             .min_severity
             .as_deref()
             .is_some_and(|m| patchwarden_core::policy::at_least(&e.rating, m));
-        if devices.contains(&e.device_id)
-            && e.closed_at.is_none()
-            && e.fixed_by_update.is_some()
-            && (severe || (rule.kev && e.kev))
-        {
+        if severe || (rule.kev && e.kev) {
             hits.insert((e.cve, e.device_id));
         }
     }

@@ -104,7 +104,7 @@ pub(super) fn visible_tenants(user: &WebUser) -> Vec<(String, String)> {
         .collect()
 }
 
-fn selection_text(s: &Selection) -> String {
+pub(super) fn selection_text(s: &Selection) -> String {
     match s {
         Selection::Security => "security updates".to_owned(),
         Selection::AllUpdates => "all updates".to_owned(),

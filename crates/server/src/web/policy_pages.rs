@@ -10,7 +10,7 @@ use crate::policies::TenantQuery;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Json;
-use patchwarden_wire::api::{PolicyView, RejectedUpdateView, Selection};
+use patchwarden_wire::api::{PolicyView, RejectedUpdateView};
 
 pub struct PolicyRow {
     pub name: String,
@@ -35,19 +35,7 @@ struct PoliciesPage {
 
 fn row(p: PolicyView) -> PolicyRow {
     let s = p.spec;
-    let what = match &s.what {
-        Selection::Security => "security updates".to_owned(),
-        Selection::AllUpdates => "all updates".to_owned(),
-        Selection::Vulnerabilities { min_severity, .. } => format!(
-            "fixes for {} vulnerabilities",
-            min_severity.as_deref().unwrap_or("any")
-        ),
-        Selection::Packages { packages } => packages
-            .iter()
-            .map(|p| p.name.clone())
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
+    let what = super::pages::selection_text(&s.what);
     let expedite = match &s.expedite {
         None => "-".to_owned(),
         Some(e) => [
