@@ -53,7 +53,7 @@ pub fn print_devices(devices: &[DeviceSummary]) {
         t.add_row(vec![
             d.id.clone(),
             d.hostname.clone(),
-            d.status.clone(),
+            d.status.to_string(),
             opt(&d.last_seen),
             d.os.clone(),
             d.pending_updates.to_string(),
@@ -207,7 +207,7 @@ pub fn print_deployments(list: &[DeploymentSummary]) {
             d.id.clone(),
             d.tenant.clone(),
             d.created_at.clone(),
-            d.status.clone(),
+            d.status.to_string(),
             format!("{}/{}", d.devices_done, d.devices_total),
             d.counts.verified.to_string(),
             d.counts.failed.to_string(),

@@ -16,7 +16,7 @@ pub enum UserCommand {
         login: String,
         /// admin, operator, approver or viewer
         #[arg(long)]
-        role: String,
+        role: patchwarden_core::Role,
         /// Tenant name [default: the token's tenant; for a provider token: every tenant]
         #[arg(long)]
         tenant: Option<String>,
@@ -42,7 +42,7 @@ pub enum TokenCommand {
         name: String,
         /// admin, operator, approver or viewer
         #[arg(long)]
-        role: String,
+        role: patchwarden_core::Role,
         /// Tenant name [default: the token's tenant; for a provider token: every tenant]
         #[arg(long)]
         tenant: Option<String>,
@@ -116,7 +116,7 @@ pub fn user(client: &Client, cmd: UserCommand) -> anyhow::Result<crate::ExitCode
                 "/api/v1/users",
                 &CreateUserRequest {
                     login,
-                    role,
+                    role: role.to_string(),
                     tenant,
                     password,
                 },
@@ -167,8 +167,14 @@ pub fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<crate::ExitCo
             tenant,
             json,
         } => {
-            let created: TokenCreated =
-                client.post("/api/v1/tokens", &CreateTokenRequest { name, role, tenant })?;
+            let created: TokenCreated = client.post(
+                "/api/v1/tokens",
+                &CreateTokenRequest {
+                    name,
+                    role: role.to_string(),
+                    tenant,
+                },
+            )?;
             if json {
                 print_json(&created)?;
             } else {
@@ -192,7 +198,7 @@ pub fn token(client: &Client, cmd: TokenCommand) -> anyhow::Result<crate::ExitCo
                     t.add_row(vec![
                         k.id.clone(),
                         k.name.clone(),
-                        k.role.clone(),
+                        k.role.to_string(),
                         k.tenant.clone().unwrap_or_else(|| "all tenants".into()),
                         k.created_at.clone(),
                         k.revoked_at.clone().unwrap_or_else(|| "-".into()),

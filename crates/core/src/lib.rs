@@ -14,6 +14,11 @@ pub mod rpm;
 pub mod schedule;
 pub mod state;
 pub mod version;
+pub mod vocab;
 
 pub use class::FailureClass;
 pub use state::PackageState;
+pub use vocab::{
+    AuditOutcome, DeploymentStatus, DeviceStatus, JobPhase, JobStatus, RebootMode, RebootStatus,
+    RingState, Role, TriageStatus,
+};

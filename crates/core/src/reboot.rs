@@ -102,23 +102,8 @@ pub fn confirm_after_reboot(
     })
 }
 
-/// The reboot policy of a deployment (the wire's `RebootMode`, without the serde names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Never,
-    WhenRequired,
-    Always,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Never => "never",
-            Mode::WhenRequired => "when_required",
-            Mode::Always => "always",
-        }
-    }
-}
+/// The reboot policy of a deployment.
+pub use crate::vocab::RebootMode as Mode;
 
 /// Whether the agent reboots after an install: never with `Never` or once the window has
 /// ended; with `WhenRequired` when a package is left `pending_reboot`; with `Always` when

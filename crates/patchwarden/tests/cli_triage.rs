@@ -69,7 +69,7 @@ fn seed_failure(data: &Path) {
             created_by: "admin".into(),
             selection_json: "{}".into(),
             timeout_secs: 60,
-            status: "running".into(),
+            status: patchwarden_core::DeploymentStatus::Running,
             status_reason: None,
             plan_json: "{}".into(),
             current_ring: 0,
@@ -105,7 +105,7 @@ fn seed_failure(data: &Path) {
             tenant_id: t.id.clone(),
             deployment_id: dep.id.clone(),
             device_id: d.id.clone(),
-            state: "pending".into(),
+            state: patchwarden_core::PackageState::Pending,
             class: None,
             from_version: Some("3.0.14-1".into()),
             to_version: Some("3.0.15-1".into()),
@@ -114,7 +114,7 @@ fn seed_failure(data: &Path) {
         };
         // Cancelled as far as the orchestrator is concerned: it leaves the job alone.
         let mut stored = dep.clone();
-        stored.status = "cancelled".into();
+        stored.status = patchwarden_core::DeploymentStatus::Cancelled;
         store
             .create_deployment(
                 &stored,
@@ -123,8 +123,8 @@ fn seed_failure(data: &Path) {
             )
             .await
             .expect("deployment");
-        row.state = "failed".into();
-        row.class = Some("install_script_failed".into());
+        row.state = patchwarden_core::PackageState::Failed;
+        row.class = Some(patchwarden_core::FailureClass::InstallScriptFailed);
         row.evidence = vec!["openssl.postinst returned error exit status 1".into()];
         let at = now - 24 * 3600 * 1000;
         let outcome = JobOutcome {

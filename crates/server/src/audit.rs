@@ -1,82 +1,23 @@
-//! The audit log, server side: a middleware that records every operator action of the API
-//! and the dashboard (allowed, refused or failed), and `GET /api/v1/audit` (JSON or CSV).
+//! The audit log's HTTP side: a middleware that records every operator action of the API
+//! and the dashboard (allowed, refused or failed). What it records, and reading the log
+//! back, are the application's (`patchwarden_app::audit`).
 //!
-//! A request gets an [`AuditSlot`] in its extensions; the `Operator` and `WebUser`
-//! extractors write who is acting, `Operator::require` which tenant and whether it was
-//! allowed, handlers may add the object and a detail. After the response the middleware
-//! appends one entry: for every request that changes something, and for every refusal
-//! (401/403), reads included. Reads that succeed are not recorded.
+//! A request gets an [`AuditSlot`] in its extensions; authentication writes who is acting,
+//! `Actor::require` which tenant and whether it was allowed, use cases may add the object
+//! and a detail. After the response the middleware appends one entry: for every request that
+//! changes something, and for every refusal (401/403), reads included. Reads that succeed are
+//! not recorded.
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult};
-use crate::web::authz::Permission;
-use crate::{rfc3339, AppState};
-use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use patchwarden_store::{AuditEntry, AuditFilter};
-use patchwarden_wire::access::AuditEntryView;
-use serde::Deserialize;
-use std::collections::HashMap;
+use patchwarden_app::audit::AuditEntry;
+use patchwarden_app::audit::AuditSlot;
+use patchwarden_app::records::AuditOutcome;
+use patchwarden_app::App;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-
-/// What the handling of one request learnt about it, for its audit entry.
-#[derive(Debug, Default, Clone)]
-pub struct AuditNote {
-    /// `user` or `token` (None: nobody authenticated).
-    pub actor_kind: Option<&'static str>,
-    pub actor: Option<String>,
-    pub actor_id: Option<String>,
-    pub tenant_id: Option<String>,
-    pub object: Option<String>,
-    pub detail: Option<String>,
-    /// Whether a permission check ran (a mutating request without one is a bug: logged).
-    pub checked: bool,
-}
-
-/// Shared between the middleware and the extractors/handlers of one request.
-#[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<AuditNote>>);
-
-impl AuditSlot {
-    fn with<T>(&self, f: impl FnOnce(&mut AuditNote) -> T) -> T {
-        let mut n = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut n)
-    }
-    pub fn note(&self) -> AuditNote {
-        self.with(|n| n.clone())
-    }
-    /// Who acts: `kind` is `user` or `token`.
-    pub fn actor(&self, kind: &'static str, name: &str, id: &str) {
-        self.with(|n| {
-            n.actor_kind = Some(kind);
-            n.actor = Some(name.to_owned());
-            n.actor_id = (!id.is_empty()).then(|| id.to_owned());
-        });
-    }
-    /// The tenant the action concerns (the last one named wins).
-    pub fn tenant(&self, tenant_id: Option<&str>) {
-        self.with(|n| n.tenant_id = tenant_id.map(str::to_owned));
-    }
-    /// The object acted on (else the first path parameter, else the `id` a creation answers).
-    pub fn object(&self, object: &str) {
-        self.with(|n| n.object = Some(object.to_owned()));
-    }
-    /// A short detail (a reason given; bounded to 500 characters).
-    pub fn detail(&self, detail: &str) {
-        let d: String = detail.trim().chars().take(500).collect();
-        self.with(|n| n.detail = (!d.is_empty()).then_some(d));
-    }
-    pub fn checked(&self) {
-        self.with(|n| n.checked = true);
-    }
-}
+use std::sync::Arc;
 
 /// Which proxies may tell the client address in `X-Forwarded-For`:
 /// `PATCHWARDEN_TRUSTED_PROXIES=127.0.0.1,10.0.0.2` (addresses, comma-separated). Without
@@ -128,14 +69,14 @@ impl TrustedProxies {
 /// What the middleware needs.
 #[derive(Clone)]
 pub struct AuditLayer {
-    pub app: AppState,
+    pub app: App,
     pub trusted: Arc<TrustedProxies>,
     /// `api` or `web`.
     pub via: &'static str,
 }
 
 impl AuditLayer {
-    pub fn new(app: AppState, via: &'static str) -> Self {
+    pub fn new(app: App, via: &'static str) -> Self {
         AuditLayer {
             app,
             trusted: Arc::new(TrustedProxies::from_env()),
@@ -190,17 +131,17 @@ pub async fn record(State(layer): State<AuditLayer>, mut req: Request, next: Nex
     let note = slot.note();
     let (resp, body_id, body_message) = inspect(resp, status).await;
     let outcome = if refused {
-        "denied"
+        AuditOutcome::Denied
     } else if status.is_success() || status.is_redirection() {
-        "ok"
+        AuditOutcome::Ok
     } else {
-        "failed"
+        AuditOutcome::Failed
     };
     let mut detail = note.detail.clone();
-    if outcome != "ok" {
+    if outcome != AuditOutcome::Ok {
         detail = body_message.or(detail);
     }
-    if outcome == "ok" && mutating && !note.checked && layer.via == "api" {
+    if outcome == AuditOutcome::Ok && mutating && !note.checked && layer.via == "api" {
         tracing::warn!(%method, path = %template, "operator action without a permission check");
         detail = Some(format!(
             "{} (no permission check ran)",
@@ -209,7 +150,7 @@ pub async fn record(State(layer): State<AuditLayer>, mut req: Request, next: Nex
     }
     let entry = AuditEntry {
         id: 0,
-        at: layer.app.clock.now_ms(),
+        at: layer.app.now_ms(),
         tenant_id: note.tenant_id.clone(),
         actor_kind: note.actor_kind.unwrap_or("anonymous").to_owned(),
         actor: note.actor.clone().unwrap_or_default(),
@@ -222,11 +163,11 @@ pub async fn record(State(layer): State<AuditLayer>, mut req: Request, next: Nex
             .or_else(|| path_object(&template, &path))
             .or(body_id),
         detail,
-        outcome: outcome.to_owned(),
+        outcome,
         status: i64::from(status.as_u16()),
         address,
     };
-    if let Err(e) = layer.app.store.append_audit(&entry).await {
+    if let Err(e) = patchwarden_app::audit::append(&layer.app, &entry).await {
         tracing::error!(error = %e, action = %entry.action, "could not append to the audit log");
     }
     resp
@@ -260,166 +201,6 @@ async fn inspect(resp: Response, status: StatusCode) -> (Response, Option<String
     )
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct AuditQuery {
-    /// Only this tenant (name).
-    pub tenant: Option<String>,
-    /// From this time (RFC 3339, inclusive).
-    pub from: Option<String>,
-    /// Up to this time (RFC 3339, exclusive).
-    pub to: Option<String>,
-    /// `json` (default) or `csv`.
-    pub format: Option<String>,
-    /// At most this many entries, newest first (default 10000).
-    pub limit: Option<u32>,
-}
-
-pub fn parse_time(what: &str, s: &str) -> ApiResult<i64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "{what} must be an RFC 3339 time like 2026-11-25T10:00:00Z, got {s:?}: {e}"
-            ))
-        })?;
-    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-/// The entries this caller may read, with tenant names, newest first.
-pub async fn read(
-    state: &AppState,
-    op: &Operator,
-    q: &AuditQuery,
-) -> ApiResult<Vec<AuditEntryView>> {
-    let tenants = state.store.list_tenants().await?;
-    let scope: Option<Vec<String>> = match (&q.tenant, op.tenant_scope()) {
-        (Some(name), _) => {
-            let t = tenants
-                .iter()
-                .find(|t| &t.name == name && op.can_access(&t.id))
-                .ok_or_else(|| ApiError::not_found(format!("no tenant {name:?}")))?;
-            op.require(Permission::ReadAudit, &t.id)?;
-            Some(vec![t.id.clone()])
-        }
-        (None, Some(own)) => {
-            op.require(Permission::ReadAudit, own)?;
-            Some(vec![own.to_owned()])
-        }
-        (None, None) => {
-            op.require_scoped(Permission::ReadAudit)?;
-            None
-        }
-    };
-    let filter = AuditFilter {
-        tenants: scope,
-        from: q
-            .from
-            .as_deref()
-            .map(|s| parse_time("from", s))
-            .transpose()?,
-        to: q.to.as_deref().map(|s| parse_time("to", s)).transpose()?,
-        limit: Some(i64::from(q.limit.unwrap_or(10_000).min(100_000))),
-    };
-    let names: HashMap<String, String> = tenants.into_iter().map(|t| (t.id, t.name)).collect();
-    Ok(state
-        .store
-        .list_audit(&filter)
-        .await?
-        .into_iter()
-        .map(|e| AuditEntryView {
-            id: e.id,
-            at: rfc3339(e.at),
-            tenant: e
-                .tenant_id
-                .as_ref()
-                .and_then(|t| names.get(t).cloned())
-                .unwrap_or_default(),
-            actor_kind: e.actor_kind,
-            actor: e.actor,
-            via: e.via,
-            action: e.action,
-            object: e.object,
-            detail: e.detail,
-            outcome: e.outcome,
-            status: u16::try_from(e.status).unwrap_or(0),
-            address: e.address,
-        })
-        .collect())
-}
-
-/// A CSV field: quoted when it holds a separator, quote or line break; a leading `=`, `+`,
-/// `-` or `@` is prefixed with `'` so spreadsheets do not run it as a formula.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
-pub fn to_csv(rows: &[AuditEntryView]) -> String {
-    let mut out = String::from(
-        "id,at,tenant,actor_kind,actor,via,action,object,detail,outcome,status,address\n",
-    );
-    for r in rows {
-        let fields = [
-            r.id.to_string(),
-            r.at.clone(),
-            r.tenant.clone(),
-            r.actor_kind.clone(),
-            r.actor.clone(),
-            r.via.clone(),
-            r.action.clone(),
-            r.object.clone().unwrap_or_default(),
-            r.detail.clone().unwrap_or_default(),
-            r.outcome.clone(),
-            r.status.to_string(),
-            r.address.clone().unwrap_or_default(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    }
-    out
-}
-
-#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery),
-    responses((status = 200, body = [AuditEntryView], description = "newest first; text/csv with format=csv"),
-        (status = 403, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "audit")]
-pub async fn list_audit(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<AuditQuery>,
-) -> ApiResult<Response> {
-    let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv") {
-        return Err(ApiError::bad_request(format!(
-            "format must be json or csv, got {format:?}"
-        )));
-    }
-    let rows = read(&state, &op, &q).await?;
-    Ok(if format == "csv" {
-        (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"patchwarden-audit.csv\"",
-                ),
-            ],
-            to_csv(&rows),
-        )
-            .into_response()
-    } else {
-        Json(rows).into_response()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn path_objects_and_csv_quoting() {
+    fn path_objects() {
         assert_eq!(
             path_object(
                 "/api/v1/deployments/{id}/halt",
@@ -464,9 +245,5 @@ mod tests {
             path_object("/api/v1/deployments", "/api/v1/deployments"),
             None
         );
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=cmd()"), "'=cmd()");
     }
 }

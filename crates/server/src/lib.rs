@@ -1,31 +1,19 @@
-//! Patchwarden's server: the agent protocol and the operator API over HTTP, on top of the
-//! storage interface. `main` in the `patchwarden` binary only parses flags and calls [`run`].
+//! Patchwarden's server: the HTTP front ends of the application (`patchwarden-app`): the
+//! agent protocol and the operator API (`api/`), and the web dashboard (`web/`). Handlers
+//! extract, call one use case, and map its typed error to HTTP (`error.rs`). `main` in the
+//! `patchwarden` binary only parses flags and calls [`run`].
 
-pub mod agent_api;
+pub mod api;
 pub mod audit;
-pub mod auth;
-pub mod engine;
 pub mod error;
-pub mod history;
-pub mod notify;
+pub mod extract;
 pub mod openapi;
-pub mod operator_api;
-pub mod orchestrator;
-pub mod people;
-pub mod policies;
-pub mod preflight;
-pub mod reboots;
-pub mod reports;
-pub mod sla;
-pub mod snapshots;
-pub mod triage;
-pub mod vulns;
 pub mod web;
 
 use anyhow::Context;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use patchwarden_store::{ApiToken, SqliteStore, Store};
+pub use patchwarden_app::{now_ms, App, AppConfig, Clock, ManualClock, SystemClock};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,9 +38,9 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// The status rule this configuration asks for.
-    pub fn status_rule(&self) -> patchwarden_store::StatusRule {
-        let default = patchwarden_store::StatusRule::default();
-        patchwarden_store::StatusRule {
+    pub fn status_rule(&self) -> patchwarden_app::records::StatusRule {
+        let default = patchwarden_app::records::StatusRule::default();
+        patchwarden_app::records::StatusRule {
             stale_after_ms: self.stale_after_secs.map(|s| s as i64 * 1000),
             offline_after_ms: self
                 .offline_after_secs
@@ -62,197 +50,150 @@ impl ServerConfig {
     }
 }
 
-/// Where the server reads the time: injectable, so tests never sleep through real windows.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-pub struct SystemClock;
-
-/// A clock that moves only when told to (tests).
-pub struct ManualClock(pub std::sync::atomic::AtomicI64);
-
-impl ManualClock {
-    pub fn at(ms: i64) -> Arc<Self> {
-        Arc::new(Self(std::sync::atomic::AtomicI64::new(ms)))
+impl ServerConfig {
+    /// What the application needs of this configuration.
+    pub fn app_config(&self) -> AppConfig {
+        AppConfig {
+            checkin_interval_secs: self.checkin_interval_secs,
+            status_rule: self.status_rule(),
+        }
     }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-    pub fn advance(&self, by: std::time::Duration) {
-        self.0
-            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
-    }
-}
 
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        now_ms()
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub notifier: Arc<notify::WorkNotifier>,
-    pub config: Arc<ServerConfig>,
-    pub clock: Arc<dyn Clock>,
-    /// Serialises orchestrator ticks (one server process; replicas will use a database lock).
-    pub orchestrator_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The advisory index built from the stored feeds (swapped whole on import).
-    pub vulns: Arc<std::sync::RwLock<Arc<patchwarden_vuln::AdvisoryIndex>>>,
-    /// When the scheduler last looked at a policy cycle that had nothing to install.
-    pub policy_checks: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
-}
-
-impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            store,
-            notifier: Arc::default(),
-            config: Arc::new(config),
-            clock,
-            orchestrator_lock: Arc::default(),
-            vulns: Arc::default(),
-            policy_checks: Arc::default(),
+    /// The database URL: the configured one, or `patchwarden.db` in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("patchwarden.db").display()
+            ),
         }
     }
 }
 
-pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// RFC 3339 in UTC with millisecond precision.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
-}
-
-pub fn router(state: AppState) -> Router {
+pub fn router(state: App) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/openapi.json", get(openapi::serve))
-        .route("/api/v1/agent/enroll", post(agent_api::enroll))
-        .route("/api/v1/agent/checkin", post(agent_api::checkin))
-        .route("/api/v1/agent/work", get(agent_api::work))
+        .route("/api/v1/agent/enroll", post(api::agent::enroll))
+        .route("/api/v1/agent/checkin", post(api::agent::checkin))
+        .route("/api/v1/agent/work", get(api::agent::work))
         .route(
             "/api/v1/agent/jobs/{job_id}/start",
-            post(agent_api::job_started),
+            post(api::agent::job_started),
         )
         .route(
             "/api/v1/agent/jobs/{job_id}/result",
-            post(agent_api::job_result),
+            post(api::agent::job_result),
         )
         .route(
             "/api/v1/enroll-tokens",
-            post(operator_api::create_enroll_token).get(operator_api::list_enroll_tokens),
+            post(api::enrollment::create_enroll_token).get(api::enrollment::list_enroll_tokens),
         )
         .route(
             "/api/v1/enroll-tokens/{id}",
-            delete(operator_api::revoke_enroll_token),
+            delete(api::enrollment::revoke_enroll_token),
         )
-        .route("/api/v1/audit", get(audit::list_audit))
+        .route("/api/v1/audit", get(api::audit::list_audit))
         .route(
             "/api/v1/users",
-            get(people::list_users).post(people::create_user),
+            get(api::people::list_users).post(api::people::create_user),
         )
-        .route("/api/v1/users/{login}/disable", post(people::disable_user))
+        .route(
+            "/api/v1/users/{login}/disable",
+            post(api::people::disable_user),
+        )
         .route(
             "/api/v1/tokens",
-            get(people::list_tokens).post(people::create_token),
+            get(api::people::list_tokens).post(api::people::create_token),
         )
-        .route("/api/v1/tokens/{id}", delete(people::revoke_token))
+        .route("/api/v1/tokens/{id}", delete(api::people::revoke_token))
         .route(
             "/api/v1/policies",
-            post(policies::create_policy).get(policies::list_policies),
+            post(api::policies::create_policy).get(api::policies::list_policies),
         )
         .route(
             "/api/v1/policies/{id}",
-            get(policies::get_policy)
-                .put(policies::update_policy)
-                .delete(policies::delete_policy),
+            get(api::policies::get_policy)
+                .put(api::policies::update_policy)
+                .delete(api::policies::delete_policy),
         )
-        .route("/api/v1/apply", post(policies::apply))
+        .route("/api/v1/apply", post(api::policies::apply))
         .route(
             "/api/v1/devices/{id}/labels",
-            axum::routing::put(policies::set_device_labels),
+            axum::routing::put(api::devices::set_device_labels),
         )
-        .route("/api/v1/rejected-updates", get(policies::list_rejected))
+        .route(
+            "/api/v1/rejected-updates",
+            get(api::deployments::list_rejected),
+        )
         .route(
             "/api/v1/rejected-updates/unreject",
-            post(policies::unreject),
+            post(api::deployments::unreject),
         )
-        .route("/api/v1/devices", get(operator_api::list_devices))
-        .route("/api/v1/devices/{id}", get(operator_api::get_device))
+        .route("/api/v1/devices", get(api::devices::list_devices))
+        .route("/api/v1/devices/{id}", get(api::devices::get_device))
         .route(
             "/api/v1/deployments",
-            post(operator_api::create_deployment).get(operator_api::list_deployments),
+            post(api::deployments::create_deployment).get(api::deployments::list_deployments),
         )
         .route(
             "/api/v1/deployments/{id}",
-            get(operator_api::get_deployment),
+            get(api::deployments::get_deployment),
         )
-        .route("/api/v1/failures", get(history::list_failures))
-        .route("/api/v1/failures/assign", post(triage::assign))
-        .route("/api/v1/failures/resolve", post(triage::resolve))
-        .route("/api/v1/failures/accept-risk", post(triage::accept_risk))
-        .route("/api/v1/failures/retry", post(triage::retry))
+        .route("/api/v1/failures", get(api::failures::list_failures))
+        .route("/api/v1/failures/assign", post(api::failures::assign))
+        .route("/api/v1/failures/resolve", post(api::failures::resolve))
+        .route(
+            "/api/v1/failures/accept-risk",
+            post(api::failures::accept_risk),
+        )
+        .route("/api/v1/failures/retry", post(api::failures::retry))
         .route(
             "/api/v1/devices/{id}/reset-failures",
-            post(history::reset_failures),
+            post(api::devices::reset_failures),
         )
         .route(
             "/api/v1/feeds",
-            get(vulns::list_feeds).post(vulns::import_feed),
+            get(api::vulns::list_feeds).post(api::vulns::import_feed),
         )
-        .route("/api/v1/vulns", get(vulns::list_vulns))
-        .route("/api/v1/vulns/{cve}", get(vulns::show_vuln))
+        .route("/api/v1/vulns", get(api::vulns::list_vulns))
+        .route("/api/v1/vulns/{cve}", get(api::vulns::show_vuln))
         .route(
             "/api/v1/sla-policy",
-            get(sla::get_sla_policy).put(sla::put_sla_policy),
+            get(api::vulns::get_sla_policy).put(api::vulns::put_sla_policy),
         )
         .route(
             "/api/v1/reports/compliance",
-            get(reports::compliance_report),
+            get(api::reports::compliance_report),
         )
-        .route("/api/v1/history/snapshot", post(reports::take_snapshot))
+        .route(
+            "/api/v1/history/snapshot",
+            post(api::reports::take_snapshot),
+        )
         .route(
             "/api/v1/deployments/{id}/approve",
-            post(operator_api::approve_deployment),
+            post(api::deployments::approve_deployment),
         )
         .route(
             "/api/v1/deployments/{id}/reject",
-            post(operator_api::reject_deployment),
+            post(api::deployments::reject_deployment),
         )
         .route(
             "/api/v1/deployments/{id}/halt",
-            post(operator_api::halt_deployment),
+            post(api::deployments::halt_deployment),
         )
         .route(
             "/api/v1/deployments/{id}/resume",
-            post(operator_api::resume_deployment),
+            post(api::deployments::resume_deployment),
         )
         .route(
             "/api/v1/deployments/{id}/cancel",
-            post(operator_api::cancel_deployment),
+            post(api::deployments::cancel_deployment),
         )
         .route(
             "/api/v1/deployments/{id}/preflight",
-            post(preflight::start_preflight),
+            post(api::deployments::start_preflight),
         )
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         // Keep this after every route: it records the operator actions (audit.rs).
@@ -292,50 +233,6 @@ pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On first start (no API token at all), creates the administrator token and writes it to
-/// the data directory. Only its hash is stored in the database.
-async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
-    if store.count_api_tokens().await? > 0 {
-        return Ok(());
-    }
-    let token = auth::new_token(auth::ADMIN_TOKEN_PREFIX);
-    let path = data_dir.join(ADMIN_TOKEN_FILE);
-    write_private_file(&path, &format!("{token}\n"))?;
-    store
-        .insert_api_token(&ApiToken {
-            id: auth::new_id("tok_"),
-            tenant_id: None,
-            name: "admin".into(),
-            role: "admin".into(),
-            token_hash: auth::hash_token(&token),
-            created_at: now_ms(),
-            revoked_at: None,
-        })
-        .await?;
-    store.ensure_tenant("default", now_ms()).await?;
-    tracing::info!(path = %path.display(), "created the administrator token; it is in this file (mode 0600)");
-    Ok(())
-}
-
-/// Opens the store named by the configuration.
-pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
-    let url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => format!(
-            "sqlite://{}",
-            config.data_dir.join("patchwarden.db").display()
-        ),
-    };
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(&url)
-            .await
-            .with_context(|| format!("opening database {url}"))?;
-        Ok(Arc::new(store))
-    } else {
-        anyhow::bail!("unsupported database URL {url:?}: this build supports sqlite://PATH")
-    }
-}
-
 /// Binds, bootstraps, and serves until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
@@ -351,10 +248,11 @@ pub async fn run_with_clock(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     prepare_data_dir(&config.data_dir)?;
-    let store = open_store(&config).await?;
-    store.set_status_rule(config.status_rule());
-    bootstrap_admin(store.as_ref(), &config.data_dir).await?;
-    web::bootstrap_admin_user(store.as_ref(), &config.data_dir).await?;
+    let url = config.database_url();
+    let app = App::open(&url, config.app_config(), clock)
+        .await
+        .with_context(|| format!("opening database {url}"))?;
+    bootstrap(&app, &config.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -362,39 +260,60 @@ pub async fn run_with_clock(
     let url = format!("http://{addr}");
     write_private_file(&config.data_dir.join(SERVER_URL_FILE), &format!("{url}\n"))?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "patchwarden server listening");
-    let state = AppState::new(store, config, clock);
-    vulns::load(&state).await;
-    // Feeds fetched from URLs on a schedule.
-    let refresher = state.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            interval.tick().await;
-            vulns::refresh_due(&refresher).await;
-        }
-    });
-    // The daily history (charts, reports): checked every 5 minutes, taken once a day.
-    tokio::spawn(snapshots::run_timer(
-        state.clone(),
-        std::time::Duration::from_secs(300),
-    ));
-    // Soak timers and leases move without any request: tick active deployments regularly.
-    let ticker = state.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
-        loop {
-            interval.tick().await;
-            orchestrator::tick_all(&ticker).await;
-            policies::run_due(&ticker).await;
-            reboots::tick(&ticker).await;
-        }
-    });
+    patchwarden_app::vulns::load(&app).await;
+    spawn_timers(&app);
     // The client address feeds login rate limiting.
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;
     Ok(())
+}
+
+/// On first start, the administrator token and the dashboard user `admin`, each written to
+/// a file of the data directory (mode 0600) before it is stored; the log names the files,
+/// never the secrets.
+async fn bootstrap(app: &App, data_dir: &Path) -> anyhow::Result<()> {
+    let token_file = data_dir.join(ADMIN_TOKEN_FILE);
+    let keep = |path: &Path, secret: &str| {
+        write_private_file(path, &format!("{secret}\n")).map_err(std::io::Error::other)
+    };
+    if patchwarden_app::people::bootstrap_admin_token(app, |t| keep(&token_file, t)).await? {
+        tracing::info!(path = %token_file.display(), "created the administrator token; it is in this file (mode 0600)");
+    }
+    let password_file = data_dir.join(web::ADMIN_PASSWORD_FILE);
+    if patchwarden_app::people::bootstrap_admin_user(app, |p| keep(&password_file, p)).await? {
+        tracing::info!(login = patchwarden_app::people::ADMIN_LOGIN, path = %password_file.display(),
+            "created the dashboard administrator; the password is in this file (mode 0600)");
+    }
+    Ok(())
+}
+
+/// What moves without any request: feed refreshes, the daily history, soak timers, leases,
+/// policy cycles and reboot come-back budgets.
+fn spawn_timers(app: &App) {
+    let refresher = app.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            patchwarden_app::vulns::refresh_due(&refresher).await;
+        }
+    });
+    tokio::spawn(patchwarden_app::snapshots::run_timer(
+        app.clone(),
+        std::time::Duration::from_secs(300),
+    ));
+    let ticker = app.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            interval.tick().await;
+            patchwarden_app::orchestrator::tick_all(&ticker).await;
+            patchwarden_app::policies::run_due(&ticker).await;
+            patchwarden_app::reboots::tick(&ticker).await;
+        }
+    });
 }

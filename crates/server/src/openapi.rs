@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers and the wire types.
 
-use crate::{agent_api, operator_api};
+use crate::api::{
+    agent, audit, deployments, devices, enrollment, failures, people, policies, reports, vulns,
+};
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -23,25 +25,22 @@ impl Modify for Security {
 #[openapi(
     info(title = "Patchwarden API", description = "Agent protocol and operator API. Errors carry an ErrorBody."),
     paths(
-        agent_api::enroll, agent_api::checkin, agent_api::work, agent_api::job_started, agent_api::job_result,
-        operator_api::create_enroll_token, operator_api::list_enroll_tokens, operator_api::revoke_enroll_token,
-        operator_api::list_devices, operator_api::get_device,
-        operator_api::create_deployment, operator_api::list_deployments, operator_api::get_deployment,
-        crate::history::list_failures,
-        crate::history::reset_failures,
-        crate::triage::assign, crate::triage::resolve, crate::triage::accept_risk, crate::triage::retry,
-        crate::vulns::import_feed, crate::vulns::list_feeds, crate::vulns::list_vulns, crate::vulns::show_vuln,
-        crate::sla::get_sla_policy, crate::sla::put_sla_policy,
-        operator_api::approve_deployment, operator_api::reject_deployment, operator_api::halt_deployment,
-        operator_api::resume_deployment, operator_api::cancel_deployment,
-        crate::preflight::start_preflight,
-        crate::policies::create_policy, crate::policies::list_policies, crate::policies::get_policy,
-        crate::policies::update_policy, crate::policies::delete_policy, crate::policies::apply,
-        crate::policies::list_rejected, crate::policies::unreject, crate::policies::set_device_labels,
-        crate::reports::compliance_report, crate::reports::take_snapshot,
-        crate::audit::list_audit,
-        crate::people::list_users, crate::people::create_user, crate::people::disable_user,
-        crate::people::list_tokens, crate::people::create_token, crate::people::revoke_token,
+        agent::enroll, agent::checkin, agent::work, agent::job_started, agent::job_result,
+        enrollment::create_enroll_token, enrollment::list_enroll_tokens, enrollment::revoke_enroll_token,
+        devices::list_devices, devices::get_device, devices::set_device_labels, devices::reset_failures,
+        deployments::create_deployment, deployments::list_deployments, deployments::get_deployment,
+        deployments::approve_deployment, deployments::reject_deployment, deployments::halt_deployment,
+        deployments::resume_deployment, deployments::cancel_deployment,
+        deployments::start_preflight, deployments::list_rejected, deployments::unreject,
+        failures::list_failures, failures::assign, failures::resolve, failures::accept_risk, failures::retry,
+        vulns::import_feed, vulns::list_feeds, vulns::list_vulns, vulns::show_vuln,
+        vulns::get_sla_policy, vulns::put_sla_policy,
+        policies::create_policy, policies::list_policies, policies::get_policy,
+        policies::update_policy, policies::delete_policy, policies::apply,
+        reports::compliance_report, reports::take_snapshot,
+        audit::list_audit,
+        people::list_users, people::create_user, people::disable_user,
+        people::list_tokens, people::create_token, people::revoke_token,
     ),
     modifiers(&Security)
 )]

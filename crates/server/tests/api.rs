@@ -441,7 +441,7 @@ fn deployment_work_reaches_only_its_devices_and_results_are_stored_once() {
 
     let (_, view) = app.op("GET", &format!("/api/v1/deployments/{dep}"), None);
     let view: DeploymentView = serde_json::from_value(view).expect("view");
-    assert_eq!(view.status, "completed");
+    assert_eq!(view.status.as_str(), "completed");
     assert_eq!(view.results.len(), 1);
     let row = &view.results[0];
     assert_eq!(row.state, PackageState::Verified);

@@ -499,8 +499,8 @@ fn setup() -> Ctx {
     }
 }
 
-fn support_role(r: &str) -> patchwarden_server::web::authz::Role {
-    patchwarden_server::web::authz::Role::parse(r).expect("role")
+fn support_role(r: &str) -> patchwarden_app::authz::Role {
+    r.parse::<patchwarden_app::authz::Role>().expect("role")
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use patchwarden_server::web::authz::Role;
+use patchwarden_app::authz::Role;
 use patchwarden_wire::PackageState;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 
 mod support;
 
-use patchwarden_server::web::authz::Role;
+use patchwarden_app::authz::Role;
 use patchwarden_server::ManualClock;
 use patchwarden_store::{ApiToken, ExposureRecord, Store};
 use serde_json::Value;
@@ -127,8 +127,8 @@ fn estate() -> Estate {
         id: "tok_globex".into(),
         tenant_id: Some(globex.clone()),
         name: "globex viewer".into(),
-        role: "viewer".into(),
-        token_hash: patchwarden_server::auth::hash_token(token),
+        role: patchwarden_app::authz::Role::Viewer,
+        token_hash: patchwarden_app::actor::hash_token(token),
         created_at: 0,
         revoked_at: None,
     }))

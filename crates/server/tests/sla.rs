@@ -281,8 +281,8 @@ fn a_tenants_sla_policy_moves_its_own_deadlines_only() {
                 id: "tok_globex_admin".into(),
                 tenant_id: Some(globex.id),
                 name: "globex admin".into(),
-                role: "admin".into(),
-                token_hash: patchwarden_server::auth::hash_token("globex-secret"),
+                role: patchwarden_app::authz::Role::Admin,
+                token_hash: patchwarden_app::actor::hash_token("globex-secret"),
                 created_at: 0,
                 revoked_at: None,
             })

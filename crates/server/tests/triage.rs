@@ -5,7 +5,7 @@
 
 mod support;
 
-use patchwarden_server::web::authz::Role;
+use patchwarden_app::authz::Role;
 use patchwarden_server::ManualClock;
 use patchwarden_wire::{FailureClass, PackageState};
 use serde_json::{json, Value};

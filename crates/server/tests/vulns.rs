@@ -201,42 +201,31 @@ fn feeds_from_a_url_are_refreshed_on_their_schedule() {
             patchwarden_store::SqliteStore::open(&dir.path().join("t.db").display().to_string())
                 .await
                 .expect("db");
-        let config = patchwarden_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
-            checkin_interval_secs: 60,
-            stale_after_secs: None,
-            offline_after_secs: None,
-        };
-        let clock = patchwarden_server::ManualClock::at(1_000_000);
-        let state =
-            patchwarden_server::AppState::new(std::sync::Arc::new(store), config, clock.clone());
+        let clock = patchwarden_app::ManualClock::at(1_000_000);
+        let state = patchwarden_app::App::new(
+            std::sync::Arc::new(store),
+            patchwarden_app::AppConfig::default(),
+            clock.clone(),
+        );
         // First fetch: the KEV catalog; the scheduled one gets a truncated catalog.
         let (url, server) = serve(vec![
             fixture("kev.json"),
             fixture("malformed/kev_truncated.json"),
         ]);
-        let first = patchwarden_server::vulns::import(
-            &state,
-            "kev",
-            "cisa-kev",
-            Some(&url),
-            None,
-            Some(3600),
-        )
-        .await
-        .expect("import");
+        let first =
+            patchwarden_app::vulns::import(&state, "kev", "cisa-kev", Some(&url), None, Some(3600))
+                .await
+                .expect("import");
         assert!(first.records > 0);
         // Not due yet: nothing fetched.
         clock.set(1_000_000 + 1_800_000);
-        patchwarden_server::vulns::refresh_due(&state).await;
-        let feeds = state.store.list_feeds().await.expect("feeds");
+        patchwarden_app::vulns::refresh_due(&state).await;
+        let feeds = state.store().list_feeds().await.expect("feeds");
         assert_eq!(feeds[0].last_attempt_at, Some(1_000_000));
         // Due: fetched, rejected as truncated, the previous catalog stays in force.
         clock.set(1_000_000 + 3_600_001);
-        patchwarden_server::vulns::refresh_due(&state).await;
-        let feeds = state.store.list_feeds().await.expect("feeds");
+        patchwarden_app::vulns::refresh_due(&state).await;
+        let feeds = state.store().list_feeds().await.expect("feeds");
         assert_eq!(feeds[0].last_attempt_at, Some(1_000_000 + 3_600_001));
         assert!(
             feeds[0]

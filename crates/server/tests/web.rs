@@ -3,7 +3,7 @@
 
 mod support;
 
-use patchwarden_server::web::authz::Role;
+use patchwarden_app::authz::Role;
 use support::*;
 
 const PW: &str = "correct horse battery staple";

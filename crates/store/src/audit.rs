@@ -6,9 +6,10 @@
 
 use crate::Result;
 use async_trait::async_trait;
+use patchwarden_core::AuditOutcome;
 
 /// One recorded action.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     /// Assigned by the store (increasing); ignored on append.
     pub id: i64,
@@ -30,8 +31,8 @@ pub struct AuditEntry {
     pub object: Option<String>,
     /// A short detail: the reason given, or why it was refused.
     pub detail: Option<String>,
-    /// `ok`, `denied` (authentication or authorisation refused) or `failed` (any other error).
-    pub outcome: String,
+    /// `denied`: authentication or authorisation refused; `failed`: any other error.
+    pub outcome: AuditOutcome,
     /// The HTTP status answered.
     pub status: i64,
     /// The client address (the TCP peer, or the forwarded address behind a trusted proxy).

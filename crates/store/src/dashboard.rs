@@ -3,6 +3,7 @@
 
 use crate::{Device, Result};
 use async_trait::async_trait;
+use patchwarden_core::{DeviceStatus, FailureClass};
 
 /// Which tenants a query may see: `None` = every tenant (provider level).
 pub type TenantScope = Option<Vec<String>>;
@@ -30,7 +31,7 @@ pub struct FleetStats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureCount {
     pub tenant_id: String,
-    pub class: String,
+    pub class: FailureClass,
     pub count: i64,
 }
 
@@ -62,8 +63,7 @@ pub struct DevicePageQuery {
     pub scope: TenantScope,
     /// Only this tenant (already checked against `scope` by the caller; applied on top).
     pub tenant_id: Option<String>,
-    /// `online`, `stale`, `offline` or `new`.
-    pub status: Option<String>,
+    pub status: Option<DeviceStatus>,
     pub patch: Option<PatchFilter>,
     /// Case-insensitive substring of the hostname.
     pub search: Option<String>,
@@ -94,24 +94,26 @@ impl Default for StatusRule {
 }
 
 impl StatusRule {
-    /// `new`, `online`, `stale` or `offline` for a device last seen at `last_seen`.
+    /// The status of a device last seen at `last_seen`.
     pub fn status(
         &self,
         last_seen: Option<i64>,
         checkin_interval_secs: i64,
         now: i64,
-    ) -> &'static str {
-        let Some(seen) = last_seen else { return "new" };
+    ) -> DeviceStatus {
+        let Some(seen) = last_seen else {
+            return DeviceStatus::New;
+        };
         let age = now - seen;
         let stale_after = self
             .stale_after_ms
             .unwrap_or(3 * checkin_interval_secs * 1000 + 30_000);
         if age <= stale_after {
-            "online"
+            DeviceStatus::Online
         } else if age <= self.offline_after_ms {
-            "stale"
+            DeviceStatus::Stale
         } else {
-            "offline"
+            DeviceStatus::Offline
         }
     }
 }
@@ -133,6 +135,7 @@ pub trait DashboardStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use DeviceStatus::*;
 
     #[test]
     fn status_rule() {
@@ -144,15 +147,15 @@ mod tests {
         };
         // (rule, last seen minutes ago, check-in interval s, status)
         let cases = [
-            (default, None, 60, "new"),
-            (default, Some(3), 60, "online"),
-            (default, Some(4), 60, "stale"), // 3 × 60 s + 30 s
-            (default, Some(23 * 60), 60, "stale"),
-            (default, Some(25 * 60), 60, "offline"),
-            (custom, Some(9), 60, "online"),
-            (custom, Some(11), 60, "stale"),
-            (custom, Some(121), 60, "offline"),
-            (custom, Some(9), 3600, "online"),
+            (default, None, 60, New),
+            (default, Some(3), 60, Online),
+            (default, Some(4), 60, Stale), // 3 × 60 s + 30 s
+            (default, Some(23 * 60), 60, Stale),
+            (default, Some(25 * 60), 60, Offline),
+            (custom, Some(9), 60, Online),
+            (custom, Some(11), 60, Stale),
+            (custom, Some(121), 60, Offline),
+            (custom, Some(9), 3600, Online),
         ];
         let now = 1_000_000_000_000;
         for (rule, ago, interval, want) in cases {

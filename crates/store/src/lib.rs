@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod dashboard;
 pub mod history;
+mod names;
 pub mod policies;
 pub mod preflight;
 pub mod reboots;
@@ -16,7 +17,10 @@ pub mod triage;
 pub mod users;
 
 use async_trait::async_trait;
+use patchwarden_core::{DeploymentStatus, FailureClass, PackageState, Role};
 use std::collections::BTreeMap;
+
+pub use patchwarden_core::JobStatus;
 
 pub use audit::*;
 pub use dashboard::*;
@@ -58,7 +62,7 @@ pub struct ApiToken {
     /// `None`: provider level, all tenants.
     pub tenant_id: Option<String>,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub token_hash: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -131,8 +135,7 @@ pub struct Deployment {
     pub created_by: String,
     pub selection_json: String,
     pub timeout_secs: i64,
-    /// `pending_approval`, `running`, `halted`, `cancelled` or `completed`.
-    pub status: String,
+    pub status: DeploymentStatus,
     /// Why it is halted, cancelled or waiting (for people).
     pub status_reason: Option<String>,
     /// Rings, gate, breaker, concurrency: JSON owned by the server.
@@ -144,31 +147,6 @@ pub struct Deployment {
     pub updated_at: Option<i64>,
     /// When an operator last resumed it after a halt.
     pub resumed_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Done,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "queued" => Ok(JobStatus::Queued),
-            "running" => Ok(JobStatus::Running),
-            "done" => Ok(JobStatus::Done),
-            other => Err(StoreError::Corrupt(format!("unknown job status {other:?}"))),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,8 +185,8 @@ pub struct JobPackage {
     pub tenant_id: String,
     pub deployment_id: String,
     pub device_id: String,
-    pub state: String,
-    pub class: Option<String>,
+    pub state: PackageState,
+    pub class: Option<FailureClass>,
     pub from_version: Option<String>,
     pub to_version: Option<String>,
     pub installed_version: Option<String>,
@@ -244,8 +222,8 @@ pub struct Attempt {
     pub job_id: String,
     pub package: String,
     pub at: i64,
-    pub state: String,
-    pub class: Option<String>,
+    pub state: PackageState,
+    pub class: Option<FailureClass>,
     pub installed_version: Option<String>,
     pub evidence: Vec<String>,
     /// What was done: the command, or e.g. "confirmed after reboot".
@@ -323,7 +301,7 @@ pub struct ExposureFilter {
 pub struct FailureFilter {
     pub tenant_id: Option<String>,
     pub device_id: Option<String>,
-    pub class: Option<String>,
+    pub class: Option<FailureClass>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +310,18 @@ pub enum ResultStored {
     Stored,
     /// A re-delivery of a result already stored: acknowledged, nothing changed.
     Duplicate,
+    /// No such job for this device.
+    UnknownJob,
+}
+
+/// What came of a device's request to start a job ([`Store::mark_job_started`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// It runs now: it was on offer, or it was already running (a re-delivered start).
+    Started,
+    /// This device's job, but not on offer: not released, its deployment not running, its
+    /// window closed, its retry not due yet, or done. The device must not run it.
+    NotOnOffer,
     /// No such job for this device.
     UnknownJob,
 }
@@ -403,45 +393,68 @@ pub trait Store:
 
     /// Deployments the orchestrator must look at (`pending_approval`, `running`).
     async fn active_deployments(&self) -> Result<Vec<Deployment>>;
-    /// Writes a deployment's mutable fields (status, reason, ring, approval).
-    async fn update_deployment(&self, d: &Deployment) -> Result<()>;
-    /// Hands these jobs to their devices (idempotent).
-    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<()>;
+    /// Writes a deployment's mutable fields (status, status_reason, current_ring, approved_by,
+    /// approved_at, updated_at, resumed_at) only if, at the moment of writing, its status is one
+    /// of `expected` and (with `ring: Some(r)`) its current_ring is still `r`: one conditional
+    /// statement (`UPDATE … WHERE id = ? AND status IN (…) [AND current_ring = ?]`), so two writers
+    /// never overwrite each other. When the new status is `cancelled`, the deployment's jobs that
+    /// have not started are closed in the same transaction (finished at `d.updated_at`), their
+    /// pending packages `skipped` with `skip_evidence` as the packages' evidence (none given:
+    /// "not started: the deployment was cancelled"). Returns false, writing nothing, when the
+    /// deployment was moved on meanwhile (or does not exist).
+    ///
+    /// Every mutable field is written, `current_ring` too: a writer that read the deployment
+    /// passes the ring it read (`Some(read.current_ring)`), or a concurrent promotion could be
+    /// rewound by its stale copy.
+    async fn transition_deployment(
+        &self,
+        d: &Deployment,
+        expected: &[DeploymentStatus],
+        ring: Option<i64>,
+        skip_evidence: Option<&str>,
+    ) -> Result<bool>;
+    /// Hands these jobs to their devices: only jobs still `queued` and unreleased, of a
+    /// deployment that is `running` at that moment (checked in the same statement, so a halt
+    /// is never followed by a release). Returns how many were released.
+    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<u64>;
     /// Hands a job to its device for one maintenance window, with the payload that carries the
-    /// window's end.
+    /// window's end: only a job still `queued` of a deployment that is `running` at that
+    /// moment. False when it was not released.
     async fn release_job_in_window(
         &self,
         job_id: &str,
         now: i64,
         payload: &str,
         window_end: i64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Takes back a job that did not start in its window (it waits for the next one), and
     /// records why on its packages (state, class, evidence) and in their attempt history.
     async fn unrelease_job(
         &self,
         job_id: &str,
         now: i64,
-        state: &str,
-        class: &str,
+        state: PackageState,
+        class: FailureClass,
         evidence: &str,
     ) -> Result<()>;
     /// Released jobs, not started, whose window has ended by `now`.
     async fn jobs_past_window(&self, deployment_id: &str, now: i64) -> Result<Vec<Job>>;
-    /// Closes every job of the deployment that has not started: its packages become
-    /// `skipped` with this evidence. Returns how many jobs were closed.
-    async fn skip_unstarted_jobs(
-        &self,
-        deployment_id: &str,
-        now: i64,
-        evidence: &str,
-    ) -> Result<u64>;
 
     /// Work to offer a device (released, of a running deployment): queued jobs, and running jobs whose lease (start + timeout +
     /// grace) has expired because the agent died while running them.
     async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>>;
-    /// Marks a job running. Idempotent; false when the job is not this device's.
-    async fn mark_job_started(&self, job_id: &str, device_id: &str, now: i64) -> Result<bool>;
+    /// Marks a job running, in one conditional statement, so that the check and the start
+    /// cannot race with a halt: `Started` when it is `queued`, released, of a `running`
+    /// deployment, its window (`window_end`) not passed at `now` and its `not_before` reached,
+    /// or when it is already `running` (a re-delivered start, or a restart after its lease ran
+    /// out: `started_at` becomes `now`). `NotOnOffer` for this device's job otherwise (done
+    /// jobs too), `UnknownJob` when the job is not this device's.
+    async fn mark_job_started(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now: i64,
+    ) -> Result<StartOutcome>;
     /// Packages of this device still `pending_reboot`.
     async fn pending_reboots(&self, device_id: &str) -> Result<Vec<PendingReboot>>;
     /// Records a later outcome of one package (e.g. confirmed after a reboot) and its attempt.

@@ -18,6 +18,15 @@ pub struct Policy {
     pub created_at: i64,
     pub created_by: String,
     pub updated_at: i64,
+    /// Why the scheduler could not run it at its last attempt (`None` when it could).
+    pub problem: Option<PolicyProblem>,
+}
+
+/// What stopped the scheduler from running a policy, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyProblem {
+    pub at: i64,
+    pub message: String,
 }
 
 /// A deployment a policy created for one cycle.
@@ -48,6 +57,9 @@ pub trait PolicyStore: Send + Sync {
     async fn create_policy(&self, policy: &Policy) -> Result<()>;
     /// Replaces name, spec, enabled, revision and updated_at. False when there is no such policy.
     async fn update_policy(&self, policy: &Policy) -> Result<bool>;
+    /// Records (or, with `None`, clears) why the scheduler cannot run the policy. False when
+    /// there is no such policy.
+    async fn set_policy_problem(&self, id: &str, problem: Option<&PolicyProblem>) -> Result<bool>;
     async fn delete_policy(&self, id: &str) -> Result<bool>;
     async fn policy(&self, id: &str) -> Result<Option<Policy>>;
     async fn policy_by_name(&self, tenant_id: &str, name: &str) -> Result<Option<Policy>>;

@@ -3,8 +3,9 @@
 
 use crate::{Result, ResultStored};
 use async_trait::async_trait;
+use patchwarden_core::{FailureClass, JobStatus, PackageState};
 
-/// One device's pre-flight job for one deployment. `status`: `queued`, `running`, `done`.
+/// One device's pre-flight job for one deployment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreflightJob {
     pub id: String,
@@ -13,7 +14,7 @@ pub struct PreflightJob {
     pub device_id: String,
     /// JSON text of an `Operation::Preflight`.
     pub payload: String,
-    pub status: String,
+    pub status: JobStatus,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -27,8 +28,8 @@ pub struct Prediction {
     pub package: String,
     pub tenant_id: String,
     pub job_id: String,
-    pub state: String,
-    pub class: Option<String>,
+    pub state: PackageState,
+    pub class: Option<FailureClass>,
     pub evidence: Vec<String>,
     pub at: i64,
 }

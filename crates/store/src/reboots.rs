@@ -5,34 +5,22 @@
 
 use crate::Result;
 use async_trait::async_trait;
-
-/// `status` of a [`RebootRecord`]: the job was offered with this mode, no result yet.
-pub const REBOOT_OFFERED: &str = "offered";
-/// The result came back and no reboot follows it.
-pub const REBOOT_NONE: &str = "none";
-/// The agent reboots after this result; the device has until `deadline` to come back.
-pub const REBOOT_REBOOTING: &str = "rebooting";
-/// It came back (a new boot id) and no longer requires a reboot for the job's packages.
-pub const REBOOT_BACK: &str = "back";
-/// It did not come back by `deadline` (it may still, later: then `back` or `loop`).
-pub const REBOOT_LATE: &str = "late";
-/// It came back still requiring a reboot for `packages`: never rebooted again for them.
-pub const REBOOT_LOOP: &str = "loop";
-/// A loop whose flag an operator reset (`device reset-failures`): the guard forgets it.
-pub const REBOOT_LOOP_RESET: &str = "loop_reset";
+use patchwarden_core::{RebootMode, RebootStatus};
 
 /// One job's reboot (one row per job).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RebootRecord {
     pub job_id: String,
     pub tenant_id: String,
     pub deployment_id: String,
     pub device_id: String,
-    /// The mode sent to the device: `never`, `when_required` or `always`.
-    pub mode: String,
+    /// The mode sent to the device.
+    pub mode: RebootMode,
     /// Why the loop guard sent `never` instead of the deployment's mode.
     pub withheld: Option<String>,
-    pub status: String,
+    /// `offered` until the result; then `none`, or `rebooting` until the device is `back`
+    /// (or `late` past `deadline`, or a `loop`: still requiring a reboot for `packages`).
+    pub status: RebootStatus,
     /// The packages that required the reboot (`rebooting`), or still require one (`loop`).
     pub packages: Vec<String>,
     pub boot_id_before: Option<String>,
@@ -48,10 +36,7 @@ pub struct RebootRecord {
 impl RebootRecord {
     /// A reboot the device was asked for (whatever came of it).
     pub fn was_requested(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            REBOOT_REBOOTING | REBOOT_BACK | REBOOT_LATE | REBOOT_LOOP | REBOOT_LOOP_RESET
-        )
+        self.status.was_requested()
     }
 }
 

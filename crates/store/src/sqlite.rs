@@ -1,11 +1,13 @@
 //! The embedded SQLite backend: one file, WAL journal, `synchronous=FULL` so that a
 //! committed change survives a crash before it is acknowledged.
 
+use crate::names::{decode, decode_opt, StoredName};
 use crate::*;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
+use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,6 +46,26 @@ fn strings_from_json(s: Option<String>) -> Result<Vec<String>> {
 
 fn strings_to_json(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A name of core's vocabulary stored in `column` of the row `key` of `table`.
+fn named<T: StoredName>(r: &SqliteRow, table: &str, key: impl Display, column: &str) -> Result<T> {
+    decode(table, key, column, &r.try_get::<String, _>(column)?)
+}
+
+/// [`named`] of a nullable column.
+fn named_opt<T: StoredName>(
+    r: &SqliteRow,
+    table: &str,
+    key: impl Display,
+    column: &str,
+) -> Result<Option<T>> {
+    decode_opt(
+        table,
+        key,
+        column,
+        r.try_get::<Option<String>, _>(column)?.as_deref(),
+    )
 }
 
 impl SqliteStore {
@@ -90,11 +112,12 @@ fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
 }
 
 fn api_token_from_row(r: &SqliteRow) -> Result<ApiToken> {
+    let id: String = r.try_get("id")?;
     Ok(ApiToken {
-        id: r.try_get("id")?,
+        role: named(r, "api_tokens", &id, "role")?,
+        id,
         tenant_id: r.try_get("tenant_id")?,
         name: r.try_get("name")?,
-        role: r.try_get("role")?,
         token_hash: r.try_get("token_hash")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
@@ -146,14 +169,15 @@ fn device_from_row(r: &SqliteRow) -> Result<Device> {
 }
 
 fn deployment_from_row(r: &SqliteRow) -> Result<Deployment> {
+    let id: String = r.try_get("id")?;
     Ok(Deployment {
-        id: r.try_get("id")?,
+        status: named(r, "deployments", &id, "status")?,
+        id,
         tenant_id: r.try_get("tenant_id")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         selection_json: r.try_get("selection_json")?,
         timeout_secs: r.try_get("timeout_secs")?,
-        status: r.try_get("status")?,
         status_reason: r.try_get("status_reason")?,
         plan_json: r.try_get("plan_json")?,
         current_ring: r.try_get("current_ring")?,
@@ -168,13 +192,14 @@ const JOB_COLUMNS: &str = "id, tenant_id, deployment_id, device_id, payload, sta
      started_at, finished_at, exit_code, commands_json, duration_ms, output, error, ring, released_at, window_end, attempt, not_before";
 
 fn job_from_row(r: &SqliteRow) -> Result<Job> {
+    let id: String = r.try_get("id")?;
     Ok(Job {
-        id: r.try_get("id")?,
+        status: named(r, "jobs", &id, "status")?,
+        id,
         tenant_id: r.try_get("tenant_id")?,
         deployment_id: r.try_get("deployment_id")?,
         device_id: r.try_get("device_id")?,
         payload: r.try_get("payload")?,
-        status: JobStatus::parse(&r.try_get::<String, _>("status")?)?,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -192,14 +217,17 @@ fn job_from_row(r: &SqliteRow) -> Result<Job> {
 }
 
 fn job_package_from_row(r: &SqliteRow) -> Result<JobPackage> {
+    let job_id: String = r.try_get("job_id")?;
+    let package: String = r.try_get("package")?;
+    let key = format!("({job_id}, {package})");
     Ok(JobPackage {
-        job_id: r.try_get("job_id")?,
-        package: r.try_get("package")?,
+        state: named(r, "job_packages", &key, "state")?,
+        class: named_opt(r, "job_packages", &key, "class")?,
+        job_id,
+        package,
         tenant_id: r.try_get("tenant_id")?,
         deployment_id: r.try_get("deployment_id")?,
         device_id: r.try_get("device_id")?,
-        state: r.try_get("state")?,
-        class: r.try_get("class")?,
         from_version: r.try_get("from_version")?,
         to_version: r.try_get("to_version")?,
         installed_version: r.try_get("installed_version")?,
@@ -247,7 +275,7 @@ impl Store for SqliteStore {
         .bind(&t.id)
         .bind(&t.tenant_id)
         .bind(&t.name)
-        .bind(&t.role)
+        .bind(t.role.as_str())
         .bind(&t.token_hash)
         .bind(t.created_at)
         .bind(t.revoked_at)
@@ -536,12 +564,23 @@ impl Store for SqliteStore {
         rows.iter().map(deployment_from_row).collect()
     }
 
-    async fn update_deployment(&self, d: &Deployment) -> Result<()> {
-        sqlx::query(
+    async fn transition_deployment(
+        &self,
+        d: &Deployment,
+        expected: &[DeploymentStatus],
+        ring: Option<i64>,
+        skip_evidence: Option<&str>,
+    ) -> Result<bool> {
+        let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+        // An empty list matches no status: nothing is written.
+        let expected = serde_json::to_string(&expected).unwrap_or_else(|_| "[]".to_owned());
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
             "UPDATE deployments SET status = ?, status_reason = ?, current_ring = ?, approved_by = ?, \
-             approved_at = ?, updated_at = ?, resumed_at = ? WHERE id = ?",
+             approved_at = ?, updated_at = ?, resumed_at = ? \
+             WHERE id = ? AND status IN (SELECT value FROM json_each(?)) AND (? IS NULL OR current_ring = ?)",
         )
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(&d.status_reason)
         .bind(d.current_ring)
         .bind(&d.approved_by)
@@ -549,22 +588,34 @@ impl Store for SqliteStore {
         .bind(d.updated_at)
         .bind(d.resumed_at)
         .bind(&d.id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in job_ids {
-            sqlx::query("UPDATE jobs SET released_at = COALESCE(released_at, ?) WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        .bind(&expected)
+        .bind(ring)
+        .bind(ring)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        if d.status == DeploymentStatus::Cancelled {
+            let evidence = skip_evidence.unwrap_or(NOT_STARTED_CANCELLED);
+            close_unstarted_jobs(&mut tx, &d.id, d.updated_at, evidence).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    async fn release_jobs(&self, job_ids: &[String], now: i64) -> Result<u64> {
+        let released = sqlx::query(&format!(
+            "UPDATE jobs SET released_at = ? WHERE id IN (SELECT value FROM json_each(?)) \
+             AND status = 'queued' AND released_at IS NULL AND {DEPLOYMENT_RUNNING}"
+        ))
+        .bind(now)
+        .bind(strings_to_json(job_ids))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released)
     }
 
     async fn release_job_in_window(
@@ -573,25 +624,27 @@ impl Store for SqliteStore {
         now: i64,
         payload: &str,
         window_end: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET released_at = ?, payload = ?, window_end = ? WHERE id = ? AND status = 'queued'",
-        )
+    ) -> Result<bool> {
+        let released = sqlx::query(&format!(
+            "UPDATE jobs SET released_at = ?, payload = ?, window_end = ? \
+             WHERE id = ? AND status = 'queued' AND {DEPLOYMENT_RUNNING}"
+        ))
         .bind(now)
         .bind(payload)
         .bind(window_end)
         .bind(job_id)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(released > 0)
     }
 
     async fn unrelease_job(
         &self,
         job_id: &str,
         now: i64,
-        state: &str,
-        class: &str,
+        state: PackageState,
+        class: FailureClass,
         evidence: &str,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -609,8 +662,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE job_packages SET state = ?, class = ?, evidence_json = ? WHERE job_id = ?",
         )
-        .bind(state)
-        .bind(class)
+        .bind(state.as_str())
+        .bind(class.as_str())
         .bind(&ev)
         .bind(job_id)
         .execute(&mut *tx)
@@ -622,8 +675,8 @@ impl Store for SqliteStore {
              FROM job_packages WHERE job_id = ?",
         )
         .bind(now)
-        .bind(state)
-        .bind(class)
+        .bind(state.as_str())
+        .bind(class.as_str())
         .bind(&ev)
         .bind(job_id)
         .execute(&mut *tx)
@@ -642,36 +695,6 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
-    }
-
-    async fn skip_unstarted_jobs(
-        &self,
-        deployment_id: &str,
-        now: i64,
-        evidence: &str,
-    ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let evidence = strings_to_json(&[evidence.to_owned()]);
-        sqlx::query(
-            "UPDATE job_packages SET state = 'skipped', evidence_json = ? WHERE deployment_id = ? AND state = 'pending' \
-             AND job_id IN (SELECT id FROM jobs WHERE deployment_id = ? AND status = 'queued')",
-        )
-        .bind(&evidence)
-        .bind(deployment_id)
-        .bind(deployment_id)
-        .execute(&mut *tx)
-        .await?;
-        let closed = sqlx::query(
-            "UPDATE jobs SET status = 'done', finished_at = ?, error = 'not started: the deployment was cancelled' \
-             WHERE deployment_id = ? AND status = 'queued'",
-        )
-        .bind(now)
-        .bind(deployment_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(closed)
     }
 
     async fn offerable_jobs(&self, device_id: &str, now: i64, grace_ms: i64) -> Result<Vec<Job>> {
@@ -693,22 +716,44 @@ impl Store for SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    async fn mark_job_started(&self, job_id: &str, device_id: &str, now: i64) -> Result<bool> {
+    async fn mark_job_started(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now: i64,
+    ) -> Result<StartOutcome> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND device_id = ? AND status <> 'done'")
-            .bind(now)
-            .bind(job_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        let exists = sqlx::query("SELECT 1 AS one FROM jobs WHERE id = ? AND device_id = ?")
+        // The offer's conditions (see `offerable_jobs`) and the start in one statement: a halt
+        // committed before it is seen, one committed after it finds the job running.
+        let started = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND device_id = ? AND \
+             (status = 'running' OR (status = 'queued' AND released_at IS NOT NULL \
+              AND (window_end IS NULL OR window_end > ?) AND (not_before IS NULL OR not_before <= ?) \
+              AND {DEPLOYMENT_RUNNING}))"
+        ))
+        .bind(now)
+        .bind(job_id)
+        .bind(device_id)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let outcome = if started > 0 {
+            StartOutcome::Started
+        } else if sqlx::query("SELECT 1 AS one FROM jobs WHERE id = ? AND device_id = ?")
             .bind(job_id)
             .bind(device_id)
             .fetch_optional(&mut *tx)
             .await?
-            .is_some();
+            .is_some()
+        {
+            StartOutcome::NotOnOffer
+        } else {
+            StartOutcome::UnknownJob
+        };
         tx.commit().await?;
-        Ok(exists)
+        Ok(outcome)
     }
 
     async fn store_job_result(
@@ -766,8 +811,8 @@ impl Store for SqliteStore {
                  installed_version = excluded.installed_version, evidence_json = excluded.evidence_json",
             )
             .bind(&p.package)
-            .bind(&p.state)
-            .bind(&p.class)
+            .bind(p.state.as_str())
+            .bind(p.class.map(FailureClass::as_str))
             .bind(&p.from_version)
             .bind(&p.to_version)
             .bind(&p.installed_version)
@@ -789,8 +834,8 @@ impl Store for SqliteStore {
             )
             .bind(&p.package)
             .bind(o.finished_at)
-            .bind(&p.state)
-            .bind(&p.class)
+            .bind(p.state.as_str())
+            .bind(p.class.map(FailureClass::as_str))
             .bind(&p.installed_version)
             .bind(strings_to_json(&p.evidence))
             .bind(&action)
@@ -1042,8 +1087,8 @@ impl Store for SqliteStore {
             "UPDATE job_packages SET state = ?, class = ?, installed_version = ?, evidence_json = ? \
              WHERE job_id = ? AND package = ?",
         )
-        .bind(&row.state)
-        .bind(&row.class)
+        .bind(row.state.as_str())
+        .bind(row.class.map(FailureClass::as_str))
         .bind(&row.installed_version)
         .bind(strings_to_json(&row.evidence))
         .bind(&row.job_id)
@@ -1081,11 +1126,11 @@ impl Store for SqliteStore {
                     id: 0,
                     at: now.max(a.at),
                     // Not pursued any more by decision: `skipped`, with the reason as evidence.
-                    state: "skipped".to_owned(),
+                    state: PackageState::Skipped,
                     class: None,
                     evidence: vec![format!(
                         "failure state reset (was {})",
-                        a.class.as_deref().unwrap_or("failed")
+                        a.class.map_or("failed", FailureClass::as_str)
                     )],
                     action: action.to_owned(),
                     exit_code: None,
@@ -1110,8 +1155,8 @@ impl Store for SqliteStore {
         .bind(&f.tenant_id)
         .bind(&f.device_id)
         .bind(&f.device_id)
-        .bind(&f.class)
-        .bind(&f.class)
+        .bind(f.class.map(FailureClass::as_str))
+        .bind(f.class.map(FailureClass::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_from_row).collect()
@@ -1119,16 +1164,17 @@ impl Store for SqliteStore {
 }
 
 fn attempt_from_row(r: &SqliteRow) -> Result<Attempt> {
+    let id: i64 = r.try_get("id")?;
     Ok(Attempt {
-        id: r.try_get("id")?,
+        id,
         tenant_id: r.try_get("tenant_id")?,
         device_id: r.try_get("device_id")?,
         deployment_id: r.try_get("deployment_id")?,
         job_id: r.try_get("job_id")?,
         package: r.try_get("package")?,
         at: r.try_get("at")?,
-        state: r.try_get("state")?,
-        class: r.try_get("class")?,
+        state: named(r, "attempts", id, "state")?,
+        class: named_opt(r, "attempts", id, "class")?,
         installed_version: r.try_get("installed_version")?,
         evidence: strings_from_json(r.try_get("evidence_json")?)?,
         action: r.try_get("action")?,
@@ -1147,12 +1193,48 @@ async fn insert_attempt(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, a: &Attemp
     .bind(&a.job_id)
     .bind(&a.package)
     .bind(a.at)
-    .bind(&a.state)
-    .bind(&a.class)
+    .bind(a.state.as_str())
+    .bind(a.class.map(FailureClass::as_str))
     .bind(&a.installed_version)
     .bind(strings_to_json(&a.evidence))
     .bind(&a.action)
     .bind(a.exit_code)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A condition on a `jobs` row: its deployment is `running` at the moment of the statement.
+const DEPLOYMENT_RUNNING: &str = "EXISTS (SELECT 1 FROM deployments d \
+     WHERE d.id = jobs.deployment_id AND d.status = 'running')";
+
+/// The evidence of a package whose job a cancellation closed, when none is given.
+const NOT_STARTED_CANCELLED: &str = "not started: the deployment was cancelled";
+
+/// Closes every job of the deployment that has not started (finished at `at`): its pending
+/// packages become `skipped` with this evidence.
+async fn close_unstarted_jobs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    deployment_id: &str,
+    at: Option<i64>,
+    evidence: &str,
+) -> Result<()> {
+    let evidence = strings_to_json(&[evidence.to_owned()]);
+    sqlx::query(
+        "UPDATE job_packages SET state = 'skipped', evidence_json = ? WHERE deployment_id = ? AND state = 'pending' \
+         AND job_id IN (SELECT id FROM jobs WHERE deployment_id = ? AND status = 'queued')",
+    )
+    .bind(&evidence)
+    .bind(deployment_id)
+    .bind(deployment_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'done', finished_at = ?, error = ? WHERE deployment_id = ? AND status = 'queued'",
+    )
+    .bind(at)
+    .bind(NOT_STARTED_CANCELLED)
+    .bind(deployment_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1176,7 +1258,7 @@ pub(crate) async fn insert_deployment(
         .bind(&d.created_by)
         .bind(&d.selection_json)
         .bind(d.timeout_secs)
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(&d.status_reason)
         .bind(&d.plan_json)
         .bind(d.current_ring)
@@ -1223,8 +1305,8 @@ async fn insert_job_package(
     .bind(&p.tenant_id)
     .bind(&p.deployment_id)
     .bind(&p.device_id)
-    .bind(&p.state)
-    .bind(&p.class)
+    .bind(p.state.as_str())
+    .bind(p.class.map(FailureClass::as_str))
     .bind(&p.from_version)
     .bind(&p.to_version)
     .bind(&p.installed_version)

@@ -8,10 +8,7 @@
 
 use crate::{FailureFilter, Result};
 use async_trait::async_trait;
-
-pub const TRIAGE_OPEN: &str = "open";
-pub const TRIAGE_RESOLVED: &str = "resolved";
-pub const TRIAGE_ACCEPTED_RISK: &str = "accepted_risk";
+use patchwarden_core::TriageStatus;
 
 /// The triage state of one (device, package) failure.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -23,8 +20,8 @@ pub struct Triage {
     pub assignee: Option<String>,
     pub assigned_by: Option<String>,
     pub assigned_at: Option<i64>,
-    /// `open`, `resolved` or `accepted_risk`, as last decided.
-    pub status: String,
+    /// As last decided.
+    pub status: TriageStatus,
     /// Why it was resolved or the risk accepted.
     pub reason: Option<String>,
     /// An accepted risk holds until then (unix ms).
@@ -41,19 +38,19 @@ impl Triage {
     /// The status in force for the failure whose latest failed attempt is `latest_attempt_id`,
     /// at `now`: `resolved` only while no newer failure came; `accepted_risk` only until it
     /// expires (newer failures of an accepted risk stay accepted); `open` otherwise.
-    pub fn effective_status(&self, latest_attempt_id: i64, now: i64) -> &'static str {
-        match self.status.as_str() {
-            TRIAGE_RESOLVED
+    pub fn effective_status(&self, latest_attempt_id: i64, now: i64) -> TriageStatus {
+        match self.status {
+            TriageStatus::Resolved
                 if self
                     .failure_attempt_id
                     .is_some_and(|id| id >= latest_attempt_id) =>
             {
-                TRIAGE_RESOLVED
+                TriageStatus::Resolved
             }
-            TRIAGE_ACCEPTED_RISK if self.accepted_until.is_some_and(|u| now < u) => {
-                TRIAGE_ACCEPTED_RISK
+            TriageStatus::AcceptedRisk if self.accepted_until.is_some_and(|u| now < u) => {
+                TriageStatus::AcceptedRisk
             }
-            _ => TRIAGE_OPEN,
+            _ => TriageStatus::Open,
         }
     }
 }
@@ -64,7 +61,7 @@ pub struct TriageDecision {
     pub tenant_id: String,
     pub device_id: String,
     pub package: String,
-    pub status: String,
+    pub status: TriageStatus,
     pub reason: Option<String>,
     pub accepted_until: Option<i64>,
     pub failure_attempt_id: Option<i64>,

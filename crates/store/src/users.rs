@@ -3,6 +3,7 @@
 
 use crate::{ApiToken, Result};
 use async_trait::async_trait;
+use patchwarden_core::Role;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -20,8 +21,7 @@ pub struct User {
 pub struct Membership {
     pub user_id: String,
     pub tenant_id: Option<String>,
-    /// `admin`, `operator`, `approver` or `viewer`.
-    pub role: String,
+    pub role: Role,
 }
 
 /// A login session; `id_hash` is the SHA-256 of the random id the cookie carries.

@@ -1,6 +1,7 @@
 //! The storage conformance suite: every backend must pass every check here. Each check takes
 //! a fresh, empty store. (PostgreSQL joins with its own `fresh()` when that backend lands.)
 
+use patchwarden_core::{DeploymentStatus, FailureClass, PackageState};
 use patchwarden_store::*;
 use std::collections::BTreeMap;
 
@@ -82,14 +83,14 @@ fn job(id: &str, dep: &Deployment, device: &str) -> Job {
     }
 }
 
-fn pkg(job: &Job, name: &str, state: &str) -> JobPackage {
+fn pkg(job: &Job, name: &str, state: PackageState) -> JobPackage {
     JobPackage {
         job_id: job.id.clone(),
         package: name.into(),
         tenant_id: job.tenant_id.clone(),
         deployment_id: job.deployment_id.clone(),
         device_id: job.device_id.clone(),
-        state: state.into(),
+        state,
         class: None,
         from_version: Some("1.0".into()),
         to_version: Some("1.1".into()),
@@ -106,7 +107,7 @@ fn deployment(id: &str, tenant: &str) -> Deployment {
         created_by: "admin".into(),
         selection_json: "{}".into(),
         timeout_secs: 60,
-        status: "running".into(),
+        status: DeploymentStatus::Running,
         status_reason: None,
         plan_json: "{}".into(),
         current_ring: 0,
@@ -244,7 +245,7 @@ async fn deployments_are_all_or_nothing(store: &dyn Store) {
         .create_deployment(
             &dep,
             std::slice::from_ref(&j),
-            &[pkg(&j, "pw-demo", "pending")],
+            &[pkg(&j, "pw-demo", PackageState::Pending)],
         )
         .await
         .expect("create");
@@ -275,7 +276,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         .create_deployment(
             &dep,
             std::slice::from_ref(&j),
-            &[pkg(&j, "pw-demo", "pending")],
+            &[pkg(&j, "pw-demo", PackageState::Pending)],
         )
         .await
         .expect("create");
@@ -287,13 +288,20 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
             .len(),
         1
     );
-    assert!(!store
-        .mark_job_started("j1", "someone-else", 200)
-        .await
-        .expect("db"));
-    assert!(store.mark_job_started("j1", &d.id, 200).await.expect("db"));
-    assert!(
+    assert_eq!(
+        store
+            .mark_job_started("j1", "someone-else", 200)
+            .await
+            .expect("db"),
+        StartOutcome::UnknownJob
+    );
+    assert_eq!(
         store.mark_job_started("j1", &d.id, 200).await.expect("db"),
+        StartOutcome::Started
+    );
+    assert_eq!(
+        store.mark_job_started("j1", &d.id, 200).await.expect("db"),
+        StartOutcome::Started,
         "idempotent"
     );
     assert!(
@@ -315,7 +323,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         "lease expired"
     );
 
-    let mut verified = pkg(&j, "pw-demo", "verified");
+    let mut verified = pkg(&j, "pw-demo", PackageState::Verified);
     verified.installed_version = Some("1.1".into());
     verified.from_version = None;
     let outcome = JobOutcome {
@@ -346,7 +354,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
         ResultStored::Stored
     );
     let mut again = outcome.clone();
-    again.packages[0].state = "failed".into();
+    again.packages[0].state = PackageState::Failed;
     assert_eq!(
         store
             .store_job_result("j1", &d.id, &again)
@@ -356,7 +364,7 @@ async fn results_are_stored_once_and_jobs_leased(store: &dyn Store) {
     );
     let rows = store.packages_of_deployment("dep1").await.expect("db");
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].state, "verified");
+    assert_eq!(rows[0].state, PackageState::Verified);
     assert_eq!(
         rows[0].from_version.as_deref(),
         Some("1.0"),
@@ -391,7 +399,10 @@ async fn concurrent_results_are_all_stored(store: &dyn Store) {
             .expect("enrolled");
         jobs.push(job(&format!("j{i}"), &dep, &d.id));
     }
-    let rows: Vec<JobPackage> = jobs.iter().map(|j| pkg(j, "pw-demo", "pending")).collect();
+    let rows: Vec<JobPackage> = jobs
+        .iter()
+        .map(|j| pkg(j, "pw-demo", PackageState::Pending))
+        .collect();
     store
         .create_deployment(&dep, &jobs, &rows)
         .await
@@ -405,7 +416,7 @@ async fn concurrent_results_are_all_stored(store: &dyn Store) {
         output: String::new(),
         error: None,
         result_json: "{}".into(),
-        packages: vec![pkg(j, "pw-demo", "verified")],
+        packages: vec![pkg(j, "pw-demo", PackageState::Verified)],
         boot_id: None,
         attempt: None,
     };
@@ -483,7 +494,10 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         .create_deployment(
             &dep1,
             std::slice::from_ref(&j1),
-            &[pkg(&j1, "tool", "pending"), pkg(&j1, "kern", "pending")],
+            &[
+                pkg(&j1, "tool", PackageState::Pending),
+                pkg(&j1, "kern", PackageState::Pending),
+            ],
         )
         .await
         .expect("dep1");
@@ -491,16 +505,16 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         .create_deployment(
             &dep2,
             std::slice::from_ref(&j2),
-            &[pkg(&j2, "tool", "pending")],
+            &[pkg(&j2, "tool", PackageState::Pending)],
         )
         .await
         .expect("dep2");
 
-    let mut failed = pkg(&j1, "tool", "failed");
-    failed.class = Some("install_script_failed".into());
+    let mut failed = pkg(&j1, "tool", PackageState::Failed);
+    failed.class = Some(FailureClass::InstallScriptFailed);
     failed.evidence =
         vec!["post-installation script subprocess returned error exit status 1".into()];
-    let reboot = pkg(&j1, "kern", "pending_reboot");
+    let reboot = pkg(&j1, "kern", PackageState::PendingReboot);
     store
         .store_job_result("j1", &d.id, &outcome_of(&j1, 1_000, vec![failed, reboot]))
         .await
@@ -513,12 +527,12 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
     assert_eq!(
         current
             .iter()
-            .map(|a| (a.package.as_str(), a.class.as_deref()))
+            .map(|a| (a.package.as_str(), a.class))
             .collect::<Vec<_>>(),
-        vec![("tool", Some("install_script_failed"))]
+        vec![("tool", Some(FailureClass::InstallScriptFailed))]
     );
     let by_class = FailureFilter {
-        class: Some("lock_held".into()),
+        class: Some(FailureClass::LockHeld),
         ..Default::default()
     };
     assert!(store
@@ -549,7 +563,7 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         ("kern", Some("boot-1"))
     );
     let mut confirmed = pending[0].package.clone();
-    confirmed.state = "verified".into();
+    confirmed.state = PackageState::Verified;
     let attempt = Attempt {
         id: 0,
         tenant_id: t.clone(),
@@ -558,7 +572,7 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         job_id: "j1".into(),
         package: "kern".into(),
         at: 1_500,
-        state: "verified".into(),
+        state: PackageState::Verified,
         class: None,
         installed_version: Some("1.1".into()),
         evidence: vec!["boot id changed".into()],
@@ -580,7 +594,7 @@ async fn attempts_history_and_current_failures(store: &dyn Store) {
         .store_job_result(
             "j2",
             &d.id,
-            &outcome_of(&j2, 2_000, vec![pkg(&j2, "tool", "verified")]),
+            &outcome_of(&j2, 2_000, vec![pkg(&j2, "tool", PackageState::Verified)]),
         )
         .await
         .expect("j2");
@@ -621,7 +635,10 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
         .create_deployment(
             &dep,
             &[j1.clone(), j2.clone()],
-            &[pkg(&j1, "p", "pending"), pkg(&j2, "p", "pending")],
+            &[
+                pkg(&j1, "p", PackageState::Pending),
+                pkg(&j2, "p", PackageState::Pending),
+            ],
         )
         .await
         .expect("create");
@@ -638,9 +655,12 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
             .is_empty(),
         "not released"
     );
-    dep.status = "halted".into();
+    dep.status = DeploymentStatus::Halted;
     dep.status_reason = Some("why".into());
-    store.update_deployment(&dep).await.expect("halt");
+    assert!(store
+        .transition_deployment(&dep, &[DeploymentStatus::Running], Some(0), None)
+        .await
+        .expect("halt"));
     assert!(
         store
             .offerable_jobs(&d.id, 200, 0)
@@ -659,35 +679,57 @@ async fn rollout_controls_what_is_offered(store: &dyn Store) {
         Some("why")
     );
     assert!(store.active_deployments().await.expect("active").is_empty());
-    dep.status = "running".into();
-    store.update_deployment(&dep).await.expect("resume");
-    store
-        .release_jobs(&["j2".to_owned()], 300)
+    dep.status = DeploymentStatus::Running;
+    assert!(store
+        .transition_deployment(&dep, &[DeploymentStatus::Halted], Some(0), None)
         .await
-        .expect("release");
+        .expect("resume"));
+    assert_eq!(
+        store
+            .release_jobs(&["j2".to_owned()], 300)
+            .await
+            .expect("release"),
+        1
+    );
     assert_eq!(
         store.offerable_jobs(&e.id, 400, 0).await.expect("db").len(),
         1
     );
-    assert!(store
-        .mark_job_started("j1", &d.id, 500)
-        .await
-        .expect("start"));
     assert_eq!(
         store
-            .skip_unstarted_jobs("dep1", 600, "cancelled by admin")
+            .mark_job_started("j1", &d.id, 500)
             .await
-            .expect("cancel"),
-        1
+            .expect("start"),
+        StartOutcome::Started
+    );
+    dep.status = DeploymentStatus::Cancelled;
+    dep.updated_at = Some(600);
+    assert!(store
+        .transition_deployment(
+            &dep,
+            &[DeploymentStatus::Running, DeploymentStatus::Halted],
+            Some(0),
+            Some("cancelled by admin"),
+        )
+        .await
+        .expect("cancel"));
+    let jobs = store.jobs_of_deployment("dep1").await.expect("jobs");
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.id.as_str(), j.status, j.finished_at))
+            .collect::<Vec<_>>(),
+        vec![
+            ("j1", JobStatus::Running, None),
+            ("j2", JobStatus::Done, Some(600))
+        ],
+        "exactly the unstarted job is closed, at the cancellation"
     );
     let rows = store.packages_of_deployment("dep1").await.expect("rows");
-    let states: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r.job_id.as_str(), r.state.as_str()))
-        .collect();
+    let states: Vec<(&str, PackageState)> =
+        rows.iter().map(|r| (r.job_id.as_str(), r.state)).collect();
     assert_eq!(
         states,
-        vec![("j1", "pending"), ("j2", "skipped")],
+        vec![("j1", PackageState::Pending), ("j2", PackageState::Skipped)],
         "a started job runs to its end"
     );
     assert_eq!(rows[1].evidence, vec!["cancelled by admin".to_owned()]);
@@ -716,6 +758,13 @@ use sla::*;
 #[path = "conformance/triage.rs"]
 mod triage;
 use triage::*;
+
+#[path = "conformance/transitions.rs"]
+mod transitions;
+use transitions::*;
+
+#[path = "conformance/corrupt.rs"]
+mod corrupt;
 
 fn exposure(d: &Device, cve: &str) -> ExposureRecord {
     ExposureRecord {
@@ -832,6 +881,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         created_at: 1,
         created_by: "admin".into(),
         updated_at: 1,
+        problem: None,
     };
     store.create_policy(&p).await.expect("create");
     let twin = Policy {
@@ -875,6 +925,40 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
     );
     assert_eq!(store.list_policies(None).await.expect("list").len(), 2);
 
+    // A policy the scheduler cannot run keeps its problem until it is cleared; an update of
+    // the spec leaves it alone (the next scheduler pass decides).
+    let problem = PolicyProblem {
+        at: 7,
+        message: "policy \"monthly\": rings: ring names must be unique".into(),
+    };
+    assert!(store
+        .set_policy_problem("pol_1", Some(&problem))
+        .await
+        .expect("problem"));
+    let read = store.policy("pol_1").await.expect("get").expect("policy");
+    assert_eq!(read.problem, Some(problem.clone()));
+    assert!(store.update_policy(&edited).await.expect("update"));
+    assert_eq!(
+        store
+            .policy("pol_1")
+            .await
+            .expect("get")
+            .and_then(|p| p.problem),
+        Some(problem)
+    );
+    assert!(store
+        .set_policy_problem("pol_1", None)
+        .await
+        .expect("clear"));
+    assert_eq!(
+        store.policy("pol_1").await.expect("get"),
+        Some(edited.clone())
+    );
+    assert!(!store
+        .set_policy_problem("pol_nope", None)
+        .await
+        .expect("no such policy"));
+
     // One deployment per cycle: the second claim creates nothing at all.
     let d = enrolled(store, "dev1").await;
     let dep1 = deployment("dep_1", &d.tenant_id);
@@ -890,7 +974,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
             &run,
             &dep1,
             std::slice::from_ref(&j1),
-            &[pkg(&j1, "curl", "pending")]
+            &[pkg(&j1, "curl", PackageState::Pending)]
         )
         .await
         .expect("first"));
@@ -905,7 +989,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
             &again,
             &dep2,
             std::slice::from_ref(&j2),
-            &[pkg(&j2, "curl", "pending")]
+            &[pkg(&j2, "curl", PackageState::Pending)]
         )
         .await
         .expect("second"));
@@ -957,10 +1041,14 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
     );
 
     // Retries: only a done job on the named attempt; offered again only after not_before.
-    store
-        .release_jobs(&["job_1".into()], 10)
-        .await
-        .expect("release");
+    assert_eq!(
+        store
+            .release_jobs(&["job_1".into()], 10)
+            .await
+            .expect("release"),
+        0,
+        "released when it was created"
+    );
     assert!(!store
         .requeue_job("job_1", 1, 100)
         .await
@@ -969,7 +1057,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         .store_job_result(
             "job_1",
             &d.id,
-            &outcome_of(&j1, 20, vec![pkg(&j1, "curl", "failed")]),
+            &outcome_of(&j1, 20, vec![pkg(&j1, "curl", PackageState::Failed)]),
         )
         .await
         .expect("result");
@@ -989,7 +1077,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
         vec![2]
     );
     // A late result of attempt 1 is a re-delivery; attempt 2's is stored.
-    let mut late = outcome_of(&j1, 30, vec![pkg(&j1, "curl", "failed")]);
+    let mut late = outcome_of(&j1, 30, vec![pkg(&j1, "curl", PackageState::Failed)]);
     late.attempt = Some(1);
     assert_eq!(
         store
@@ -998,7 +1086,7 @@ async fn policies_runs_rejections_and_retries(store: &dyn Store) {
             .expect("late"),
         ResultStored::Duplicate
     );
-    let mut second = outcome_of(&j1, 120, vec![pkg(&j1, "curl", "verified")]);
+    let mut second = outcome_of(&j1, 120, vec![pkg(&j1, "curl", PackageState::Verified)]);
     second.attempt = Some(2);
     assert_eq!(
         store
@@ -1046,7 +1134,30 @@ conformance!(
     sla_policies_per_tenant,
     policies_runs_rejections_and_retries,
     triage_assign_resolve_reopen_and_streaks,
+    deployment_transitions_are_conditional,
+    concurrent_transitions_have_one_winner,
+    cancel_closes_unstarted_jobs_atomically,
+    halted_or_cancelled_deployments_start_nothing,
+    a_start_is_checked_against_the_offer,
+    a_job_past_its_window_is_taken_back,
 );
+
+/// Damages rows with the backend's own SQL (a backend joins with its own executor).
+#[tokio::test]
+async fn sqlite_unknown_stored_values_are_errors_naming_the_row() {
+    let (store, _dir) = fresh_sqlite().await;
+    let pool = store.pool().clone();
+    corrupt::unknown_stored_values_are_errors_naming_the_row(&store, |sql| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(&sql)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn sqlite_data_survives_reopening() {

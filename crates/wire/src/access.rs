@@ -1,5 +1,6 @@
 //! Operator API types for people and credentials: users, API tokens, the audit log.
 
+use patchwarden_core::{AuditOutcome, Role};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "openapi")]
@@ -13,7 +14,7 @@ pub struct RoleGrant {
     #[serde(default)]
     pub tenant: Option<String>,
     /// `admin`, `operator`, `approver` or `viewer`.
-    pub role: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,7 @@ pub struct UserView {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateUserRequest {
     pub login: String,
+    /// `admin`, `operator`, `approver` or `viewer`.
     /// `admin`, `operator`, `approver` or `viewer`.
     pub role: String,
     /// Tenant name. Absent: the caller's own tenant, or every tenant for a provider admin.
@@ -57,7 +59,7 @@ pub struct UserCreated {
 pub struct TokenView {
     pub id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// Tenant name; absent: every tenant (provider level).
     #[serde(default)]
     pub tenant: Option<String>,
@@ -70,6 +72,7 @@ pub struct TokenView {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateTokenRequest {
     pub name: String,
+    /// `admin`, `operator`, `approver` or `viewer`.
     pub role: String,
     /// Tenant name. Absent: the caller's own tenant, or every tenant for a provider admin.
     #[serde(default)]
@@ -106,8 +109,29 @@ pub struct AuditEntryView {
     #[serde(default)]
     pub detail: Option<String>,
     /// `ok`, `denied` or `failed`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub status: u16,
     #[serde(default)]
     pub address: Option<String>,
+}
+
+/// `GET /api/v1/audit` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct AuditQuery {
+    /// Only this tenant (name).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Up to this time (RFC 3339, exclusive).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// At most this many entries, newest first (default 10000).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }

@@ -172,19 +172,7 @@ fn yes() -> bool {
     true
 }
 
-/// When an install may reboot the device.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum RebootMode {
-    /// Never reboot; packages needing one stay `pending_reboot`.
-    #[default]
-    Never,
-    /// Reboot when the install left the device requiring one (inside the window only).
-    WhenRequired,
-    /// Reboot after every install that changed something.
-    Always,
-}
+pub use patchwarden_core::RebootMode;
 
 /// The typed operations an agent runs. There is no arbitrary shell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,4 +269,12 @@ pub struct PackageResult {
     /// The lines that decided `state` and `class` (bounded).
     #[serde(default)]
     pub evidence: Vec<String>,
+}
+
+/// The answer to `POST /api/v1/agent/jobs/{id}/result`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ResultAck {
+    /// False when this was a re-delivery of a result already stored.
+    pub stored: bool,
 }

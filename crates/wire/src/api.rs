@@ -1,7 +1,9 @@
 //! Operator API types (CLI, scripts, later the web UI). Authenticated with an operator token.
 
 use crate::agent::PackageTarget;
-use patchwarden_core::{FailureClass, PackageState};
+use patchwarden_core::{
+    DeploymentStatus, DeviceStatus, FailureClass, JobPhase, PackageState, RingState,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -68,7 +70,7 @@ pub struct DeviceSummary {
     pub security_updates: u32,
     pub reboot_required: bool,
     /// `online`, `stale` (missed a few check-ins) or `offline` (missed many), or `new`.
-    pub status: String,
+    pub status: DeviceStatus,
     pub agent_version: String,
 }
 
@@ -195,6 +197,35 @@ pub struct CreateDeploymentRequest {
     pub spread: bool,
 }
 
+impl CreateDeploymentRequest {
+    /// A deployment of `selection` to `target` with every option at its default.
+    pub fn new(tenant: Option<String>, target: TargetSpec, selection: Selection) -> Self {
+        Self {
+            tenant,
+            target,
+            selection,
+            timeout_secs: None,
+            rings: vec![],
+            gate: None,
+            halt_failure_rate: None,
+            halt_min_finished: None,
+            concurrency: None,
+            require_approval: false,
+            window: None,
+            window_duration_secs: None,
+            exclude: vec![],
+            respect_holds: None,
+            expedite: false,
+            reboot: None,
+            retry: None,
+            offline: None,
+            preflight: None,
+            policy: None,
+            spread: false,
+        }
+    }
+}
+
 /// Reboots after installs, with a loop guard.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -279,7 +310,7 @@ pub struct RingView {
     pub failed_patch: u32,
     pub failed_other: u32,
     /// `waiting`, `running`, `done`.
-    pub state: String,
+    pub state: RingState,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,7 +368,7 @@ pub struct DeploymentView {
     pub created_at: String,
     pub selection: Selection,
     /// `pending_approval`, `running`, `halted`, `cancelled` or `completed`.
-    pub status: String,
+    pub status: DeploymentStatus,
     /// Why it is halted, cancelled, or waiting.
     #[serde(default)]
     pub status_reason: Option<String>,
@@ -418,8 +449,8 @@ pub struct JobView {
     pub id: String,
     pub device: String,
     pub hostname: String,
-    /// `queued`, `running`, `done`.
-    pub status: String,
+    /// `waiting` (not released yet), `queued`, `running`, `done`.
+    pub status: JobPhase,
     #[serde(default)]
     pub started_at: Option<String>,
     #[serde(default)]
@@ -475,7 +506,7 @@ pub struct DeploymentSummary {
     pub tenant: String,
     pub created_at: String,
     pub selection: Selection,
-    pub status: String,
+    pub status: DeploymentStatus,
     #[serde(default)]
     pub status_reason: Option<String>,
     pub devices_total: u32,
@@ -555,37 +586,7 @@ pub struct FailureRow {
     pub breached: bool,
 }
 
-/// The triage status of a failure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum TriageStatus {
-    /// In the queue.
-    #[default]
-    Open,
-    /// Resolved by someone; a newer failed attempt reopens it.
-    Resolved,
-    /// Risk accepted by an approver until a date; back in the queue when it expires.
-    AcceptedRisk,
-}
-
-impl TriageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriageStatus::Open => "open",
-            TriageStatus::Resolved => "resolved",
-            TriageStatus::AcceptedRisk => "accepted_risk",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(TriageStatus::Open),
-            "resolved" => Some(TriageStatus::Resolved),
-            "accepted_risk" => Some(TriageStatus::AcceptedRisk),
-            _ => None,
-        }
-    }
-}
+pub use patchwarden_core::TriageStatus;
 
 /// `POST /api/v1/failures/{assign,resolve,accept-risk,retry}`: which failure, and the action's
 /// details.
@@ -838,6 +839,18 @@ pub struct PolicyView {
     /// Deployments it created, newest first: (cycle, deployment id).
     #[serde(default)]
     pub runs: Vec<PolicyRunView>,
+    /// Why the scheduler could not run it at its last attempt (absent when it could): a
+    /// policy broken by something other than having nothing to install.
+    #[serde(default)]
+    pub problem: Option<PolicyProblemView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyProblemView {
+    /// When it was first seen (RFC 3339).
+    pub at: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -942,4 +955,72 @@ pub struct SlaPolicyUpdate {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct DeviceLabels {
     pub labels: BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/failures` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct FailuresQuery {
+    /// Only this class (a taxonomy name, e.g. `lock_held`).
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Only this device (id or hostname).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Also the resolved failures and accepted risks (default: the queue, open ones only).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /api/v1/devices/{id}/reset-failures`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ResetFailures {
+    /// How many current failures were reset.
+    pub reset: u64,
+}
+
+/// A query naming a tenant (for provider-level tokens; default `default`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct TenantQuery {
+    /// Tenant name (for provider-level tokens; default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// `POST /api/v1/rejected-updates/unreject`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UnrejectRequest {
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub package: String,
+    /// One version (default: every rejected version of the package).
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UnrejectOutcome {
+    pub lifted: u64,
+}
+
+/// `GET /api/v1/vulns` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct VulnQuery {
+    /// Only CVEs in CISA's Known Exploited Vulnerabilities catalog.
+    #[serde(default)]
+    pub kev: bool,
+    /// Only at or above this rating: low, medium, high, critical.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Only this device (id or hostname).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Include closed exposures (with their close time).
+    #[serde(default)]
+    pub closed: bool,
 }

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod agent;
 pub mod api;
+pub mod report;
 
 pub use patchwarden_core::{FailureClass, PackageState};
 
@@ -30,6 +31,9 @@ pub struct ErrorBody {
     pub error: String,
     /// A sentence for people, naming what was wrong.
     pub message: String,
+    /// For an invalid request: the input that was wrong (e.g. `ttl_secs`, `rings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// Keeps at most `max` bytes of `s`: the head and the tail, with a marker of what was cut.

@@ -2,51 +2,31 @@
 //! (the audit log, for admins and approvers, with a CSV download). Both read through the
 //! same handlers and checks as the API, once per tenant the person holds the right role in.
 
-use super::authz::Permission;
 use super::session::WebUser;
 use super::{page_error, render, Nav, WebError, WebState};
-use crate::audit::AuditQuery;
-use crate::auth::Operator;
 use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use patchwarden_store::ApiToken;
-use patchwarden_wire::access::{AuditEntryView, TokenView, UserView};
+use axum::Form;
+use patchwarden_app::authz::Permission;
+use patchwarden_app::{audit, people, Actor, AppError, AppResult};
+use patchwarden_wire::access::{AuditEntryView, AuditQuery, TokenView, UserView};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// The operators standing for this person, one per tenant scope where `p` is allowed:
+/// The actors standing for this person, one per tenant scope where `p` is allowed:
 /// provider-wide (one, all tenants) or per tenant.
-pub(super) fn operators(user: &WebUser, p: Permission) -> Vec<Operator> {
-    let scopes: Vec<Option<String>> = if user.access.can_provider(p) {
-        vec![None]
+pub(super) fn actors(user: &WebUser, p: Permission) -> Vec<Actor> {
+    if user.access.can_provider(p) {
+        vec![user.actor(None)]
     } else {
         user.tenant_names
             .keys()
             .filter(|t| user.access.can(t, p))
-            .map(|t| Some(t.clone()))
+            .map(|t| user.actor(Some(t)))
             .collect()
-    };
-    scopes
-        .into_iter()
-        .map(|t| {
-            Operator::for_person(
-                ApiToken {
-                    id: user.user.id.clone(),
-                    tenant_id: t,
-                    name: user.user.login.clone(),
-                    role: String::new(),
-                    token_hash: String::new(),
-                    created_at: user.session.created_at,
-                    revoked_at: None,
-                },
-                user.access.clone(),
-                user.audit.clone(),
-            )
-        })
-        .collect()
+    }
 }
 
 fn refuse(what: &str) -> WebError {
@@ -65,21 +45,21 @@ struct PeoplePage {
 }
 
 pub async fn people(State(state): State<WebState>, user: WebUser) -> Result<Response, WebError> {
-    let ops = operators(&user, Permission::Administer);
+    let ops = actors(&user, Permission::Administer);
     if ops.is_empty() {
         return Err(refuse("managing users and API tokens (admins only)"));
     }
     let mut users: BTreeMap<String, UserView> = BTreeMap::new();
     let mut tokens = Vec::new();
     for op in ops {
-        let Json(us) = crate::people::list_users(State(state.app.clone()), op.clone()).await?;
+        let us = people::list_users(&state.app, &op).await?;
         for u in us {
             users
                 .entry(u.login.clone())
                 .and_modify(|x| x.roles.extend(u.roles.clone()))
                 .or_insert(u);
         }
-        let Json(ts) = crate::people::list_tokens(State(state.app.clone()), op).await?;
+        let ts = people::list_tokens(&state.app, &op).await?;
         tokens.extend(ts);
     }
     Ok(render(&PeoplePage {
@@ -110,12 +90,12 @@ pub async fn audit(
     user: WebUser,
     Query(q): Query<AuditPageQuery>,
 ) -> Result<Response, WebError> {
-    let ops = operators(&user, Permission::ReadAudit);
+    let ops = actors(&user, Permission::ReadAudit);
     if ops.is_empty() {
         return Err(refuse("reading the audit log (admins and approvers)"));
     }
     let days = q.days.unwrap_or(7).clamp(1, 3650);
-    let from = crate::rfc3339(state.app.clock.now_ms() - i64::from(days) * 86_400_000);
+    let from = patchwarden_app::rfc3339(state.app.now_ms() - i64::from(days) * 86_400_000);
     let mut rows = Vec::new();
     for op in ops {
         let query = AuditQuery {
@@ -125,7 +105,7 @@ pub async fn audit(
             format: None,
             limit: Some(2000),
         };
-        rows.extend(crate::audit::read(&state.app, &op, &query).await?);
+        rows.extend(audit::read(&state.app, &op, &query).await?);
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     rows.dedup_by_key(|r| r.id);
@@ -138,7 +118,7 @@ pub async fn audit(
                     "attachment; filename=\"patchwarden-audit.csv\"",
                 ),
             ],
-            crate::audit::to_csv(&rows),
+            audit::to_csv(&rows),
         )
             .into_response());
     }
@@ -154,18 +134,18 @@ pub async fn audit(
 /// admin of several tenants acts in the tenant the object belongs to).
 async fn as_admin<F, Fut>(user: &WebUser, act: F) -> Result<Response, WebError>
 where
-    F: Fn(Operator) -> Fut,
-    Fut: std::future::Future<Output = crate::error::ApiResult<StatusCode>>,
+    F: Fn(Actor) -> Fut,
+    Fut: std::future::Future<Output = AppResult<()>>,
 {
-    let ops = operators(user, Permission::Administer);
+    let ops = actors(user, Permission::Administer);
     if ops.is_empty() {
         return Err(refuse("managing users and API tokens (admins only)"));
     }
     let mut last = None;
     for op in ops {
         match act(op).await {
-            Ok(_) => return Ok(Redirect::to("/people").into_response()),
-            Err(e) if e.status == StatusCode::NOT_FOUND => last = Some(e),
+            Ok(()) => return Ok(Redirect::to("/people").into_response()),
+            Err(e @ AppError::NotFound(_)) => last = Some(e),
             Err(e) => return Err(e.into()),
         }
     }
@@ -187,7 +167,8 @@ pub async fn disable_user(
         ));
     }
     as_admin(&user, |op| {
-        crate::people::disable_user(State(state.app.clone()), op, Path(login.clone()))
+        let (app, login) = (state.app.clone(), login.clone());
+        async move { people::disable_user(&app, &op, &login).await }
     })
     .await
 }
@@ -201,7 +182,8 @@ pub async fn revoke_token(
 ) -> Result<Response, WebError> {
     user.check_csrf(&form.csrf)?;
     as_admin(&user, |op| {
-        crate::people::revoke_token(State(state.app.clone()), op, Path(id.clone()))
+        let (app, id) = (state.app.clone(), id.clone());
+        async move { people::revoke_token(&app, &op, &id).await }
     })
     .await
 }

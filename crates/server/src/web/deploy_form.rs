@@ -1,16 +1,14 @@
 //! Starting a deployment from the dashboard: the form on `/deployments` (shown to people who
-//! may deploy in some tenant) posts to `/deployments/new`, which goes through the same
-//! handler, checks and audit as `POST /api/v1/deployments`.
+//! may deploy in some tenant) posts to `/deployments/new`, which goes through the same use
+//! case, checks and audit as `POST /api/v1/deployments`.
 
-use super::authz::Permission;
-use super::pages::operator;
 use super::session::WebUser;
 use super::{page_error, WebError, WebState};
-use crate::error::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
+use axum::Form;
+use patchwarden_app::authz::Permission;
 use patchwarden_wire::agent::PackageTarget;
 use patchwarden_wire::api::{CreateDeploymentRequest, RingRequest, Selection, TargetSpec};
 use serde::Deserialize;
@@ -187,19 +185,22 @@ pub async fn new_deployment(
     user.audit.tenant(Some(&tenant_id));
     let req =
         request_of(&form, &tenant_name).map_err(|m| page_error(StatusCode::BAD_REQUEST, &m))?;
-    let op = operator(&user, Some(&tenant_id));
-    match crate::operator_api::create_deployment(State(state.app.clone()), op, Body(req)).await {
-        Ok((_, Json(created))) => {
+    let op = user.actor(Some(&tenant_id));
+    match patchwarden_app::deployments::create(&state.app, &op, &req).await {
+        Ok(created) => {
             tracing::info!(user = %user.user.login, deployment = %created.id, "deployment started from the dashboard");
             Ok(Redirect::to(&format!("/deployments/{}", created.id)).into_response())
         }
-        Err(e) => Err(page_error(
-            if e.status.is_client_error() {
-                e.status
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            },
-            &format!("The deployment was not created: {}", e.message),
-        )),
+        Err(e) => {
+            let e = crate::error::ApiError::from(e);
+            Err(page_error(
+                if e.status.is_client_error() {
+                    e.status
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                &format!("The deployment was not created: {}", e.message),
+            ))
+        }
     }
 }

@@ -3,18 +3,17 @@
 //! vulnerabilities and compliance, and the compliance report (`/reports`, its downloads).
 
 use super::chart::{line_chart, LineChart};
-use super::pages::{non_empty, operator, scope_for, url_encode, visible_tenants};
+use super::pages::{non_empty, scope_for, url_encode, visible_tenants};
 use super::session::WebUser;
 use super::{page_error, render, Nav, WebError, WebState};
-use crate::reports::{self, ComplianceReport};
-use crate::snapshots::day_of;
-use crate::vulns::{self, VulnQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
-use patchwarden_store::{ExposureStats, TenantScope};
-use patchwarden_wire::api::VulnRow;
+use patchwarden_app::records::{DevicePageQuery, ExposureStats, TenantScope};
+use patchwarden_app::reports::{self, ComplianceReport, ReportQuery};
+use patchwarden_app::snapshots::day_of;
+use patchwarden_app::{dashboard, vulns};
+use patchwarden_wire::api::{VulnQuery, VulnRow};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -49,10 +48,10 @@ pub async fn overview_extras(
     user: &WebUser,
     scope: &TenantScope,
 ) -> Result<OverviewExtras, WebError> {
-    let store = &state.app.store;
-    let now = state.app.clock.now_ms();
+    let now = state.app.now_ms();
+    let op = user.actor(None);
     // Each tenant's breaches by its own SLA policy.
-    let stats = crate::sla::exposure_stats(&state.app, scope, now).await?;
+    let stats = dashboard::exposure_stats(&state.app, &op, scope).await?;
     let mut total = ExposureStats {
         tenant_id: String::new(),
         ..Default::default()
@@ -82,9 +81,8 @@ pub async fn overview_extras(
         .rev()
         .map(|k| day_of(now - k * day_ms))
         .collect();
-    let snaps = store
-        .snapshots(scope, &days[0], &days[days.len() - 1])
-        .await?;
+    let snaps =
+        dashboard::snapshots(&state.app, &op, scope, &days[0], &days[days.len() - 1]).await?;
     #[derive(Default)]
     struct Day {
         devices: i64,
@@ -184,7 +182,8 @@ pub fn breached(r: &VulnRow) -> bool {
     r.sla_state.starts_with("breached")
 }
 
-/// The exposures this person may see, through the API's handler per tenant in view.
+/// The exposures this person may see, through the same use case as the API, per tenant in
+/// view.
 async fn visible_rows(
     state: &WebState,
     user: &WebUser,
@@ -198,11 +197,10 @@ async fn visible_rows(
     };
     let mut out = Vec::new();
     for t in scopes {
-        let op = operator(user, t.as_deref());
-        let app = State(state.app.clone());
-        let Json(rows) = match cve {
-            Some(c) => vulns::show_vuln(app, op, Path(c.to_owned())).await?,
-            None => vulns::list_vulns(app, op, Query(q())).await?,
+        let op = user.actor(t.as_deref());
+        let rows = match cve {
+            Some(c) => vulns::show(&state.app, &op, c).await?,
+            None => vulns::list(&state.app, &op, &q()).await?,
         };
         out.extend(rows);
     }
@@ -259,22 +257,23 @@ pub async fn vulns_page(
     let device = non_empty(&q.device).map(str::to_owned);
     if let Some(d) = &device {
         // Narrow to the device's tenant (an unknown or invisible device: 404).
-        let found = match state.app.store.device(d).await? {
-            Some(x) if user.access.can_see(&x.tenant_id) => Some(x),
-            _ => state
-                .app
-                .store
-                .device_page(&patchwarden_store::DevicePageQuery {
+        let found = match super::pages::visible_device(&state, &user, d).await {
+            Ok(x) => Some(x),
+            Err(_) => dashboard::device_page(
+                &state.app,
+                &user.actor(None),
+                &DevicePageQuery {
                     scope: scope.clone(),
                     search: Some(d.clone()),
                     limit: 50,
-                    now: state.app.clock.now_ms(),
+                    now: state.app.now_ms(),
                     ..Default::default()
-                })
-                .await?
-                .0
-                .into_iter()
-                .find(|x| &x.hostname == d),
+                },
+            )
+            .await?
+            .0
+            .into_iter()
+            .find(|x| &x.hostname == d),
         };
         match found {
             Some(x) => scope = Some(vec![x.tenant_id]),
@@ -338,7 +337,7 @@ pub async fn vuln_page(
         &state,
         &user,
         user.access.scope(),
-        VulnQuery::none,
+        VulnQuery::default,
         Some(&cve),
     )
     .await?;
@@ -375,12 +374,12 @@ pub async fn device_vulns(
     device_id: &str,
     tenant_id: &str,
 ) -> Result<DeviceVulns, WebError> {
-    let op = operator(user, Some(tenant_id));
+    let op = user.actor(Some(tenant_id));
     let q = VulnQuery {
         device: Some(device_id.to_owned()),
-        ..VulnQuery::none()
+        ..VulnQuery::default()
     };
-    let Json(rows) = vulns::list_vulns(State(state.app.clone()), op, Query(q)).await?;
+    let rows = vulns::list(&state.app, &op, &q).await?;
     let breaches = rows.iter().filter(|r| breached(r)).count();
     let next_due = rows
         .iter()
@@ -440,7 +439,7 @@ pub async fn reports_page(
     Query(q): Query<ReportPageQuery>,
 ) -> Result<Response, WebError> {
     let tenants = visible_tenants(&user);
-    let now = state.app.clock.now_ms();
+    let now = state.app.now_ms();
     let period = reports::period(q.from.as_deref(), q.to.as_deref(), now).map_err(bad)?;
     let format = match non_empty(&q.format) {
         None => None,
@@ -449,25 +448,28 @@ pub async fn reports_page(
     let chosen = non_empty(&q.tenant)
         .map(str::to_owned)
         .or_else(|| (tenants.len() == 1).then(|| tenants[0].1.clone()));
-    let tenant = match &chosen {
+    let tenant_id = match &chosen {
         None => None,
-        Some(name) => {
-            let id = match scope_for(&user, Some(name))? {
-                Some(ids) => ids.into_iter().next(),
-                None => None,
-            };
-            match id {
-                Some(id) => state.app.store.tenant_by_id(&id).await?,
-                None => None,
-            }
-        }
+        Some(name) => match scope_for(&user, Some(name))? {
+            Some(ids) => ids.into_iter().next(),
+            None => None,
+        },
     };
-    let report = match &tenant {
-        Some(t) => Some(reports::compliance(&state.app, t, &period, now).await?),
+    let report = match &tenant_id {
+        Some(id) => {
+            let query = ReportQuery {
+                tenant: Some(id.clone()),
+                from: Some(period.from.to_string()),
+                to: Some(period.to.to_string()),
+                format: None,
+            };
+            let op = user.actor(Some(id));
+            Some(reports::compliance_report(&state.app, &op, &query).await?.0)
+        }
         None => None,
     };
     if let (Some(f), Some(r)) = (format, &report) {
-        return Ok(reports::respond(r, f));
+        return Ok(crate::api::reports::respond(r, f));
     }
     let (from, to) = (period.from.to_string(), period.to.to_string());
     let links = match &report {

@@ -1,11 +1,10 @@
 //! The web dashboard: server-rendered pages (askama templates compiled into the binary), a
 //! small stylesheet and a few lines of script, behind password login and sessions.
 //!
-//! Every page is authorised against the tenant of its data ([`authz::Access`]); actions go
-//! through the same handlers as the operator API, on behalf of the logged-in person.
+//! Every page calls the application's use cases on behalf of the logged-in person (an
+//! `Actor` with their roles), the same ones the API calls; never an API handler.
 
 mod admin;
-pub mod authz;
 mod chart;
 mod deploy_form;
 mod insight;
@@ -13,27 +12,25 @@ mod pages;
 mod policy_pages;
 pub mod session;
 
-use crate::AppState;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::path::Path;
+use patchwarden_app::authz::Permission;
+use patchwarden_app::sessions::{hash_password, random_password, LoginLimiter};
+use patchwarden_app::{App, AppError};
 use std::sync::Arc;
 
 pub use insight::report_document;
-pub use session::{create_user, hash_password, verify_password};
 
 /// Name of the file, in the data directory, holding the first administrator's password.
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
-/// Login of the first administrator.
-pub const ADMIN_LOGIN: &str = "admin";
 
 /// What the web handlers share.
 #[derive(Clone)]
 pub struct WebState {
-    pub app: AppState,
-    pub limiter: Arc<session::LoginLimiter>,
+    pub app: App,
+    pub limiter: Arc<LoginLimiter>,
     /// Mark cookies `Secure` even without `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
     /// Verified against when a login does not exist, so that timing does not tell.
@@ -51,19 +48,11 @@ pub fn page_error(status: StatusCode, message: &str) -> WebError {
     WebError::Page(status, message.to_owned())
 }
 
-impl From<patchwarden_store::StoreError> for WebError {
-    fn from(e: patchwarden_store::StoreError) -> Self {
-        tracing::error!(error = %e, "storage error");
-        page_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server could not read its database; retry later.",
-        )
-    }
-}
-
-impl From<crate::error::ApiError> for WebError {
-    fn from(e: crate::error::ApiError) -> Self {
-        WebError::Page(e.status, e.message)
+/// An application error as a page: the same status the API would answer, with the message.
+impl From<AppError> for WebError {
+    fn from(e: AppError) -> Self {
+        let api = crate::error::ApiError::from(e);
+        WebError::Page(api.status, api.message)
     }
 }
 
@@ -123,8 +112,8 @@ impl Nav {
             roles: user.access.describe(&user.tenant_names),
             csrf: user.session.csrf_token.clone(),
             current,
-            people: user.access.can_somewhere(authz::Permission::Administer),
-            audit: user.access.can_somewhere(authz::Permission::ReadAudit),
+            people: user.access.can_somewhere(Permission::Administer),
+            audit: user.access.can_somewhere(Permission::ReadAudit),
         }
     }
     /// `aria-current` for a menu entry.
@@ -178,9 +167,9 @@ async fn security_headers(mut resp: Response) -> Response {
 
 /// The dashboard's routes. `PATCHWARDEN_SECURE_COOKIES=1` marks cookies `Secure` always
 /// (behind a TLS-terminating proxy that does not send `X-Forwarded-Proto`).
-pub fn router(app: AppState) -> Router {
+pub fn router(app: App) -> Router {
     let secure_cookies = std::env::var("PATCHWARDEN_SECURE_COOKIES").is_ok_and(|v| v == "1");
-    let dummy_hash = hash_password(&session::random_password()).unwrap_or_default();
+    let dummy_hash = hash_password(&random_password()).unwrap_or_default();
     let state = WebState {
         app,
         limiter: Arc::default(),
@@ -229,23 +218,4 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
-}
-
-/// On first start (no user at all), creates the user `admin` (administrator of every tenant)
-/// with a random password written to `DATA_DIR/admin-password` (mode 0600). The log names
-/// the file, never the password.
-pub async fn bootstrap_admin_user(
-    store: &dyn patchwarden_store::Store,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    if store.count_users().await? > 0 {
-        return Ok(());
-    }
-    let password = session::random_password();
-    let path = data_dir.join(ADMIN_PASSWORD_FILE);
-    crate::write_private_file(&path, &format!("{password}\n"))?;
-    create_user(store, ADMIN_LOGIN, &password, &[(None, authz::Role::Admin)]).await?;
-    tracing::info!(login = ADMIN_LOGIN, path = %path.display(),
-        "created the dashboard administrator; the password is in this file (mode 0600)");
-    Ok(())
 }

@@ -1,21 +1,22 @@
 //! The dashboard's pages. Each one reads only tenants the person may see; a device or
 //! deployment of another tenant answers 404, an action the role does not allow 403.
 
-use super::authz::{permission_for, Permission};
 use super::chart::{bar_chart, BarChart};
 use super::session::WebUser;
 use super::{page_error, render, Nav, WebError, WebState};
-use crate::auth::Operator;
-use crate::operator_api::{self, device_status, Action};
-use crate::{now_ms, rfc3339};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use patchwarden_core::FailureClass;
-use patchwarden_store::{ApiToken, DevicePageQuery, DeviceSort, PatchFilter, TenantScope};
+use axum::Form;
+use patchwarden_app::authz::{permission_for, Permission};
+use patchwarden_app::deployments::actions::{self, Action};
+use patchwarden_app::devices::device_status;
+use patchwarden_app::records::{
+    DevicePageQuery, DeviceSort, DeviceStatus, FailureClass, PatchFilter, TenantScope,
+};
+use patchwarden_app::{dashboard, deployments, devices, history, rfc3339, triage};
 use patchwarden_wire::api::{
-    DeploymentSummary, DeploymentView, DeviceDetail, FailureRow, Selection,
+    DeploymentSummary, DeploymentView, DeviceDetail, FailureRow, FailuresQuery, Selection,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -55,27 +56,6 @@ fn bytes(n: u64) -> String {
 
 pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// The API token that stands for this person in one tenant (or all, for a provider list):
-/// the operator API's handlers then apply their own tenant check on top of ours.
-pub(super) fn operator(user: &WebUser, tenant_id: Option<&str>) -> Operator {
-    let role = tenant_id
-        .and_then(|t| user.access.role_in(t))
-        .map_or("viewer", |r| r.as_str());
-    Operator::for_person(
-        ApiToken {
-            id: user.user.id.clone(),
-            tenant_id: tenant_id.map(str::to_owned),
-            name: user.user.login.clone(),
-            role: role.to_owned(),
-            token_hash: String::new(),
-            created_at: user.session.created_at,
-            revoked_at: None,
-        },
-        user.access.clone(),
-        user.audit.clone(),
-    )
 }
 
 /// The tenant ids in view: the person's scope, narrowed to one tenant by name when asked
@@ -209,13 +189,13 @@ pub async fn overview(
 ) -> Result<Response, WebError> {
     let selected = non_empty(&q.tenant).map(str::to_owned);
     let scope = scope_for(&user, selected.as_deref())?;
-    let store = &state.app.store;
-    let stats = store.fleet_stats(&scope, now_ms()).await?;
-    let failures = store.failure_counts(&scope).await?;
+    let op = user.actor(None);
+    let stats = dashboard::fleet_stats(&state.app, &op, &scope).await?;
+    let failures = dashboard::failure_counts(&state.app, &op, &scope).await?;
     let mut by_class: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_tenant: BTreeMap<&str, i64> = BTreeMap::new();
     for f in &failures {
-        *by_class.entry(f.class.clone()).or_default() += f.count;
+        *by_class.entry(f.class.as_str().to_owned()).or_default() += f.count;
         *by_tenant.entry(f.tenant_id.as_str()).or_default() += f.count;
     }
     let mut total = TenantRow {
@@ -325,13 +305,13 @@ pub async fn devices(
     let tenant = non_empty(&q.tenant).map(str::to_owned);
     let scope = scope_for(&user, tenant.as_deref())?;
     let status = non_empty(&q.status).map(str::to_owned);
-    if let Some(s) = &status {
-        if !["online", "stale", "offline", "new"].contains(&s.as_str()) {
-            return Err(bad(
-                "Unknown status filter: use online, stale, offline or new.",
-            ));
-        }
-    }
+    let status_filter = match &status {
+        None => None,
+        Some(s) => Some(
+            s.parse::<DeviceStatus>()
+                .map_err(|_| bad("Unknown status filter: use online, stale, offline or new."))?,
+        ),
+    };
     let patch = match non_empty(&q.patch) {
         None => None,
         Some("security") => Some(PatchFilter::Security),
@@ -366,14 +346,14 @@ pub async fn devices(
             .ok_or_else(|| bad("The page must be a positive number."))?,
     };
     let search = non_empty(&q.q).map(str::to_owned);
-    let now = now_ms();
-    let (devices, total) = state
-        .app
-        .store
-        .device_page(&DevicePageQuery {
+    let now = state.app.now_ms();
+    let (devices, total) = dashboard::device_page(
+        &state.app,
+        &user.actor(None),
+        &DevicePageQuery {
             scope,
             tenant_id: None,
-            status: status.clone(),
+            status: status_filter,
             patch,
             search: search.clone(),
             sort,
@@ -381,13 +361,14 @@ pub async fn devices(
             limit: PAGE_SIZE,
             offset: (page - 1) * PAGE_SIZE,
             now,
-        })
-        .await?;
-    let rule = state.app.store.status_rule();
+        },
+    )
+    .await?;
+    let rule = dashboard::status_rule(&state.app);
     let rows = devices
         .into_iter()
         .map(|d| DeviceRow {
-            status: device_status(&rule, &d, now).to_owned(),
+            status: device_status(&rule, &d, now).as_str().to_owned(),
             tenant: user.tenant_name(&d.tenant_id),
             last_seen: d
                 .last_seen
@@ -461,18 +442,9 @@ pub async fn device(
     user: WebUser,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let device = match state.app.store.device(&id).await? {
-        Some(d) if user.access.can_see(&d.tenant_id) => d,
-        _ => {
-            return Err(page_error(
-                StatusCode::NOT_FOUND,
-                &format!("No device {id}."),
-            ))
-        }
-    };
+    let device = visible_device(&state, &user, &id).await?;
     let v = super::insight::device_vulns(&state, &user, &device.id, &device.tenant_id).await?;
-    let op = operator(&user, Some(&device.tenant_id));
-    let Json(d) = operator_api::get_device(State(state.app.clone()), op, Path(id)).await?;
+    let d = devices::get(&state.app, &user.actor(Some(&device.tenant_id)), &id).await?;
     let (root_free, cache_free, packages) = match &d.inventory {
         Some(inv) => (
             bytes(inv.disk.root_free_bytes),
@@ -519,14 +491,8 @@ pub async fn deployments(
     user: WebUser,
 ) -> Result<Response, WebError> {
     let mut list = Vec::new();
-    let scopes: Vec<Option<String>> = match user.access.scope() {
-        None => vec![None],
-        Some(ids) => ids.into_iter().map(Some).collect(),
-    };
-    for t in scopes {
-        let op = operator(&user, t.as_deref());
-        let Json(part) = operator_api::list_deployments(State(state.app.clone()), op).await?;
-        list.extend(part);
+    for op in user.scoped_actors() {
+        list.extend(deployments::list(&state.app, &op).await?);
     }
     list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let rows = list
@@ -568,33 +534,33 @@ struct DeploymentPage {
     can_cancel: bool,
 }
 
-/// The deployment, if this person may see it (else 404, as if it did not exist).
+/// A device this person may see (else 404, as if it did not exist).
+pub(super) async fn visible_device(
+    state: &WebState,
+    user: &WebUser,
+    id: &str,
+) -> Result<patchwarden_app::records::Device, WebError> {
+    devices::visible(&state.app, &user.actor(None), id)
+        .await
+        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No device {id}.")))
+}
+
+/// The deployment and its tenant id, if this person may see it (else 404, as if it did not
+/// exist).
 async fn visible_deployment(
     state: &WebState,
     user: &WebUser,
     id: &str,
-) -> Result<DeploymentView, WebError> {
-    let d = match state.app.store.deployment(id).await? {
-        Some(d) if user.access.can_see(&d.tenant_id) => d,
-        _ => {
-            return Err(page_error(
-                StatusCode::NOT_FOUND,
-                &format!("No deployment {id}."),
-            ))
-        }
-    };
-    let op = operator(user, Some(&d.tenant_id));
-    let Json(v) =
-        operator_api::get_deployment(State(state.app.clone()), op, Path(id.to_owned())).await?;
-    Ok(v)
-}
-
-fn is_final(status: &str) -> bool {
-    matches!(status, "completed" | "cancelled")
+) -> Result<(DeploymentView, String), WebError> {
+    let d = deployments::visible(&state.app, &user.actor(None), id)
+        .await
+        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
+    let v = deployments::get(&state.app, &user.actor(Some(&d.tenant_id)), id).await?;
+    Ok((v, d.tenant_id))
 }
 
 fn live_html(v: DeploymentView) -> Result<String, WebError> {
-    let final_state = is_final(&v.status);
+    let final_state = v.status.is_final();
     askama::Template::render(&LiveFragment { v, final_state }).map_err(|e| {
         tracing::error!(error = %e, "template rendering failed");
         page_error(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed.")
@@ -606,29 +572,21 @@ pub async fn deployment(
     user: WebUser,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let v = visible_deployment(&state, &user, &id).await?;
-    let tenant_id = state
-        .app
-        .store
-        .deployment(&id)
-        .await?
-        .map(|d| d.tenant_id)
-        .unwrap_or_default();
-    let approve = user.access.can(&tenant_id, Permission::Approve);
-    let operate = user.access.can(&tenant_id, Permission::Operate);
-    let status = v.status.clone();
+    let (v, tenant_id) = visible_deployment(&state, &user, &id).await?;
+    let may =
+        |a: Action| user.access.can(&tenant_id, permission_for(a)) && a.allowed_from(v.status);
     Ok(render(&DeploymentPage {
         nav: Nav::new(&user, "deployments"),
         id: v.id.clone(),
         tenant: v.tenant.clone(),
         what: selection_text(&v.selection),
         created: short_time(&v.created_at),
-        final_state: is_final(&status),
-        can_approve: approve && status == "pending_approval",
-        can_reject: approve && status == "pending_approval",
-        can_halt: operate && status == "running",
-        can_resume: operate && status == "halted",
-        can_cancel: operate && matches!(status.as_str(), "running" | "halted" | "pending_approval"),
+        final_state: v.status.is_final(),
+        can_approve: may(Action::Approve),
+        can_reject: may(Action::Reject),
+        can_halt: may(Action::Halt),
+        can_resume: may(Action::Resume),
+        can_cancel: may(Action::Cancel),
         live: live_html(v)?,
     }))
 }
@@ -640,7 +598,7 @@ pub async fn deployment_live(
     user: WebUser,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let v = visible_deployment(&state, &user, &id).await?;
+    let (v, _) = visible_deployment(&state, &user, &id).await?;
     Ok(axum::response::Html(live_html(v)?).into_response())
 }
 
@@ -658,24 +616,13 @@ pub async fn deployment_action(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
-    let action = match action.as_str() {
-        "approve" => Action::Approve,
-        "reject" => Action::Reject,
-        "halt" => Action::Halt,
-        "resume" => Action::Resume,
-        "cancel" => Action::Cancel,
-        _ => return Err(page_error(StatusCode::NOT_FOUND, "No such action.")),
+    let Some(action) = Action::parse(&action) else {
+        return Err(page_error(StatusCode::NOT_FOUND, "No such action."));
     };
     user.check_csrf(&form.csrf)?;
-    let d = match state.app.store.deployment(&id).await? {
-        Some(d) if user.access.can_see(&d.tenant_id) => d,
-        _ => {
-            return Err(page_error(
-                StatusCode::NOT_FOUND,
-                &format!("No deployment {id}."),
-            ))
-        }
-    };
+    let d = deployments::visible(&state.app, &user.actor(None), &id)
+        .await
+        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
     user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, permission_for(action)) {
         user.audit
@@ -689,19 +636,8 @@ pub async fn deployment_action(
             ),
         ));
     }
-    let op = operator(&user, Some(&d.tenant_id));
-    let reason = form.reason.filter(|r| !r.trim().is_empty());
-    let body = axum::body::Bytes::from(serde_json::json!({ "reason": reason }).to_string());
-    let app = State(state.app.clone());
-    let path = Path(id.clone());
-    let result = match action {
-        Action::Approve => operator_api::approve_deployment(app, op, path, body).await,
-        Action::Reject => operator_api::reject_deployment(app, op, path, body).await,
-        Action::Halt => operator_api::halt_deployment(app, op, path, body).await,
-        Action::Resume => operator_api::resume_deployment(app, op, path, body).await,
-        Action::Cancel => operator_api::cancel_deployment(app, op, path, body).await,
-    };
-    let Json(_view) = result?;
+    let op = user.actor(Some(&d.tenant_id));
+    actions::act(&state.app, &op, &id, action, form.reason).await?;
     Ok(Redirect::to(&format!("/deployments/{}", url_encode(&id))).into_response())
 }
 
@@ -709,7 +645,7 @@ pub async fn deployment_action(
 // Failures
 
 #[derive(Debug, Deserialize, Default)]
-pub struct FailuresQuery {
+pub struct FailuresPageQuery {
     pub class: Option<String>,
     /// `true`: also resolved failures and accepted risks.
     pub all: Option<String>,
@@ -764,24 +700,18 @@ pub fn human_age(secs: i64) -> String {
 pub async fn failures(
     State(state): State<WebState>,
     user: WebUser,
-    Query(q): Query<FailuresQuery>,
+    Query(q): Query<FailuresPageQuery>,
 ) -> Result<Response, WebError> {
     let class = non_empty(&q.class).map(str::to_owned);
     let all = matches!(non_empty(&q.all), Some("true" | "on" | "1"));
-    let scopes: Vec<Option<String>> = match user.access.scope() {
-        None => vec![None],
-        Some(ids) => ids.into_iter().map(Some).collect(),
-    };
     let mut groups: BTreeMap<FailureClass, Vec<FailureRow>> = BTreeMap::new();
-    for t in scopes {
-        let op = operator(&user, t.as_deref());
-        let query = crate::history::FailuresQuery {
+    for op in user.scoped_actors() {
+        let query = FailuresQuery {
             class: class.clone(),
             device: None,
             all,
         };
-        let Json(view) =
-            crate::history::list_failures(State(state.app.clone()), op, Query(query)).await?;
+        let view = history::failures(&state.app, &op, &query).await?;
         for g in view.groups {
             groups.entry(g.class).or_default().extend(g.failures);
         }
@@ -790,7 +720,7 @@ pub async fn failures(
     let mut tenant_of: BTreeMap<String, String> = BTreeMap::new();
     for f in groups.values().flatten() {
         if !tenant_of.contains_key(&f.device) {
-            if let Some(d) = state.app.store.device(&f.device).await? {
+            if let Ok(d) = devices::visible(&state.app, &user.actor(None), &f.device).await {
                 tenant_of.insert(d.id, d.tenant_id);
             }
         }
@@ -816,7 +746,7 @@ pub async fn failures(
         .collect();
     groups.sort_by(|a, b| b.rows.len().cmp(&a.rows.len()).then(a.class.cmp(&b.class)));
     let day = |ms: i64| rfc3339(ms).get(..10).unwrap_or_default().to_owned();
-    let now = state.app.clock.now_ms();
+    let now = state.app.now_ms();
     Ok(render(&FailuresPage {
         nav: Nav::new(&user, "failures"),
         class: class.unwrap_or_default(),
@@ -860,15 +790,7 @@ pub async fn failure_action(
         _ => return Err(page_error(StatusCode::NOT_FOUND, "No such action.")),
     };
     user.check_csrf(&form.csrf)?;
-    let d = match state.app.store.device(form.device.trim()).await? {
-        Some(d) if user.access.can_see(&d.tenant_id) => d,
-        _ => {
-            return Err(page_error(
-                StatusCode::NOT_FOUND,
-                &format!("No device {}.", form.device),
-            ))
-        }
-    };
+    let d = visible_device(&state, &user, form.device.trim()).await?;
     user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, permission) {
         user.audit
@@ -882,7 +804,7 @@ pub async fn failure_action(
             ),
         ));
     }
-    let op = operator(&user, Some(&d.tenant_id));
+    let op = user.actor(Some(&d.tenant_id));
     let req = patchwarden_wire::api::FailureActionRequest {
         device: d.id.clone(),
         package: form.package,
@@ -890,20 +812,19 @@ pub async fn failure_action(
         reason: form.reason,
         until: form.until,
     };
-    let app = State(state.app.clone());
-    let body = crate::error::Body(req);
+    let app = &state.app;
     match action.as_str() {
         "assign" => {
-            let Json(_) = crate::triage::assign(app, op, body).await?;
+            triage::assign(app, &op, &req).await?;
         }
         "resolve" => {
-            let Json(_) = crate::triage::resolve(app, op, body).await?;
+            triage::resolve(app, &op, &req).await?;
         }
         "accept-risk" => {
-            let Json(_) = crate::triage::accept_risk(app, op, body).await?;
+            triage::accept_risk(app, &op, &req).await?;
         }
         _ => {
-            let (_, Json(r)) = crate::triage::retry(app, op, body).await?;
+            let r = triage::retry(app, &op, &req).await?;
             if let Some(dep) = r.deployment {
                 return Ok(
                     Redirect::to(&format!("/deployments/{}", url_encode(&dep))).into_response()

@@ -1,15 +1,15 @@
 //! The dashboard's `/policies` page: every policy the person may see, with its schedule,
-//! approval, next cycle and the deployments it created, and the rejected updates. Read
-//! through the same handlers and checks as the API, once per tenant scope.
+//! approval, next cycle, the deployments it created and why it cannot run (if so), and the
+//! rejected updates. Read through the same use cases and checks as the API, once per tenant
+//! scope.
 
-use super::admin::operators;
-use super::authz::Permission;
+use super::admin::actors;
 use super::session::WebUser;
 use super::{render, Nav, WebError, WebState};
-use crate::policies::TenantQuery;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
-use axum::Json;
+use patchwarden_app::authz::Permission;
+use patchwarden_app::policies;
 use patchwarden_wire::api::{PolicyView, RejectedUpdateView};
 
 pub struct PolicyRow {
@@ -69,21 +69,10 @@ fn row(p: PolicyView) -> PolicyRow {
 pub async fn policies(State(state): State<WebState>, user: WebUser) -> Result<Response, WebError> {
     let mut rows = Vec::new();
     let mut rejected = Vec::new();
-    for op in operators(&user, Permission::View) {
-        let Json(list) = crate::policies::list_policies(
-            State(state.app.clone()),
-            op.clone(),
-            Query(TenantQuery { tenant: None }),
-        )
-        .await?;
+    for op in actors(&user, Permission::View) {
+        let list = policies::list(&state.app, &op, None).await?;
         rows.extend(list.into_iter().map(row));
-        let Json(r) = crate::policies::list_rejected(
-            State(state.app.clone()),
-            op,
-            Query(TenantQuery { tenant: None }),
-        )
-        .await?;
-        rejected.extend(r);
+        rejected.extend(policies::list_rejected(&state.app, &op, None).await?);
     }
     rows.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
     rows.dedup_by(|a, b| a.tenant == b.tenant && a.name == b.name);

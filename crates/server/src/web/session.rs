@@ -1,109 +1,26 @@
-//! Login, logout and sessions: argon2id password hashes, server-side sessions whose random id
-//! is stored only as a SHA-256 hash, the `pw_session` cookie, CSRF tokens, and login rate
-//! limiting (in memory, per login and per client address).
+//! Login, logout and the session cookie: the `pw_session` cookie carries a random session id
+//! (the application stores only its hash, `patchwarden_app::sessions`), forms carry CSRF
+//! tokens, and the login form is protected by a double-submit cookie.
 
-use super::authz::Access;
 use super::{page_error, WebError, WebState};
-use crate::auth::{hash_token, new_id, new_token};
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use patchwarden_store::{Session, User};
-use rand::RngCore;
+use patchwarden_app::actor::new_token;
+use patchwarden_app::audit::AuditSlot;
+use patchwarden_app::authz::Access;
+use patchwarden_app::records::{Session, User};
+use patchwarden_app::sessions::{self, same_secret, LoginAttempt, SESSION_LIFETIME_MS};
+use patchwarden_app::{Actor, AppError};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 pub const SESSION_COOKIE: &str = "pw_session";
 /// The double-submit cookie that protects the login form (there is no session yet).
 pub const LOGIN_CSRF_COOKIE: &str = "pw_login_csrf";
-/// A session ends 12 hours after login, or after 2 hours without a request.
-pub const SESSION_LIFETIME_MS: i64 = 12 * 3600 * 1000;
-pub const SESSION_IDLE_MS: i64 = 2 * 3600 * 1000;
-/// `last_seen` is written at most once a minute per session.
-const TOUCH_EVERY_MS: i64 = 60_000;
-/// Failed logins allowed per window, per login name and per client address.
-pub const MAX_FAILURES_PER_LOGIN: usize = 5;
-pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
-pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
-
-/// An argon2id hash (PHC string) of a password, with a random salt.
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?
-        .to_string())
-}
-
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A random password for people to copy: 24 characters of base64url (144 bits).
-pub fn random_password() -> String {
-    new_token("").chars().take(24).collect()
-}
-
-/// Recent failed logins, per key (`login:NAME`, `addr:IP`). In memory: a restart forgets
-/// them, and each server replica counts on its own.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<i64>>>,
-}
-
-impl LoginLimiter {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, VecDeque<i64>>) -> T) -> T {
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut map)
-    }
-
-    /// How long until a login with these keys may be tried again (None: now).
-    pub fn blocked_for(&self, keys: &[(String, usize)], now: i64) -> Option<i64> {
-        self.with(|map| {
-            keys.iter()
-                .filter_map(|(key, max)| {
-                    let q = map.get_mut(key)?;
-                    while q.front().is_some_and(|t| *t <= now - FAILURE_WINDOW_MS) {
-                        q.pop_front();
-                    }
-                    (q.len() >= *max).then(|| q.front().map_or(0, |t| t + FAILURE_WINDOW_MS - now))
-                })
-                .max()
-        })
-    }
-
-    pub fn record_failure(&self, keys: &[(String, usize)], now: i64) {
-        self.with(|map| {
-            // Bound the memory an attacker can make us use with many names.
-            if map.len() > 100_000 {
-                map.retain(|_, q| q.back().is_some_and(|t| *t > now - FAILURE_WINDOW_MS));
-            }
-            for (key, _) in keys {
-                map.entry(key.clone()).or_default().push_back(now);
-            }
-        });
-    }
-
-    pub fn forget(&self, key: &str) {
-        self.with(|map| map.remove(key));
-    }
-}
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -134,15 +51,6 @@ fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> Heade
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
-/// Constant-time comparison of two secrets.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// A logged-in person, from the session cookie. Pages that take it redirect to `/login`
 /// without a live session.
 pub struct WebUser {
@@ -152,7 +60,7 @@ pub struct WebUser {
     /// Tenant id → name, for display.
     pub tenant_names: BTreeMap<String, String>,
     /// This request's audit note (who acts is already in it).
-    pub audit: crate::audit::AuditSlot,
+    pub audit: AuditSlot,
 }
 
 impl WebUser {
@@ -171,6 +79,27 @@ impl WebUser {
     pub fn tenant_name(&self, id: &str) -> String {
         self.tenant_names.get(id).cloned().unwrap_or_default()
     }
+
+    /// This person acting in one tenant (`Some`), or across every tenant (`None`, for a
+    /// provider-wide person): what the application's use cases are called with.
+    pub fn actor(&self, tenant_id: Option<&str>) -> Actor {
+        Actor::for_person(
+            &self.user.id,
+            &self.user.login,
+            self.access.clone(),
+            tenant_id,
+            self.audit.clone(),
+        )
+    }
+
+    /// The actors for a list over everything this person may see: one provider-wide actor,
+    /// or one per tenant they hold a role in.
+    pub fn scoped_actors(&self) -> Vec<Actor> {
+        match self.access.scope() {
+            None => vec![self.actor(None)],
+            Some(ids) => ids.iter().map(|t| self.actor(Some(t))).collect(),
+        }
+    }
 }
 
 impl FromRequestParts<WebState> for WebUser {
@@ -180,48 +109,19 @@ impl FromRequestParts<WebState> for WebUser {
             .uri
             .path_and_query()
             .map_or("/".to_owned(), |p| p.as_str().to_owned());
-        let to_login = || WebError::Login(next.clone());
         let Some(raw) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(to_login());
+            return Err(WebError::Login(next));
         };
-        let store = &state.app.store;
-        let now = crate::now_ms();
-        let id_hash = hash_token(raw);
-        let Some(session) = store.live_session(&id_hash, now).await? else {
-            return Err(to_login());
+        let Some(person) = sessions::person(&state.app, raw).await? else {
+            return Err(WebError::Login(next));
         };
-        if now - session.last_seen > SESSION_IDLE_MS {
-            store.delete_session(&id_hash).await?;
-            return Err(to_login());
-        }
-        let user = match store.user(&session.user_id).await? {
-            Some(u) if !u.disabled => u,
-            _ => {
-                store.delete_session(&id_hash).await?;
-                return Err(to_login());
-            }
-        };
-        if now - session.last_seen > TOUCH_EVERY_MS {
-            store.touch_session(&id_hash, now).await?;
-        }
-        let access = Access::from_memberships(&store.memberships_of(&user.id).await?);
-        let tenant_names = store
-            .list_tenants()
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect();
-        let audit = parts
-            .extensions
-            .get::<crate::audit::AuditSlot>()
-            .cloned()
-            .unwrap_or_default();
-        audit.actor("user", &user.login, &user.id);
+        let audit = crate::extract::audit_slot(parts);
+        audit.actor("user", &person.user.login, &person.user.id);
         Ok(WebUser {
-            user,
-            session,
-            access,
-            tenant_names,
+            user: person.user,
+            session: person.session,
+            access: person.access,
+            tenant_names: person.tenant_names,
             audit,
         })
     }
@@ -311,11 +211,7 @@ pub async fn login_submit(
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let address = client_address(&parts.extensions);
-    let audit = parts
-        .extensions
-        .get::<crate::audit::AuditSlot>()
-        .cloned()
-        .unwrap_or_default();
+    let audit = crate::extract::audit_slot(&parts);
     let request = axum::extract::Request::from_parts(parts, body);
     let Form(form) = Form::<LoginForm>::from_request(request, &())
         .await
@@ -334,69 +230,40 @@ pub async fn login_submit(
             Some("The login form expired (CSRF check failed); please try again.".into()),
         ));
     }
-    let now = crate::now_ms();
-    let keys = [
-        (
-            format!("login:{}", login.to_lowercase()),
-            MAX_FAILURES_PER_LOGIN,
-        ),
-        (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS),
-    ];
-    if let Some(wait_ms) = state.limiter.blocked_for(&keys, now) {
-        tracing::warn!(login = %login, %address, "login refused: too many failures");
-        let minutes = (wait_ms + 59_999) / 60_000;
-        return Ok(login_page(
-            &state,
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            login,
-            Some(format!(
-                "Too many failed logins for this account or from this address. Try again in {minutes} minute(s)."
-            )),
-        ));
-    }
-    let user = state.app.store.user_by_login(&login).await?;
-    let password = form.password;
-    // Verify against a dummy hash for unknown logins, so timing does not tell which exist.
-    let phc = user
-        .as_ref()
-        .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false);
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        _ => {
-            state.limiter.record_failure(&keys, now);
-            tracing::info!(login = %login, %address, "failed login");
+    let attempt = LoginAttempt {
+        login: &login,
+        password: form.password,
+        address: &address,
+    };
+    let opened = match sessions::login(&state.app, &state.limiter, &state.dummy_hash, attempt).await
+    {
+        Ok(s) => s,
+        Err(e @ (AppError::TooManyAttempts { .. } | AppError::Unauthenticated { .. })) => {
+            let status = match e {
+                AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
             return Ok(login_page(
                 &state,
                 &headers,
-                StatusCode::UNAUTHORIZED,
+                status,
                 next,
                 login,
-                Some("Wrong login or password.".into()),
+                Some(e.to_string()),
             ));
         }
+        Err(e) => return Err(e.into()),
     };
-    state.limiter.forget(&keys[0].0);
-    let raw = new_token("pws_");
-    let session = Session {
-        id_hash: hash_token(&raw),
-        user_id: user.id.clone(),
-        created_at: now,
-        expires_at: now + SESSION_LIFETIME_MS,
-        last_seen: now,
-        csrf_token: new_token(""),
-    };
-    state.app.store.insert_session(&session).await?;
-    tracing::info!(user = %user.login, %address, "logged in");
     let secure = secure(&state, &headers);
     let mut resp = Redirect::to(&next).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &raw, SESSION_LIFETIME_MS / 1000, secure),
+        set_cookie(
+            SESSION_COOKIE,
+            &opened.raw_id,
+            SESSION_LIFETIME_MS / 1000,
+            secure,
+        ),
     );
     resp.headers_mut().append(
         header::SET_COOKIE,
@@ -431,11 +298,7 @@ pub async fn logout_submit(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     user.check_csrf(&form.csrf)?;
-    state
-        .app
-        .store
-        .delete_session(&user.session.id_hash)
-        .await?;
+    sessions::logout(&state.app, &user.session).await?;
     tracing::info!(user = %user.user.login, "logged out");
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(
@@ -443,32 +306,4 @@ pub async fn logout_submit(
         set_cookie(SESSION_COOKIE, "", 0, secure(&state, &headers)),
     );
     Ok(resp)
-}
-
-/// Creates a user with a provider-wide or tenant role (used by the first start and tests).
-pub async fn create_user(
-    store: &dyn patchwarden_store::Store,
-    login: &str,
-    password: &str,
-    memberships: &[(Option<String>, super::authz::Role)],
-) -> anyhow::Result<User> {
-    let password = password.to_owned();
-    let phc = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-    let user = User {
-        id: new_id("usr_"),
-        login: login.to_owned(),
-        password_hash: phc,
-        created_at: crate::now_ms(),
-        disabled: false,
-    };
-    let ms: Vec<_> = memberships
-        .iter()
-        .map(|(t, r)| patchwarden_store::Membership {
-            user_id: user.id.clone(),
-            tenant_id: t.clone(),
-            role: r.as_str().to_owned(),
-        })
-        .collect();
-    store.create_user(&user, &ms).await?;
-    Ok(user)
 }

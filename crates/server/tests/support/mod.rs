@@ -3,7 +3,7 @@
 //! small cookie-keeping HTTP client that does not follow redirects.
 #![allow(dead_code)]
 
-use patchwarden_server::web::authz::Role;
+use patchwarden_app::authz::Role;
 use patchwarden_store::Store;
 use patchwarden_wire::agent::*;
 use patchwarden_wire::{FailureClass, PackageState, PROTOCOL_VERSION};
@@ -305,7 +305,12 @@ impl App {
                 };
                 ms.push((id, *r));
             }
-            patchwarden_server::web::create_user(&store, login, password, &ms)
+            let app = patchwarden_app::App::new(
+                std::sync::Arc::new(store),
+                patchwarden_app::AppConfig::default(),
+                std::sync::Arc::new(patchwarden_app::SystemClock),
+            );
+            patchwarden_app::sessions::create_user(&app, login, password, &ms)
                 .await
                 .expect("user");
         });

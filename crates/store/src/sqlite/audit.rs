@@ -4,8 +4,9 @@ use super::*;
 use crate::audit::*;
 
 fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
+    let id: i64 = r.try_get("id")?;
     Ok(AuditEntry {
-        id: r.try_get("id")?,
+        id,
         at: r.try_get("at")?,
         tenant_id: r.try_get("tenant_id")?,
         actor_kind: r.try_get("actor_kind")?,
@@ -15,7 +16,7 @@ fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
         action: r.try_get("action")?,
         object: r.try_get("object")?,
         detail: r.try_get("detail")?,
-        outcome: r.try_get("outcome")?,
+        outcome: named(r, "audit_log", id, "outcome")?,
         status: r.try_get("status")?,
         address: r.try_get("address")?,
     })
@@ -37,7 +38,7 @@ impl AuditStore for SqliteStore {
         .bind(&e.action)
         .bind(&e.object)
         .bind(&e.detail)
-        .bind(&e.outcome)
+        .bind(e.outcome.as_str())
         .bind(e.status)
         .bind(&e.address)
         .execute(&self.pool)

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::dashboard::*;
+use patchwarden_core::DeviceStatus;
 
 fn scope_json(scope: &TenantScope) -> Option<String> {
     scope.as_ref().map(|ids| strings_to_json(ids))
@@ -67,7 +68,8 @@ impl DashboardStore for SqliteStore {
     async fn failure_counts(&self, scope: &TenantScope) -> Result<Vec<FailureCount>> {
         let scope = scope_json(scope);
         let rows = sqlx::query(
-            "SELECT a.tenant_id, COALESCE(a.class, 'unknown') AS class, COUNT(*) AS n FROM attempts a \
+            "SELECT a.tenant_id, COALESCE(a.class, 'unknown') AS class, COUNT(*) AS n, \
+             MIN(a.id) AS first_id FROM attempts a \
              WHERE a.state = 'failed' \
              AND (? IS NULL OR a.tenant_id IN (SELECT value FROM json_each(?))) \
              AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.device_id = a.device_id AND b.package = a.package \
@@ -80,9 +82,11 @@ impl DashboardStore for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
+                // An unknown class names the first attempt row that carries it.
+                let first: i64 = r.try_get("first_id")?;
                 Ok(FailureCount {
                     tenant_id: r.try_get("tenant_id")?,
-                    class: r.try_get("class")?,
+                    class: named(r, "attempts", first, "class")?,
                     count: r.try_get("n")?,
                 })
             })
@@ -114,6 +118,7 @@ impl DashboardStore for SqliteStore {
         };
         let dir = if q.descending { "DESC" } else { "ASC" };
         let search = q.search.as_deref().filter(|s| !s.is_empty());
+        let status = q.status.map(DeviceStatus::as_str);
         macro_rules! bind_filters {
             ($query:expr) => {
                 $query
@@ -121,12 +126,12 @@ impl DashboardStore for SqliteStore {
                     .bind(&scope)
                     .bind(&q.tenant_id)
                     .bind(&q.tenant_id)
-                    .bind(&q.status)
+                    .bind(status)
                     .bind(q.now)
                     .bind(rule.stale_after_ms)
                     .bind(q.now)
                     .bind(rule.offline_after_ms)
-                    .bind(&q.status)
+                    .bind(status)
                     .bind(search)
                     .bind(search)
             };

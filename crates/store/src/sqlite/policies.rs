@@ -14,6 +14,13 @@ fn policy_from_row(r: &SqliteRow) -> Result<Policy> {
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         updated_at: r.try_get("updated_at")?,
+        problem: match (
+            r.try_get::<Option<String>, _>("problem")?,
+            r.try_get::<Option<i64>, _>("problem_at")?,
+        ) {
+            (Some(message), Some(at)) => Some(PolicyProblem { at, message }),
+            _ => None,
+        },
     })
 }
 
@@ -85,6 +92,17 @@ impl PolicyStore for SqliteStore {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn set_policy_problem(&self, id: &str, problem: Option<&PolicyProblem>) -> Result<bool> {
+        let changed = sqlx::query("UPDATE policies SET problem = ?, problem_at = ? WHERE id = ?")
+            .bind(problem.map(|p| p.message.as_str()))
+            .bind(problem.map(|p| p.at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
     }
 
     async fn delete_policy(&self, id: &str) -> Result<bool> {
@@ -272,7 +290,7 @@ impl PolicyStore for SqliteStore {
                 job_id: p.job_id,
                 package: p.package,
                 at: now,
-                state: "skipped".into(),
+                state: PackageState::Skipped,
                 class: None,
                 installed_version: None,
                 evidence: ev.clone(),

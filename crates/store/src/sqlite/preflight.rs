@@ -4,13 +4,14 @@ use super::*;
 use crate::preflight::*;
 
 fn preflight_job_from_row(r: &SqliteRow) -> Result<PreflightJob> {
+    let id: String = r.try_get("id")?;
     Ok(PreflightJob {
-        id: r.try_get("id")?,
+        status: named(r, "preflight_jobs", &id, "status")?,
+        id,
         tenant_id: r.try_get("tenant_id")?,
         deployment_id: r.try_get("deployment_id")?,
         device_id: r.try_get("device_id")?,
         payload: r.try_get("payload")?,
-        status: r.try_get("status")?,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -18,14 +19,18 @@ fn preflight_job_from_row(r: &SqliteRow) -> Result<PreflightJob> {
 }
 
 fn prediction_from_row(r: &SqliteRow) -> Result<Prediction> {
+    let deployment_id: String = r.try_get("deployment_id")?;
+    let device_id: String = r.try_get("device_id")?;
+    let package: String = r.try_get("package")?;
+    let key = format!("({deployment_id}, {device_id}, {package})");
     Ok(Prediction {
-        deployment_id: r.try_get("deployment_id")?,
-        device_id: r.try_get("device_id")?,
-        package: r.try_get("package")?,
+        state: named(r, "predictions", &key, "state")?,
+        class: named_opt(r, "predictions", &key, "class")?,
+        deployment_id,
+        device_id,
+        package,
         tenant_id: r.try_get("tenant_id")?,
         job_id: r.try_get("job_id")?,
-        state: r.try_get("state")?,
-        class: r.try_get("class")?,
         evidence: strings_from_json(r.try_get("evidence_json")?)?,
         at: r.try_get("at")?,
     })
@@ -174,8 +179,8 @@ impl PreflightStore for SqliteStore {
             .bind(&p.package)
             .bind(&p.tenant_id)
             .bind(id)
-            .bind(&p.state)
-            .bind(&p.class)
+            .bind(p.state.as_str())
+            .bind(p.class.map(FailureClass::as_str))
             .bind(strings_to_json(&p.evidence))
             .bind(p.at)
             .execute(&mut *tx)

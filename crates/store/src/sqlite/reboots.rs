@@ -8,14 +8,15 @@ const REBOOT_COLUMNS: &str = "job_id, tenant_id, deployment_id, device_id, mode,
      boot_id_after, updated_at";
 
 fn reboot_from_row(r: &SqliteRow) -> Result<RebootRecord> {
+    let job_id: String = r.try_get("job_id")?;
     Ok(RebootRecord {
-        job_id: r.try_get("job_id")?,
+        mode: named(r, "reboots", &job_id, "mode")?,
+        status: named(r, "reboots", &job_id, "status")?,
+        job_id,
         tenant_id: r.try_get("tenant_id")?,
         deployment_id: r.try_get("deployment_id")?,
         device_id: r.try_get("device_id")?,
-        mode: r.try_get("mode")?,
         withheld: r.try_get("withheld")?,
-        status: r.try_get("status")?,
         packages: strings_from_json(r.try_get("packages_json")?)?,
         boot_id_before: r.try_get("boot_id_before")?,
         requested_at: r.try_get("requested_at")?,
@@ -39,9 +40,9 @@ impl RebootStore for SqliteStore {
         .bind(&r.tenant_id)
         .bind(&r.deployment_id)
         .bind(&r.device_id)
-        .bind(&r.mode)
+        .bind(r.mode.as_str())
         .bind(&r.withheld)
-        .bind(&r.status)
+        .bind(r.status.as_str())
         .bind(strings_to_json(&r.packages))
         .bind(&r.boot_id_before)
         .bind(r.requested_at)
@@ -70,9 +71,9 @@ impl RebootStore for SqliteStore {
              boot_id_before = ?, requested_at = ?, deadline = ?, came_back_at = ?, \
              boot_id_after = ?, updated_at = ? WHERE job_id = ?",
         )
-        .bind(&r.mode)
+        .bind(r.mode.as_str())
         .bind(&r.withheld)
-        .bind(&r.status)
+        .bind(r.status.as_str())
         .bind(strings_to_json(&r.packages))
         .bind(&r.boot_id_before)
         .bind(r.requested_at)

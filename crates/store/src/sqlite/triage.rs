@@ -4,14 +4,21 @@ use super::*;
 use crate::triage::*;
 
 fn triage_from_row(r: &SqliteRow) -> Result<Triage> {
+    let device_id: String = r.try_get("device_id")?;
+    let package: String = r.try_get("package")?;
     Ok(Triage {
+        status: named(
+            r,
+            "failure_triage",
+            format!("({device_id}, {package})"),
+            "status",
+        )?,
         tenant_id: r.try_get("tenant_id")?,
-        device_id: r.try_get("device_id")?,
-        package: r.try_get("package")?,
+        device_id,
+        package,
         assignee: r.try_get("assignee")?,
         assigned_by: r.try_get("assigned_by")?,
         assigned_at: r.try_get("assigned_at")?,
-        status: r.try_get("status")?,
         reason: r.try_get("reason")?,
         accepted_until: r.try_get("accepted_until")?,
         failure_attempt_id: r.try_get("failure_attempt_id")?,
@@ -90,7 +97,7 @@ impl TriageStore for SqliteStore {
         .bind(&d.tenant_id)
         .bind(&d.device_id)
         .bind(&d.package)
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(&d.reason)
         .bind(d.accepted_until)
         .bind(d.failure_attempt_id)

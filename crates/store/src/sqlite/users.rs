@@ -13,6 +13,15 @@ fn user_from_row(r: &SqliteRow) -> Result<User> {
     })
 }
 
+fn membership_from_row(r: &SqliteRow) -> Result<Membership> {
+    let id: i64 = r.try_get("id")?;
+    Ok(Membership {
+        role: named(r, "memberships", id, "role")?,
+        user_id: r.try_get("user_id")?,
+        tenant_id: r.try_get("tenant_id")?,
+    })
+}
+
 fn session_from_row(r: &SqliteRow) -> Result<Session> {
     Ok(Session {
         id_hash: r.try_get("id_hash")?,
@@ -52,7 +61,7 @@ impl UserStore for SqliteStore {
             )
             .bind(&user.id)
             .bind(&m.tenant_id)
-            .bind(&m.role)
+            .bind(m.role.as_str())
             .bind(user.created_at)
             .execute(&mut *tx)
             .await?;
@@ -96,20 +105,12 @@ impl UserStore for SqliteStore {
 
     async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>> {
         let rows = sqlx::query(
-            "SELECT user_id, tenant_id, role FROM memberships WHERE user_id = ? ORDER BY id",
+            "SELECT id, user_id, tenant_id, role FROM memberships WHERE user_id = ? ORDER BY id",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Membership {
-                    user_id: r.try_get("user_id")?,
-                    tenant_id: r.try_get("tenant_id")?,
-                    role: r.try_get("role")?,
-                })
-            })
-            .collect()
+        rows.iter().map(membership_from_row).collect()
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
@@ -120,18 +121,10 @@ impl UserStore for SqliteStore {
     }
 
     async fn all_memberships(&self) -> Result<Vec<Membership>> {
-        let rows = sqlx::query("SELECT user_id, tenant_id, role FROM memberships ORDER BY id")
+        let rows = sqlx::query("SELECT id, user_id, tenant_id, role FROM memberships ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Membership {
-                    user_id: r.try_get("user_id")?,
-                    tenant_id: r.try_get("tenant_id")?,
-                    role: r.try_get("role")?,
-                })
-            })
-            .collect()
+        rows.iter().map(membership_from_row).collect()
     }
 
     async fn list_api_tokens(&self, tenant_id: Option<&str>) -> Result<Vec<ApiToken>> {

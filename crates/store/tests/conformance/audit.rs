@@ -1,10 +1,12 @@
 //! Conformance: the audit log (append-only, filtered by tenant and time, newest first) and
 //! API token listing and revocation.
 
+use patchwarden_core::{AuditOutcome, Role};
 use patchwarden_store::*;
 
-fn entry(at: i64, tenant: Option<&str>, action: &str, outcome: &str) -> AuditEntry {
+fn entry(at: i64, tenant: Option<&str>, action: &str, outcome: AuditOutcome) -> AuditEntry {
     AuditEntry {
+        id: 0,
         at,
         tenant_id: tenant.map(str::to_owned),
         actor_kind: "token".into(),
@@ -14,10 +16,13 @@ fn entry(at: i64, tenant: Option<&str>, action: &str, outcome: &str) -> AuditEnt
         action: action.into(),
         object: Some("dep_1".into()),
         detail: Some("because".into()),
-        outcome: outcome.into(),
-        status: if outcome == "ok" { 200 } else { 403 },
+        outcome,
+        status: if outcome == AuditOutcome::Ok {
+            200
+        } else {
+            403
+        },
         address: Some("192.0.2.7".into()),
-        ..Default::default()
     }
 }
 
@@ -25,15 +30,15 @@ pub async fn audit_log_is_appended_and_filtered(store: &dyn Store) {
     let a = store.ensure_tenant("a", 1).await.expect("tenant").id;
     let b = store.ensure_tenant("b", 1).await.expect("tenant").id;
     let first = store
-        .append_audit(&entry(1000, Some(&a), "POST approve", "ok"))
+        .append_audit(&entry(1000, Some(&a), "POST approve", AuditOutcome::Ok))
         .await
         .expect("append");
     let second = store
-        .append_audit(&entry(2000, Some(&b), "POST halt", "denied"))
+        .append_audit(&entry(2000, Some(&b), "POST halt", AuditOutcome::Denied))
         .await
         .expect("append");
     store
-        .append_audit(&entry(3000, None, "POST /api/v1/feeds", "ok"))
+        .append_audit(&entry(3000, None, "POST /api/v1/feeds", AuditOutcome::Ok))
         .await
         .expect("append");
     assert!(second > first, "ids increase");
@@ -47,7 +52,7 @@ pub async fn audit_log_is_appended_and_filtered(store: &dyn Store) {
         vec![3000, 2000, 1000],
         "newest first, provider level sees entries without a tenant too"
     );
-    let mut expected = entry(1000, Some(&a), "POST approve", "ok");
+    let mut expected = entry(1000, Some(&a), "POST approve", AuditOutcome::Ok);
     expected.id = first;
     assert_eq!(all[2], expected, "every field round-trips");
 
@@ -71,7 +76,7 @@ pub async fn audit_log_is_appended_and_filtered(store: &dyn Store) {
     };
     let rows = store.list_audit(&window).await.expect("list");
     assert_eq!(rows.len(), 1, "from inclusive, to exclusive");
-    assert_eq!(rows[0].outcome, "denied");
+    assert_eq!(rows[0].outcome, AuditOutcome::Denied);
     let limited = AuditFilter {
         limit: Some(2),
         ..Default::default()
@@ -85,7 +90,7 @@ pub async fn api_tokens_are_listed_and_revoked(store: &dyn Store) {
         id: id.into(),
         tenant_id: tenant.map(str::to_owned),
         name: format!("name-{id}"),
-        role: "viewer".into(),
+        role: Role::Viewer,
         token_hash: format!("hash-{id}"),
         created_at: at,
         revoked_at: None,

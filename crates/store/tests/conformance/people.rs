@@ -1,6 +1,7 @@
 //! Conformance checks of users, memberships, sessions and the dashboard read models.
 
 use super::*;
+use patchwarden_core::{DeviceStatus, Role};
 
 fn user(id: &str, login: &str) -> User {
     User {
@@ -19,12 +20,12 @@ pub(crate) async fn users_memberships_and_sessions(store: &dyn Store) {
         Membership {
             user_id: "u1".into(),
             tenant_id: None,
-            role: "viewer".into(),
+            role: Role::Viewer,
         },
         Membership {
             user_id: "u1".into(),
             tenant_id: Some(acme.id.clone()),
-            role: "approver".into(),
+            role: Role::Approver,
         },
     ];
     store
@@ -162,12 +163,12 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
         .create_deployment(
             &dep,
             std::slice::from_ref(&j),
-            &[pkg(&j, "tool", "pending")],
+            &[pkg(&j, "tool", PackageState::Pending)],
         )
         .await
         .expect("deployment");
-    let mut failed = pkg(&j, "tool", "failed");
-    failed.class = Some("lock_held".into());
+    let mut failed = pkg(&j, "tool", PackageState::Failed);
+    failed.class = Some(FailureClass::LockHeld);
     store
         .store_job_result("jb", &b1.id, &outcome_of(&j, 1_000, vec![failed]))
         .await
@@ -177,7 +178,7 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
         counts,
         vec![FailureCount {
             tenant_id: beta.clone(),
-            class: "lock_held".into(),
+            class: FailureClass::LockHeld,
             count: 1
         }]
     );
@@ -214,7 +215,7 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
     .await;
     assert_eq!(total, 0, "a tenant filter never widens the scope");
     let (stale, _) = page(DevicePageQuery {
-        status: Some("stale".into()),
+        status: Some(DeviceStatus::Stale),
         ..base.clone()
     })
     .await;
@@ -266,7 +267,7 @@ pub(crate) async fn dashboard_figures_and_device_page(store: &dyn Store) {
         "figures follow the configured rule"
     );
     let (stale, _) = page(DevicePageQuery {
-        status: Some("stale".into()),
+        status: Some(DeviceStatus::Stale),
         ..base.clone()
     })
     .await;

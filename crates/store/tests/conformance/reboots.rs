@@ -1,16 +1,17 @@
 //! Conformance checks of the reboot records (the loop guard's memory and the come-back budget).
 
 use super::*;
+use patchwarden_core::{RebootMode, RebootStatus};
 
-fn offer(j: &Job, mode: &str, at: i64) -> RebootRecord {
+fn offer(j: &Job, mode: RebootMode, at: i64) -> RebootRecord {
     RebootRecord {
         job_id: j.id.clone(),
         tenant_id: j.tenant_id.clone(),
         deployment_id: j.deployment_id.clone(),
         device_id: j.device_id.clone(),
-        mode: mode.into(),
+        mode,
         withheld: None,
-        status: REBOOT_OFFERED.into(),
+        status: RebootStatus::Offered,
         packages: vec![],
         boot_id_before: Some("boot-a".into()),
         requested_at: None,
@@ -28,35 +29,39 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
     let j1 = job("j1", &dep, &d.id);
     let j2 = job("j2", &dep2, &d.id);
     store
-        .create_deployment(&dep, std::slice::from_ref(&j1), &[pkg(&j1, "p", "pending")])
+        .create_deployment(
+            &dep,
+            std::slice::from_ref(&j1),
+            &[pkg(&j1, "p", PackageState::Pending)],
+        )
         .await
         .expect("create");
     store
         .create_deployment(
             &dep2,
             std::slice::from_ref(&j2),
-            &[pkg(&j2, "q", "pending")],
+            &[pkg(&j2, "q", PackageState::Pending)],
         )
         .await
         .expect("create 2");
     assert_eq!(store.reboot_of_job("j1").await.expect("db"), None);
     // An offer, offered again with another decision: the row follows while still `offered`.
     store
-        .put_reboot_offer(&offer(&j1, "when_required", 100))
+        .put_reboot_offer(&offer(&j1, RebootMode::WhenRequired, 100))
         .await
         .expect("offer");
-    let mut again = offer(&j1, "never", 110);
+    let mut again = offer(&j1, RebootMode::Never, 110);
     again.withheld = Some("loop guard".into());
     store.put_reboot_offer(&again).await.expect("offer again");
     let mut r = store.reboot_of_job("j1").await.expect("db").expect("row");
     assert_eq!(
-        (r.mode.as_str(), r.withheld.as_deref(), r.updated_at),
-        ("never", Some("loop guard"), 110)
+        (r.mode, r.withheld.as_deref(), r.updated_at),
+        (RebootMode::Never, Some("loop guard"), 110)
     );
     // The result makes the agent reboot: a deadline.
-    r.mode = "when_required".into();
+    r.mode = RebootMode::WhenRequired;
     r.withheld = None;
-    r.status = REBOOT_REBOOTING.into();
+    r.status = RebootStatus::Rebooting;
     r.packages = vec!["p".into()];
     r.requested_at = Some(200);
     r.deadline = Some(1_100);
@@ -65,7 +70,7 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
     assert!(r.was_requested());
     // A late re-offer does not undo it.
     store
-        .put_reboot_offer(&offer(&j1, "never", 300))
+        .put_reboot_offer(&offer(&j1, RebootMode::Never, 300))
         .await
         .expect("offer after");
     assert_eq!(
@@ -73,7 +78,7 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
         Some(r.clone())
     );
     store
-        .put_reboot_offer(&offer(&j2, "always", 150))
+        .put_reboot_offer(&offer(&j2, RebootMode::Always, 150))
         .await
         .expect("offer j2");
     assert!(store.overdue_reboots(1_099).await.expect("db").is_empty());
@@ -90,7 +95,7 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
         .expect("db")
         .is_empty());
     // It came back still requiring one: a loop, no longer overdue.
-    r.status = REBOOT_LOOP.into();
+    r.status = RebootStatus::Loop;
     r.came_back_at = Some(1_200);
     r.boot_id_after = Some("boot-b".into());
     store.update_reboot(&r).await.expect("loop");
@@ -109,8 +114,8 @@ pub(crate) async fn reboots_offered_requested_and_overdue(store: &dyn Store) {
     );
     let reset = store.reboot_of_job("j1").await.expect("db").expect("row");
     assert_eq!(
-        (reset.status.as_str(), reset.updated_at),
-        (REBOOT_LOOP_RESET, 1_300)
+        (reset.status, reset.updated_at),
+        (RebootStatus::LoopReset, 1_300)
     );
     assert!(reset.was_requested());
 }

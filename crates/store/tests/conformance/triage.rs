@@ -1,10 +1,11 @@
 //! Conformance checks of failure triage: assignee, decisions, reopening, and failure streaks.
 
 use super::*;
+use patchwarden_core::TriageStatus;
 
 fn failed(j: &Job, name: &str) -> JobPackage {
-    let mut p = pkg(j, name, "failed");
-    p.class = Some("install_script_failed".into());
+    let mut p = pkg(j, name, PackageState::Failed);
+    p.class = Some(FailureClass::InstallScriptFailed);
     p
 }
 
@@ -21,7 +22,11 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
         .collect();
     for (dep, j) in deps.iter().zip(&jobs) {
         store
-            .create_deployment(dep, std::slice::from_ref(j), &[pkg(j, "tool", "pending")])
+            .create_deployment(
+                dep,
+                std::slice::from_ref(j),
+                &[pkg(j, "tool", PackageState::Pending)],
+            )
             .await
             .expect("deployment");
     }
@@ -58,8 +63,8 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
         .await
         .expect("assign");
     assert_eq!(
-        (tr.assignee.as_deref(), tr.status.as_str(), tr.assigned_at),
-        (Some("ann@example.com"), TRIAGE_OPEN, Some(2_100))
+        (tr.assignee.as_deref(), tr.status, tr.assigned_at),
+        (Some("ann@example.com"), TriageStatus::Open, Some(2_100))
     );
     let current = store.current_failures(&filter).await.expect("failures");
     let latest = current[0].id;
@@ -68,7 +73,7 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
             tenant_id: t.clone(),
             device_id: d.id.clone(),
             package: "tool".into(),
-            status: TRIAGE_RESOLVED.into(),
+            status: TriageStatus::Resolved,
             reason: Some("fixed the postinst by hand".into()),
             accepted_until: None,
             failure_attempt_id: Some(latest),
@@ -78,8 +83,8 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
         .await
         .expect("resolve");
     assert_eq!(tr.assignee.as_deref(), Some("ann@example.com"));
-    assert_eq!(tr.status, TRIAGE_RESOLVED);
-    assert_eq!(tr.effective_status(latest, 2_300), TRIAGE_RESOLVED);
+    assert_eq!(tr.status, TriageStatus::Resolved);
+    assert_eq!(tr.effective_status(latest, 2_300), TriageStatus::Resolved);
     assert_eq!(
         store.list_triage(Some(&t)).await.expect("list"),
         vec![tr.clone()]
@@ -102,7 +107,7 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
     let newer = store.current_failures(&filter).await.expect("failures")[0].id;
     assert!(newer > latest);
     let tr = store.triage(&d.id, "tool").await.expect("db").expect("row");
-    assert_eq!(tr.effective_status(newer, 3_100), TRIAGE_OPEN);
+    assert_eq!(tr.effective_status(newer, 3_100), TriageStatus::Open);
     assert_eq!(
         store.failure_streaks(&filter).await.expect("db")[0].attempts,
         3
@@ -114,7 +119,7 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
             tenant_id: t.clone(),
             device_id: d.id.clone(),
             package: "tool".into(),
-            status: TRIAGE_ACCEPTED_RISK.into(),
+            status: TriageStatus::AcceptedRisk,
             reason: Some("vendor fix next quarter".into()),
             accepted_until: Some(10_000),
             failure_attempt_id: Some(newer),
@@ -123,12 +128,15 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
         })
         .await
         .expect("accept");
-    assert_eq!(tr.effective_status(newer + 5, 9_999), TRIAGE_ACCEPTED_RISK);
-    assert_eq!(tr.effective_status(newer + 5, 10_000), TRIAGE_OPEN);
+    assert_eq!(
+        tr.effective_status(newer + 5, 9_999),
+        TriageStatus::AcceptedRisk
+    );
+    assert_eq!(tr.effective_status(newer + 5, 10_000), TriageStatus::Open);
     assert_eq!(tr.reason.as_deref(), Some("vendor fix next quarter"));
 
     // A success ends the streak: no current failure, no streak.
-    let mut ok = pkg(&jobs[3], "tool", "verified");
+    let mut ok = pkg(&jobs[3], "tool", PackageState::Verified);
     ok.installed_version = Some("1.1".into());
     store
         .store_job_result(&jobs[3].id, &d.id, &outcome_of(&jobs[3], 4_000, vec![ok]))
@@ -140,8 +148,5 @@ pub(crate) async fn triage_assign_resolve_reopen_and_streaks(store: &dyn Store) 
         .assign_failure(&t, &d.id, "tool", None, "admin", 4_100)
         .await
         .expect("unassign");
-    assert_eq!(
-        (tr.assignee, tr.status.as_str()),
-        (None, TRIAGE_ACCEPTED_RISK)
-    );
+    assert_eq!((tr.assignee, tr.status), (None, TriageStatus::AcceptedRisk));
 }

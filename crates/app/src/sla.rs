@@ -1,17 +1,13 @@
-//! SLA policies per tenant: `GET /api/v1/sla-policy?tenant=T` and `PUT /api/v1/sla-policy`,
-//! and the policy a tenant's deadlines are computed with ([`policy_for`], [`Policies`]). A
+//! SLA policies per tenant: reading and setting one ([`get`], [`put`]), and the policy a tenant's deadlines are computed with ([`policy_for`], [`Policies`]). A
 //! tenant without a stored policy uses the product defaults (`patchwarden_vuln::SlaPolicy`).
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult, Body};
-use crate::web::authz::Permission;
-use crate::{rfc3339, AppState};
-use axum::extract::{Query, State};
-use axum::Json;
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
+use crate::{rfc3339, App};
 use patchwarden_store::{SlaPolicyRecord, Tenant};
 use patchwarden_vuln::SlaPolicy;
 use patchwarden_wire::api::{SlaPolicyUpdate, SlaPolicyView};
-use serde::Deserialize;
 use std::collections::HashMap;
 
 /// The longest deadline a policy may set (about ten years).
@@ -54,7 +50,7 @@ fn to_record(tenant_id: &str, p: &SlaPolicy, at: i64, by: &str) -> SlaPolicyReco
 }
 
 /// The SLA policy of one tenant (the defaults when it has none).
-pub async fn policy_for(state: &AppState, tenant_id: &str) -> ApiResult<SlaPolicy> {
+pub async fn policy_for(state: &App, tenant_id: &str) -> AppResult<SlaPolicy> {
     Ok(state
         .store
         .sla_policy(tenant_id)
@@ -71,7 +67,7 @@ pub struct Policies {
 }
 
 impl Policies {
-    pub async fn load(state: &AppState) -> ApiResult<Policies> {
+    pub async fn load(state: &App) -> AppResult<Policies> {
         Ok(Policies {
             stored: state
                 .store
@@ -109,7 +105,7 @@ fn view(tenant: &Tenant, stored: Option<&SlaPolicyRecord>) -> SlaPolicyView {
 }
 
 /// Checks every day count given; the error names the field and the allowed range.
-pub fn validate(u: &SlaPolicyUpdate) -> ApiResult<()> {
+pub fn validate(u: &SlaPolicyUpdate) -> AppResult<()> {
     for (field, value) in [
         ("kev_days", u.kev_days),
         ("critical_days", u.critical_days),
@@ -121,9 +117,12 @@ pub fn validate(u: &SlaPolicyUpdate) -> ApiResult<()> {
     ] {
         if let Some(v) = value {
             if !(1..=MAX_DAYS).contains(&v) {
-                return Err(ApiError::bad_request(format!(
-                    "{field} must be a number of days from 1 to {MAX_DAYS}, got {v}; nothing was changed"
-                )));
+                return Err(AppError::invalid(
+                    field,
+                    format!(
+                        "{field} must be a number of days from 1 to {MAX_DAYS}, got {v}; nothing was changed"
+                    ),
+                ));
             }
         }
     }
@@ -155,22 +154,22 @@ pub fn apply(base: &SlaPolicy, u: &SlaPolicyUpdate) -> SlaPolicy {
 /// missing tenant is created (`create`) only for a provider-level caller; a tenant-scoped
 /// token naming another tenant is refused whether it exists or not.
 async fn named_tenant(
-    state: &AppState,
-    op: &Operator,
+    state: &App,
+    op: &Actor,
     name: Option<&str>,
     create: bool,
-) -> ApiResult<Tenant> {
+) -> AppResult<Tenant> {
     if name.is_none() {
         if let Some(scope) = op.tenant_scope() {
             return state
                 .store
                 .tenant_by_id(scope)
                 .await?
-                .ok_or_else(|| ApiError::not_found(format!("no tenant {scope}")));
+                .ok_or_else(|| AppError::not_found(format!("no tenant {scope}")));
         }
     }
     let name = name.unwrap_or("default");
-    crate::operator_api::check_tenant_name(name)?;
+    crate::tenants::check_tenant_name(name)?;
     let found = state
         .store
         .list_tenants()
@@ -179,52 +178,34 @@ async fn named_tenant(
         .find(|t| t.name == name);
     match found {
         Some(t) => Ok(t),
-        None if op.tenant_scope().is_some() => Err(ApiError::forbidden(format!(
+        None if op.tenant_scope().is_some() => Err(AppError::forbidden(format!(
             "this token may not act on tenant {name:?}"
         ))),
-        None if create => crate::operator_api::resolve_tenant(state, op, Some(name)).await,
-        None => Err(ApiError::not_found(format!("no tenant named {name:?}"))),
+        None if create => crate::tenants::resolve_tenant(state, op, Some(name)).await,
+        None => Err(AppError::not_found(format!("no tenant named {name:?}"))),
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct SlaQuery {
-    /// Tenant name; default: the token's tenant (provider-level tokens: `default`).
-    pub tenant: Option<String>,
-}
-
-#[utoipa::path(get, path = "/api/v1/sla-policy", params(SlaQuery),
-    responses((status = 200, body = SlaPolicyView), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "vulnerabilities")]
-pub async fn get_sla_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<SlaQuery>,
-) -> ApiResult<Json<SlaPolicyView>> {
-    let tenant = named_tenant(&state, &op, q.tenant.as_deref(), false).await?;
+/// A tenant's SLA policy (`tenant`: name; default: the caller's tenant, or `default`).
+pub async fn get(state: &App, op: &Actor, tenant: Option<&str>) -> AppResult<SlaPolicyView> {
+    let tenant = named_tenant(state, op, tenant, false).await?;
     op.require(Permission::View, &tenant.id)?;
     let stored = state.store.sla_policy(&tenant.id).await?;
-    Ok(Json(view(&tenant, stored.as_ref())))
+    Ok(view(&tenant, stored.as_ref()))
 }
 
-#[utoipa::path(put, path = "/api/v1/sla-policy", request_body = SlaPolicyUpdate,
-    responses((status = 200, body = SlaPolicyView), (status = 400, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "vulnerabilities")]
-pub async fn put_sla_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(u): Body<SlaPolicyUpdate>,
-) -> ApiResult<Json<SlaPolicyView>> {
+/// Sets a tenant's SLA policy (the fields given, over the stored or default policy).
+pub async fn put(state: &App, op: &Actor, u: &SlaPolicyUpdate) -> AppResult<SlaPolicyView> {
     // Refuse bad input before anything else happens (no tenant is created, nothing stored).
-    validate(&u)?;
-    let tenant = named_tenant(&state, &op, u.tenant.as_deref(), true).await?;
+    validate(u)?;
+    let tenant = named_tenant(state, op, u.tenant.as_deref(), true).await?;
     op.require(Permission::ManagePolicies, &tenant.id)?;
     let base = match state.store.sla_policy(&tenant.id).await? {
         Some(r) if !u.reset => to_policy(&r),
         _ => SlaPolicy::default(),
     };
-    let policy = apply(&base, &u);
-    let record = to_record(&tenant.id, &policy, state.clock.now_ms(), &op.0.name);
+    let policy = apply(&base, u);
+    let record = to_record(&tenant.id, &policy, state.clock.now_ms(), op.name());
     state.store.put_sla_policy(&record).await?;
     let summary = format!(
         "SLA policy: kev {}d{}, critical {}, high {}, medium {}, low {}",
@@ -241,8 +222,8 @@ pub async fn put_sla_policy(
     );
     op.audit().object(&format!("sla-policy/{}", tenant.name));
     op.audit().detail(&summary);
-    tracing::info!(tenant = %tenant.name, by = %op.0.name, %summary, "SLA policy set");
-    Ok(Json(view(&tenant, Some(&record))))
+    tracing::info!(tenant = %tenant.name, by = %op.name(), %summary, "SLA policy set");
+    Ok(view(&tenant, Some(&record)))
 }
 
 fn show(d: Option<u32>) -> String {
@@ -251,7 +232,7 @@ fn show(d: Option<u32>) -> String {
 
 /// The SLA policy of one tenant (the defaults when it has none), for callers on store errors.
 pub async fn tenant_policy(
-    state: &AppState,
+    state: &App,
     tenant_id: &str,
 ) -> Result<SlaPolicy, patchwarden_store::StoreError> {
     Ok(state
@@ -265,7 +246,7 @@ pub async fn tenant_policy(
 /// The store's open-exposure figures (SLA breaches in SQL) with each tenant's own policy:
 /// one query with the defaults, and one more per tenant in scope that has a policy.
 pub async fn exposure_stats(
-    state: &AppState,
+    state: &App,
     scope: &patchwarden_store::TenantScope,
     now: i64,
 ) -> Result<Vec<patchwarden_store::ExposureStats>, patchwarden_store::StoreError> {
@@ -315,7 +296,10 @@ mod tests {
             ),
         ] {
             let e = validate(&u).expect_err("refused");
-            assert!(e.message.starts_with(field), "{}", e.message);
+            assert!(
+                matches!(&e, AppError::Invalid { field: f, message } if *f == field && message.starts_with(field)),
+                "{e:?}"
+            );
         }
         let u = SlaPolicyUpdate {
             critical_days: Some(7),

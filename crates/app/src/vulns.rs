@@ -1,13 +1,12 @@
 //! Vulnerability management glue: feed imports (all-or-nothing, the previous content stays in
 //! force on error), the in-memory advisory index, incremental matching (a new inventory
 //! rematches its device; a new feed rematches only devices having changed packages), and the
-//! `vulns` API. The logic itself is `patchwarden-vuln`'s (pure).
+//! vulnerability views. The logic itself is `patchwarden-vuln`'s (pure).
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult, Body};
-use crate::{rfc3339, AppState};
-use axum::extract::{Path, Query, State};
-use axum::Json;
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
+use crate::{rfc3339, App};
 use patchwarden_store::{Device, ExposureFilter, ExposureRecord, FeedRecord};
 use patchwarden_vuln::feeds::{
     parse_alpine_secdb, parse_debian_tracker, parse_epss_csv, parse_kev, parse_osv, parse_osv_zip,
@@ -17,8 +16,7 @@ use patchwarden_vuln::{
     PackageAdvisory, SlaPolicy,
 };
 use patchwarden_wire::agent::Inventory;
-use patchwarden_wire::api::{FeedImportRequest, FeedStatus, VulnRow};
-use serde::Deserialize;
+use patchwarden_wire::api::{FeedImportRequest, FeedStatus, VulnQuery, VulnRow};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,7 +69,7 @@ fn records(p: &Parsed) -> usize {
 
 /// Builds the index from every stored feed. A stored feed that no longer parses (it did when
 /// it was imported) is logged and left out.
-pub async fn build_index(state: &AppState) -> Result<AdvisoryIndex, String> {
+pub async fn build_index(state: &App) -> Result<AdvisoryIndex, String> {
     let contents = state
         .store
         .feed_contents()
@@ -163,7 +161,7 @@ fn record(device: &Device, e: &Exposure) -> ExposureRecord {
 
 /// Rematches one device against the current index and records what opened and closed.
 pub async fn rematch_device(
-    state: &AppState,
+    state: &App,
     device: &Device,
     inv: &Inventory,
 ) -> Result<(u64, u64), String> {
@@ -179,7 +177,7 @@ pub async fn rematch_device(
 
 /// Records one device's matches: what opened and closed.
 async fn store_matches(
-    state: &AppState,
+    state: &App,
     device: &Device,
     matches: patchwarden_vuln::Matches<'_>,
 ) -> Result<(u64, u64), String> {
@@ -195,13 +193,13 @@ async fn store_matches(
         .map_err(|e| e.to_string())
 }
 
-async fn inventory(state: &AppState, id: &str) -> Option<Inventory> {
+async fn inventory(state: &App, id: &str) -> Option<Inventory> {
     let json = state.store.device_inventory_json(id).await.ok()??;
     serde_json::from_str(&json).ok()
 }
 
 /// Loads the index at start and matches every device.
-pub async fn load(state: &AppState) {
+pub async fn load(state: &App) {
     match build_index(state).await {
         Ok(index) => {
             if let Ok(mut slot) = state.vulns.write() {
@@ -214,7 +212,7 @@ pub async fn load(state: &AppState) {
 }
 
 /// Rematches every device, or only those whose packages the changed keys concern.
-async fn rematch_all(state: &AppState, only: Option<&patchwarden_vuln::ChangedKeys>) -> usize {
+async fn rematch_all(state: &App, only: Option<&patchwarden_vuln::ChangedKeys>) -> usize {
     let Ok(devices) = state.store.list_devices(None).await else {
         return 0;
     };
@@ -248,19 +246,19 @@ async fn rematch_all(state: &AppState, only: Option<&patchwarden_vuln::ChangedKe
     n
 }
 
-#[utoipa::path(post, path = "/api/v1/feeds", request_body = FeedImportRequest,
-    responses((status = 200, body = FeedStatus), (status = 400, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "vulnerabilities")]
+/// An operator imports a feed (its content, or a URL to fetch now and, with
+/// `refresh_secs`, again on that schedule).
 pub async fn import_feed(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<FeedImportRequest>,
-) -> ApiResult<Json<FeedStatus>> {
+    state: &App,
+    op: &Actor,
+    req: &FeedImportRequest,
+) -> AppResult<FeedStatus> {
     // Feeds are shared by every tenant: a provider-wide role is needed.
-    op.require_provider(crate::web::authz::Permission::Remediate)?;
+    op.require_provider(Permission::Remediate)?;
     if let Some(r) = req.refresh_secs {
         if req.url.is_none() || r < 60 {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
+                "refresh_secs",
                 "refresh_secs needs a url and at least 60 seconds",
             ));
         }
@@ -272,13 +270,17 @@ pub async fn import_feed(
                 base64::engine::general_purpose::STANDARD
                     .decode(b64)
                     .map_err(|e| {
-                        ApiError::bad_request(format!("content_base64 is not base64: {e}"))
+                        AppError::invalid(
+                            "content_base64",
+                            format!("content_base64 is not base64: {e}"),
+                        )
                     })?,
             )
         }
         (None, Some(_)) => None,
         _ => {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
+                "content_base64",
                 "give exactly one of content_base64 or url",
             ))
         }
@@ -286,7 +288,7 @@ pub async fn import_feed(
     let source = req.source.clone().unwrap_or_else(|| req.kind.clone());
     let refresh = req.refresh_secs.map(|r| r as i64);
     import(
-        &state,
+        state,
         &source,
         &req.kind,
         req.url.as_deref(),
@@ -294,26 +296,26 @@ pub async fn import_feed(
         refresh,
     )
     .await
-    .map(Json)
 }
 
 /// Imports one feed: fetch (when no content is given), parse all-or-nothing, store, rebuild
 /// the index, rematch the devices the change concerns. On any error the previous data stays.
 pub async fn import(
-    state: &AppState,
+    state: &App,
     source: &str,
     kind: &str,
     url: Option<&str>,
     content: Option<Vec<u8>>,
     refresh_secs: Option<i64>,
-) -> ApiResult<FeedStatus> {
+) -> AppResult<FeedStatus> {
     let now = state.clock.now_ms();
     let fail = |e: String| async move {
         state.store.feed_failed(source, kind, url, now, &e).await?;
         tracing::warn!(source = %source, error = %e, "feed rejected; the previous data stays in force");
-        Err::<FeedStatus, ApiError>(ApiError::bad_request(format!(
-            "feed {source} rejected: {e}; the previous data stays in force"
-        )))
+        Err::<FeedStatus, AppError>(AppError::invalid(
+            "feed",
+            format!("feed {source} rejected: {e}; the previous data stays in force"),
+        ))
     };
     let bytes = match (content, url) {
         (Some(b), _) => b,
@@ -325,14 +327,14 @@ pub async fn import(
                 Err(e) => return fail(e.to_string()).await,
             }
         }
-        (None, None) => return Err(ApiError::bad_request("no content and no url")),
+        (None, None) => return Err(AppError::invalid("url", "no content and no url")),
     };
     let kind_owned = kind.to_owned();
     let parse_bytes = bytes.clone();
     let parsed =
         tokio::task::spawn_blocking(move || parse(&kind_owned, &parse_bytes).map(|p| records(&p)))
             .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| AppError::internal(e.to_string()))?;
     let count = match parsed {
         Ok(n) => n,
         Err(e) => return fail(e).await,
@@ -349,12 +351,12 @@ pub async fn import(
         refresh_secs,
     };
     state.store.put_feed(&record, &bytes).await?;
-    let new_index = build_index(state).await.map_err(ApiError::bad_request)?;
+    let new_index = build_index(state).await.map_err(AppError::internal)?;
     let changed = {
         let mut slot = state
             .vulns
             .write()
-            .map_err(|_| ApiError::bad_request("index lock poisoned"))?;
+            .map_err(|_| AppError::internal("index lock poisoned"))?;
         let changed = new_index.changed_keys(&slot);
         *slot = Arc::new(new_index);
         changed
@@ -365,7 +367,7 @@ pub async fn import(
 }
 
 /// Refetches every URL feed whose refresh interval has passed since its last attempt.
-pub async fn refresh_due(state: &AppState) {
+pub async fn refresh_due(state: &App) {
     let Ok(feeds) = state.store.list_feeds().await else {
         return;
     };
@@ -378,7 +380,7 @@ pub async fn refresh_due(state: &AppState) {
             continue;
         }
         if let Err(e) = import(state, &f.source, &f.kind, Some(url), None, Some(every)).await {
-            tracing::warn!(source = %f.source, error = %e.message, "scheduled feed refresh failed");
+            tracing::warn!(source = %f.source, error = %e, "scheduled feed refresh failed");
         }
     }
 }
@@ -413,47 +415,15 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
 
 use std::io::Read as _;
 
-#[utoipa::path(get, path = "/api/v1/feeds", responses((status = 200, body = [FeedStatus])), security(("operator" = [])), tag = "vulnerabilities")]
-pub async fn list_feeds(
-    State(state): State<AppState>,
-    op: Operator,
-) -> ApiResult<Json<Vec<FeedStatus>>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
-    Ok(Json(
-        state
-            .store
-            .list_feeds()
-            .await?
-            .into_iter()
-            .map(feed_status)
-            .collect(),
-    ))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct VulnQuery {
-    /// Only CVEs in CISA's Known Exploited Vulnerabilities catalog.
-    #[serde(default)]
-    pub kev: bool,
-    /// Only at or above this rating: low, medium, high, critical.
-    pub severity: Option<String>,
-    /// Only this device (id or hostname).
-    pub device: Option<String>,
-    /// Include closed exposures (with their close time).
-    #[serde(default)]
-    pub closed: bool,
-}
-
-impl VulnQuery {
-    /// No filter: every open exposure.
-    pub fn none() -> Self {
-        VulnQuery {
-            kev: false,
-            severity: None,
-            device: None,
-            closed: false,
-        }
-    }
+pub async fn list_feeds(state: &App, op: &Actor) -> AppResult<Vec<FeedStatus>> {
+    op.require_scoped(Permission::View)?;
+    Ok(state
+        .store
+        .list_feeds()
+        .await?
+        .into_iter()
+        .map(feed_status)
+        .collect())
 }
 
 /// The API's name of an SLA state.
@@ -544,18 +514,19 @@ pub fn sla_days(policy: &SlaPolicy) -> patchwarden_store::SlaDays {
 }
 
 async fn rows(
-    state: &AppState,
-    op: &Operator,
+    state: &App,
+    op: &Actor,
     filter: ExposureFilter,
     q: &VulnQuery,
-) -> ApiResult<Vec<VulnRow>> {
+) -> AppResult<Vec<VulnRow>> {
     let min = match &q.severity {
         None => 0,
         Some(s) => match rating_rank(s) {
             0 | 1 => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown severity {s:?}: low, medium, high or critical"
-                )))
+                return Err(AppError::invalid(
+                    "severity",
+                    format!("unknown severity {s:?}: low, medium, high or critical"),
+                ))
             }
             n => n,
         },
@@ -607,24 +578,14 @@ async fn rows(
     Ok(out)
 }
 
-#[utoipa::path(get, path = "/api/v1/vulns", params(VulnQuery), responses((status = 200, body = [VulnRow])), security(("operator" = [])), tag = "vulnerabilities")]
-pub async fn list_vulns(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<VulnQuery>,
-) -> ApiResult<Json<Vec<VulnRow>>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
+/// Exposures in the caller's scope, filtered, each with its SLA deadline.
+pub async fn list(state: &App, op: &Actor, q: &VulnQuery) -> AppResult<Vec<VulnRow>> {
+    op.require_scoped(Permission::View)?;
     let device_id = match &q.device {
         None => None,
         Some(d) => {
             let devices = state.store.list_devices(op.tenant_scope()).await?;
-            Some(
-                devices
-                    .iter()
-                    .find(|x| &x.id == d || &x.hostname == d)
-                    .map(|x| x.id.clone())
-                    .ok_or_else(|| ApiError::not_found(format!("no device {d}")))?,
-            )
+            Some(crate::devices::pick(&devices, d)?.id.clone())
         }
     };
     let filter = ExposureFilter {
@@ -643,28 +604,22 @@ pub async fn list_vulns(
                 .collect()
         }),
     };
-    Ok(Json(rows(&state, &op, filter, &q).await?))
+    rows(state, op, filter, q).await
 }
 
-#[utoipa::path(get, path = "/api/v1/vulns/{cve}", params(("cve" = String, Path)), responses((status = 200, body = [VulnRow])), security(("operator" = [])), tag = "vulnerabilities")]
-pub async fn show_vuln(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(cve): Path<String>,
-) -> ApiResult<Json<Vec<VulnRow>>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
+/// One CVE: every exposure to it in the caller's scope, closed ones too.
+pub async fn show(state: &App, op: &Actor, cve: &str) -> AppResult<Vec<VulnRow>> {
+    op.require_scoped(Permission::View)?;
     let filter = ExposureFilter {
         tenant_id: op.tenant_scope().map(str::to_owned),
         device_id: None,
-        cve: Some(cve),
+        cve: Some(cve.to_owned()),
         include_closed: true,
         ..Default::default()
     };
     let q = VulnQuery {
-        kev: false,
-        severity: None,
-        device: None,
         closed: true,
+        ..Default::default()
     };
-    Ok(Json(rows(&state, &op, filter, &q).await?))
+    rows(state, op, filter, &q).await
 }

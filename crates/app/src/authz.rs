@@ -1,21 +1,13 @@
-//! Who may see and do what in the dashboard: roles per tenant (memberships), the tenants a
-//! person can see, and the permission each deployment action needs.
+//! Who may do what: the roles table ([`allows`]), the permission each action needs, and a
+//! person's or token's roles per tenant ([`Access`]). The one place behind every check, in
+//! the API and the dashboard alike ([`crate::actor::Actor::require`]).
 
-use crate::operator_api::Action;
+use crate::deployments::actions::Action;
+pub use patchwarden_core::Role;
 use patchwarden_store::{Membership, TenantScope};
 use std::collections::BTreeMap;
 
-/// A role, per tenant or provider-wide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Admin,
-    Operator,
-    Approver,
-    Viewer,
-}
-
-/// What a role may do. The one table ([`Role::allows`]) behind both the dashboard and the
-/// HTTP API (`auth::Operator::require`).
+/// What a role may do; [`allows`] is the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
     /// Read devices, deployments, failures, vulnerabilities, feeds.
@@ -58,52 +50,29 @@ impl Permission {
     pub fn roles(self) -> String {
         Role::ALL
             .iter()
-            .filter(|r| r.allows(self))
+            .filter(|r| allows(**r, self))
             .map(|r| r.as_str())
             .collect::<Vec<_>>()
             .join(" or ")
     }
 }
 
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Approver, Role::Viewer];
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "operator" => Some(Role::Operator),
-            "approver" => Some(Role::Approver),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Approver => "approver",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    /// The roles matrix: `admin` everything; `operator` deploys, operates, remediates,
-    /// enrolls and manages policies; `approver` approves and reads the audit log; everyone
-    /// views.
-    pub fn allows(self, p: Permission) -> bool {
-        use Permission::*;
-        match self {
-            Role::Admin => true,
-            Role::Operator => matches!(
-                p,
-                View | Operate | Deploy | Remediate | ManagePolicies | Enroll
-            ),
-            Role::Approver => matches!(p, View | Approve | ReadAudit),
-            Role::Viewer => matches!(p, View),
-        }
+/// The roles table: `admin` everything; `operator` deploys, operates, remediates, enrolls and
+/// manages policies; `approver` approves and reads the audit log; everyone views.
+pub fn allows(role: Role, p: Permission) -> bool {
+    use Permission::*;
+    match role {
+        Role::Admin => true,
+        Role::Operator => matches!(
+            p,
+            View | Operate | Deploy | Remediate | ManagePolicies | Enroll
+        ),
+        Role::Approver => matches!(p, View | Approve | ReadAudit),
+        Role::Viewer => matches!(p, View),
     }
 }
 
+/// The permission a deployment action needs.
 pub fn permission_for(action: Action) -> Permission {
     match action {
         Action::Approve | Action::Reject => Permission::Approve,
@@ -122,10 +91,7 @@ impl Access {
     pub fn from_memberships(ms: &[Membership]) -> Self {
         let mut a = Access::default();
         for m in ms {
-            // An unknown role (from a newer server) grants nothing.
-            let Some(role) = Role::parse(&m.role) else {
-                continue;
-            };
+            let role = m.role;
             match &m.tenant_id {
                 None => a.provider.push(role),
                 Some(t) => a.tenants.entry(t.clone()).or_default().push(role),
@@ -135,18 +101,18 @@ impl Access {
     }
 
     /// The access of an API token: one role, in its tenant or (no tenant) provider-wide.
-    pub fn of_token(tenant_id: Option<&str>, role: &str) -> Self {
+    pub fn of_token(tenant_id: Option<&str>, role: Role) -> Self {
         Self::from_memberships(&[Membership {
             user_id: String::new(),
             tenant_id: tenant_id.map(str::to_owned),
-            role: role.to_owned(),
+            role,
         }])
     }
 
     /// Whether a provider-wide role allows this (provider-level things: shared feeds,
     /// provider-level users and tokens, entries of the audit log without a tenant).
     pub fn can_provider(&self, p: Permission) -> bool {
-        self.provider.iter().any(|r| r.allows(p))
+        self.provider.iter().any(|r| allows(*r, p))
     }
 
     /// Whether some role, in some tenant, allows this.
@@ -154,7 +120,12 @@ impl Access {
         self.provider
             .iter()
             .chain(self.tenants.values().flatten())
-            .any(|r| r.allows(p))
+            .any(|r| allows(*r, p))
+    }
+
+    /// The strongest provider-wide role held, if any.
+    pub fn strongest_provider_role(&self) -> Option<Role> {
+        self.provider.iter().min().copied()
     }
 
     pub fn is_provider(&self) -> bool {
@@ -184,7 +155,7 @@ impl Access {
     }
 
     pub fn can(&self, tenant_id: &str, p: Permission) -> bool {
-        self.roles_in(tenant_id).iter().any(|r| r.allows(p))
+        self.roles_in(tenant_id).iter().any(|r| allows(*r, p))
     }
 
     /// The strongest role held in this tenant (for the API token that stands for the person).
@@ -221,7 +192,7 @@ mod tests {
         Membership {
             user_id: "u".into(),
             tenant_id: tenant.map(str::to_owned),
-            role: role.into(),
+            role: role.parse().expect("a role"),
         }
     }
 
@@ -237,9 +208,9 @@ mod tests {
         for (role, [view, approve, operate]) in expect {
             assert_eq!(
                 [
-                    role.allows(View),
-                    role.allows(Approve),
-                    role.allows(Operate)
+                    allows(role, View),
+                    allows(role, Approve),
+                    allows(role, Operate)
                 ],
                 [view, approve, operate],
                 "{role:?}"
@@ -263,17 +234,17 @@ mod tests {
             (Administer, [true, false, false, false]),
         ];
         for (p, expected) in table {
-            let got = Role::ALL.map(|r| r.allows(p));
+            let got: Vec<bool> = Role::ALL.iter().map(|r| allows(*r, p)).collect();
             assert_eq!(got, expected, "{p:?}");
             assert!(!p.roles().is_empty() && !p.describe().is_empty());
         }
         assert_eq!(Approve.roles(), "admin or approver");
-        let token = Access::of_token(Some("t_a"), "operator");
+        let token = Access::of_token(Some("t_a"), Role::Operator);
         assert!(token.can("t_a", Deploy) && !token.can("t_b", View));
         assert!(!token.can_provider(View) && token.can_somewhere(Deploy));
-        let provider = Access::of_token(None, "approver");
+        let provider = Access::of_token(None, Role::Approver);
         assert!(provider.can_provider(ReadAudit) && !provider.can_provider(Deploy));
-        assert!(Access::of_token(None, "root").scope() == Some(vec![]));
+        assert!(Access::from_memberships(&[]).scope() == Some(vec![]));
     }
 
     #[test]
@@ -290,7 +261,8 @@ mod tests {
         assert!(!p.can("t_z", Permission::Operate));
         assert!(p.can("t_a", Permission::Operate));
         assert_eq!(p.role_in("t_a"), Some(Role::Operator));
-        let none = Access::from_memberships(&[m(None, "superuser")]);
-        assert_eq!(none.scope(), Some(vec![]), "an unknown role grants nothing");
+        let none = Access::from_memberships(&[]);
+        assert_eq!(none.scope(), Some(vec![]), "no role grants nothing");
+        assert!(!none.can_somewhere(Permission::View));
     }
 }

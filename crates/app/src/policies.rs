@@ -4,19 +4,20 @@
 //! turns a critical or known-exploited vulnerability with a fix into an expedited deployment;
 //! and rejected updates, which no deployment installs until they are un-rejected.
 
-use crate::auth::{new_id, Operator};
-use crate::error::{ApiError, ApiResult, Body};
-use crate::operator_api::{create_planned, resolve_tenant, target_devices, validate_severity};
+use crate::actor::{new_id, Actor};
+use crate::authz::Permission;
+use crate::deployments::plan::{validate_plan, validate_severity};
+use crate::deployments::{create_planned, target_devices};
+use crate::error::{AppError, AppResult};
 use crate::orchestrator::ts;
-use crate::{rfc3339, AppState};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::Json;
+use crate::tenants::{list_scope, resolve_tenant, tenant_names};
+use crate::{rfc3339, App};
 use jiff::SignedDuration;
 use patchwarden_core::schedule::{Recurrence, WindowSpec};
-use patchwarden_store::{ExposureFilter, Policy, RejectedUpdate, StoreError, Tenant};
+use patchwarden_store::{
+    ExposureFilter, Policy, PolicyProblem, RejectedUpdate, StoreError, Tenant,
+};
 use patchwarden_wire::api::*;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 
@@ -24,12 +25,12 @@ use std::collections::{BTreeSet, HashMap};
 const DEFAULT_LEAD_SECS: u64 = 24 * 3600;
 
 /// Checks a policy: every field a person can get wrong gets an error naming it.
-pub fn validate_spec(spec: &PolicySpec) -> ApiResult<()> {
-    let bad = |m: String| {
-        Err(ApiError::bad_request(format!(
-            "policy {:?}: {m}",
-            spec.name
-        )))
+pub fn validate_spec(spec: &PolicySpec) -> AppResult<()> {
+    let bad = |field: &'static str, m: String| {
+        Err(AppError::invalid(
+            field,
+            format!("policy {:?}: {m}", spec.name),
+        ))
     };
     if spec.name.trim().is_empty()
         || spec.name.len() > 100
@@ -38,41 +39,57 @@ pub fn validate_spec(spec: &PolicySpec) -> ApiResult<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c))
     {
-        return Err(ApiError::bad_request(format!(
-            "invalid policy name {:?}: use letters, digits, spaces, '-', '_' or '.' (at most 100)",
-            spec.name
-        )));
+        return Err(AppError::invalid(
+            "name",
+            format!(
+                "invalid policy name {:?}: use letters, digits, spaces, '-', '_' or '.' (at most 100)",
+                spec.name
+            ),
+        ));
     }
     if let Some(s) = &spec.schedule {
         if let Err(e) = s.parse::<Recurrence>() {
-            return bad(format!("schedule: {e}"));
+            return bad("schedule", format!("schedule: {e}"));
         }
     }
     match spec.approval.as_deref() {
         None | Some("automatic") | Some("manual") => {}
         Some("severity") => {
             if spec.approval_min_severity.is_none() {
-                return bad("approval = \"severity\" needs approval_min_severity".into());
+                return bad(
+                    "approval_min_severity",
+                    "approval = \"severity\" needs approval_min_severity".into(),
+                );
             }
         }
         Some(other) => {
-            return bad(format!(
-                "approval {other:?}: use automatic, manual or severity"
-            ))
+            return bad(
+                "approval",
+                format!("approval {other:?}: use automatic, manual or severity"),
+            )
         }
     }
-    validate_severity(spec.approval_min_severity.as_deref())?;
+    validate_severity(
+        "approval_min_severity",
+        spec.approval_min_severity.as_deref(),
+    )?;
     if let Some(e) = &spec.expedite {
-        validate_severity(e.min_severity.as_deref())?;
+        validate_severity("expedite", e.min_severity.as_deref())?;
         if e.min_severity.is_none() && !e.kev {
-            return bad("expedite needs min_severity, kev = true, or both".into());
+            return bad(
+                "expedite",
+                "expedite needs min_severity, kev = true, or both".into(),
+            );
         }
     }
     if spec.lead_secs.is_some_and(|l| l > 30 * 24 * 3600) {
-        return bad("lead_secs must be at most 30 days".into());
+        return bad("lead_secs", "lead_secs must be at most 30 days".into());
     }
     if spec.schedule.is_none() && spec.expedite.is_none() {
-        return bad("give a schedule, an expedite rule, or both".into());
+        return bad(
+            "schedule",
+            "give a schedule, an expedite rule, or both".into(),
+        );
     }
     let forms = [
         !spec.target.devices.is_empty(),
@@ -80,15 +97,20 @@ pub fn validate_spec(spec: &PolicySpec) -> ApiResult<()> {
         spec.target.all,
     ];
     if forms.iter().filter(|f| **f).count() != 1 {
-        return bad("target exactly one of: devices, labels, or all".into());
+        return bad(
+            "target",
+            "target exactly one of: devices, labels, or all".into(),
+        );
     }
     if let Selection::Packages { packages } = &spec.what {
-        crate::engine::validate_packages(packages).map_err(ApiError::bad_request)?;
+        crate::deployments::engine::validate_packages(packages)
+            .map_err(|e| AppError::invalid("what", e))?;
     }
     for p in &spec.exclude {
-        patchwarden_core::policy::NamePattern::parse(p).map_err(ApiError::bad_request)?;
+        patchwarden_core::policy::NamePattern::parse(p)
+            .map_err(|e| AppError::invalid("exclude", e))?;
     }
-    crate::operator_api::validate_plan(&request(spec, false, None, false))?;
+    validate_plan(&request(spec, false, None, false))?;
     Ok(())
 }
 
@@ -132,23 +154,29 @@ fn request(
     }
 }
 
-fn spec_of(p: &Policy) -> Option<PolicySpec> {
-    serde_json::from_str(&p.spec_json).ok()
+/// The spec stored with a policy; one that does not decode is an error naming the policy.
+fn spec_of(p: &Policy) -> Result<PolicySpec, StoreError> {
+    serde_json::from_str(&p.spec_json).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "policy {} ({}): its stored spec does not decode: {e}",
+            p.id, p.name
+        ))
+    })
 }
 
 fn window_spec(spec: &PolicySpec) -> Option<WindowSpec> {
-    crate::orchestrator::window_spec(spec.schedule.as_deref(), spec.window_duration_secs)
+    crate::deployments::plan::window_spec(spec.schedule.as_deref(), spec.window_duration_secs)
 }
 
 /// The zones of the devices a policy targets (UTC for a device without one).
 async fn zones_of(
-    state: &AppState,
+    state: &App,
     tenant: &Tenant,
     spec: &PolicySpec,
-) -> ApiResult<Vec<jiff::tz::TimeZone>> {
+) -> AppResult<Vec<jiff::tz::TimeZone>> {
     let mut names = BTreeSet::new();
     for d in target_devices(state, tenant, &spec.target).await? {
-        let zone = crate::orchestrator::device_zone(state, &d.id).await;
+        let zone = crate::devices::zone(state, &d.id).await;
         names.insert(zone.iana_name().unwrap_or("UTC").to_owned());
     }
     Ok(names
@@ -157,14 +185,8 @@ async fn zones_of(
         .collect())
 }
 
-async fn view(state: &AppState, p: Policy, tenant: String) -> ApiResult<PolicyView> {
-    let spec = spec_of(&p).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "corrupt",
-            format!("stored policy {} cannot be read", p.id),
-        )
-    })?;
+async fn view(state: &App, p: Policy, tenant: String) -> AppResult<PolicyView> {
+    let spec = spec_of(&p)?;
     let mut next_cycle = None;
     let mut next_window_start = None;
     if let (Some(ws), Some(t)) = (
@@ -202,21 +224,25 @@ async fn view(state: &AppState, p: Policy, tenant: String) -> ApiResult<PolicyVi
         next_cycle,
         next_window_start,
         runs,
+        problem: p.problem.map(|x| PolicyProblemView {
+            at: rfc3339(x.at),
+            message: x.message,
+        }),
     })
 }
 
 /// Creates, updates or leaves alone one policy, matched by tenant and name.
 async fn upsert(
-    state: &AppState,
-    op: &Operator,
+    state: &App,
+    op: &Actor,
     mut spec: PolicySpec,
     id: Option<&str>,
-) -> ApiResult<ApplyOutcome> {
+) -> AppResult<ApplyOutcome> {
     validate_spec(&spec)?;
     let tenant = resolve_tenant(state, op, spec.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
+    op.require(Permission::ManagePolicies, &tenant.id)?;
     spec.tenant = Some(tenant.name.clone());
-    let json = serde_json::to_string(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let json = crate::deployments::to_json(&spec)?;
     let now = state.clock.now_ms();
     let existing = match id {
         Some(id) => Some(
@@ -225,7 +251,7 @@ async fn upsert(
                 .policy(id)
                 .await?
                 .filter(|p| p.tenant_id == tenant.id)
-                .ok_or_else(|| ApiError::not_found(format!("no policy {id}")))?,
+                .ok_or_else(|| AppError::not_found(format!("no policy {id}")))?,
         ),
         None => state.store.policy_by_name(&tenant.id, &spec.name).await?,
     };
@@ -237,7 +263,11 @@ async fn upsert(
             p.enabled = spec.enabled;
             p.revision += 1;
             p.updated_at = now;
-            state.store.update_policy(&p).await.map_err(conflict)?;
+            state
+                .store
+                .update_policy(&p)
+                .await
+                .map_err(AppError::from_store_conflict)?;
             (p.id, "updated")
         }
         None => {
@@ -249,14 +279,19 @@ async fn upsert(
                 enabled: spec.enabled,
                 revision: 1,
                 created_at: now,
-                created_by: op.0.name.clone(),
+                created_by: op.name().to_owned(),
                 updated_at: now,
+                problem: None,
             };
-            state.store.create_policy(&p).await.map_err(conflict)?;
+            state
+                .store
+                .create_policy(&p)
+                .await
+                .map_err(AppError::from_store_conflict)?;
             (p.id, "created")
         }
     };
-    tracing::info!(policy = %id, name = %spec.name, tenant = %tenant.name, action, by = %op.0.name, "policy saved");
+    tracing::info!(policy = %id, name = %spec.name, tenant = %tenant.name, action, by = %op.name(), "policy saved");
     Ok(ApplyOutcome {
         name: spec.name,
         tenant: tenant.name,
@@ -265,20 +300,8 @@ async fn upsert(
     })
 }
 
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-        other => other.into(),
-    }
-}
-
 /// A policy by id, or by name in the caller's tenant (`?tenant=` for provider tokens).
-async fn find(
-    state: &AppState,
-    op: &Operator,
-    key: &str,
-    tenant: Option<&str>,
-) -> ApiResult<Policy> {
+async fn find(state: &App, op: &Actor, key: &str, tenant: Option<&str>) -> AppResult<Policy> {
     if let Some(p) = state.store.policy(key).await? {
         if op.can_access(&p.tenant_id) {
             return Ok(p);
@@ -289,151 +312,93 @@ async fn find(
         .store
         .policy_by_name(&tenant.id, key)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no policy {key:?}")))
+        .ok_or_else(|| AppError::not_found(format!("no policy {key:?}")))
 }
 
-/// The tenant a list is narrowed to: the one named (checked), else the caller's scope.
-async fn list_scope(
-    state: &AppState,
-    op: &Operator,
-    tenant: Option<&str>,
-) -> ApiResult<Option<String>> {
-    Ok(match tenant {
-        Some(name) => Some(resolve_tenant(state, op, Some(name)).await?.id),
-        None => op.tenant_scope().map(str::to_owned),
-    })
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct TenantQuery {
-    /// Tenant name (for provider-level tokens; default `default`).
-    #[serde(default)]
-    pub tenant: Option<String>,
-}
-
-#[utoipa::path(post, path = "/api/v1/policies", request_body = PolicySpec,
-    responses((status = 201, body = ApplyOutcome), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 409, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "policies")]
-pub async fn create_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(spec): Body<PolicySpec>,
-) -> ApiResult<(StatusCode, Json<ApplyOutcome>)> {
-    let tenant = resolve_tenant(&state, &op, spec.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
+/// Creates a policy; a policy of that name in the tenant is a conflict (edit it, or apply).
+pub async fn create(state: &App, op: &Actor, spec: PolicySpec) -> AppResult<ApplyOutcome> {
+    let tenant = resolve_tenant(state, op, spec.tenant.as_deref()).await?;
+    op.require(Permission::ManagePolicies, &tenant.id)?;
     if state
         .store
         .policy_by_name(&tenant.id, &spec.name)
         .await?
         .is_some()
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "a policy named {:?} already exists in tenant {:?} (edit it, or use apply)",
-                spec.name, tenant.name
-            ),
-        ));
+        return Err(AppError::conflict(format!(
+            "a policy named {:?} already exists in tenant {:?} (edit it, or use apply)",
+            spec.name, tenant.name
+        )));
     }
-    let out = upsert(&state, &op, spec, None).await?;
-    Ok((StatusCode::CREATED, Json(out)))
+    upsert(state, op, spec, None).await
 }
 
-#[utoipa::path(get, path = "/api/v1/policies", params(TenantQuery),
-    responses((status = 200, body = Vec<PolicyView>)), security(("operator" = [])), tag = "policies")]
-pub async fn list_policies(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<TenantQuery>,
-) -> ApiResult<Json<Vec<PolicyView>>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
-    let scope = list_scope(&state, &op, q.tenant.as_deref()).await?;
-    let names = crate::operator_api::tenant_names(&state).await?;
+pub async fn list(state: &App, op: &Actor, tenant: Option<&str>) -> AppResult<Vec<PolicyView>> {
+    op.require_scoped(Permission::View)?;
+    let scope = list_scope(state, op, tenant).await?;
+    let names = tenant_names(state).await?;
     let mut out = Vec::new();
     for p in state.store.list_policies(scope.as_deref()).await? {
         let t = names.get(&p.tenant_id).cloned().unwrap_or_default();
-        out.push(view(&state, p, t).await?);
+        out.push(view(state, p, t).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
-#[utoipa::path(get, path = "/api/v1/policies/{id}", params(("id" = String, Path), TenantQuery),
-    responses((status = 200, body = PolicyView), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "policies")]
-pub async fn get_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    Query(q): Query<TenantQuery>,
-) -> ApiResult<Json<PolicyView>> {
-    let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::View, &p.tenant_id)?;
-    let t = state
-        .store
-        .tenant_by_id(&p.tenant_id)
-        .await?
-        .map(|t| t.name)
-        .unwrap_or_default();
-    Ok(Json(view(&state, p, t).await?))
+/// A policy by id, or by name in the caller's tenant (`tenant` for provider tokens).
+pub async fn get(
+    state: &App,
+    op: &Actor,
+    key: &str,
+    tenant: Option<&str>,
+) -> AppResult<PolicyView> {
+    let p = find(state, op, key, tenant).await?;
+    op.require(Permission::View, &p.tenant_id)?;
+    let t = crate::tenants::tenant_name(state, &p.tenant_id).await?;
+    view(state, p, t).await
 }
 
-#[utoipa::path(put, path = "/api/v1/policies/{id}", params(("id" = String, Path), TenantQuery), request_body = PolicySpec,
-    responses((status = 200, body = ApplyOutcome), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "policies")]
-pub async fn update_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    Query(q): Query<TenantQuery>,
-    Body(mut spec): Body<PolicySpec>,
-) -> ApiResult<Json<ApplyOutcome>> {
-    let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::ManagePolicies, &p.tenant_id)?;
+/// Replaces a policy's spec (a policy never moves between tenants).
+pub async fn update(
+    state: &App,
+    op: &Actor,
+    key: &str,
+    tenant: Option<&str>,
+    mut spec: PolicySpec,
+) -> AppResult<ApplyOutcome> {
+    let p = find(state, op, key, tenant).await?;
+    op.require(Permission::ManagePolicies, &p.tenant_id)?;
     let tenant = state
         .store
         .tenant_by_id(&p.tenant_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no policy {id}")))?;
+        .ok_or_else(|| AppError::not_found(format!("no policy {key}")))?;
     match &spec.tenant {
         Some(t) if t != &tenant.name => {
-            return Err(ApiError::bad_request(format!(
-                "a policy cannot move between tenants ({:?} → {t:?})",
-                tenant.name
-            )))
+            return Err(AppError::invalid(
+                "tenant",
+                format!(
+                    "a policy cannot move between tenants ({:?} → {t:?})",
+                    tenant.name
+                ),
+            ))
         }
         _ => spec.tenant = Some(tenant.name),
     }
-    Ok(Json(upsert(&state, &op, spec, Some(&p.id)).await?))
+    upsert(state, op, spec, Some(&p.id)).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/policies/{id}", params(("id" = String, Path), TenantQuery),
-    responses((status = 204), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "policies")]
-pub async fn delete_policy(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    Query(q): Query<TenantQuery>,
-) -> ApiResult<StatusCode> {
-    let p = find(&state, &op, &id, q.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::ManagePolicies, &p.tenant_id)?;
+pub async fn delete(state: &App, op: &Actor, key: &str, tenant: Option<&str>) -> AppResult<()> {
+    let p = find(state, op, key, tenant).await?;
+    op.require(Permission::ManagePolicies, &p.tenant_id)?;
     state.store.delete_policy(&p.id).await?;
-    tracing::info!(policy = %p.id, name = %p.name, by = %op.0.name, "policy deleted");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(policy = %p.id, name = %p.name, by = %op.name(), "policy deleted");
+    Ok(())
 }
 
-#[utoipa::path(post, path = "/api/v1/apply", request_body = ApplyRequest,
-    responses((status = 200, body = Vec<ApplyOutcome>), (status = 400, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "policies")]
-pub async fn apply(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<ApplyRequest>,
-) -> ApiResult<Json<Vec<ApplyOutcome>>> {
-    // All or nothing as far as validation goes: check every policy before saving any.
+/// Creates, updates or leaves alone each policy of a file, matched by tenant and name. All or
+/// nothing as far as validation goes: every policy is checked before any is saved.
+pub async fn apply(state: &App, op: &Actor, req: ApplyRequest) -> AppResult<Vec<ApplyOutcome>> {
     let mut seen = BTreeSet::new();
     for spec in &req.policies {
         validate_spec(spec)?;
@@ -442,83 +407,61 @@ pub async fn apply(
             spec.name.clone(),
         );
         if !seen.insert(key) {
-            return Err(ApiError::bad_request(format!(
-                "policy {:?} appears twice in the file",
-                spec.name
-            )));
+            return Err(AppError::invalid(
+                "policies",
+                format!("policy {:?} appears twice in the file", spec.name),
+            ));
         }
-        let tenant = resolve_tenant(&state, &op, spec.tenant.as_deref()).await?;
-        op.require(crate::web::authz::Permission::ManagePolicies, &tenant.id)?;
+        let tenant = resolve_tenant(state, op, spec.tenant.as_deref()).await?;
+        op.require(Permission::ManagePolicies, &tenant.id)?;
     }
     let mut out = Vec::new();
     for spec in req.policies {
-        out.push(upsert(&state, &op, spec, None).await?);
+        out.push(upsert(state, op, spec, None).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
-#[utoipa::path(get, path = "/api/v1/rejected-updates", params(TenantQuery),
-    responses((status = 200, body = Vec<RejectedUpdateView>)), security(("operator" = [])), tag = "deployments")]
 pub async fn list_rejected(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<TenantQuery>,
-) -> ApiResult<Json<Vec<RejectedUpdateView>>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
-    let scope = list_scope(&state, &op, q.tenant.as_deref()).await?;
-    let names = crate::operator_api::tenant_names(&state).await?;
-    Ok(Json(
-        state
-            .store
-            .rejected_updates(scope.as_deref())
-            .await?
-            .into_iter()
-            .map(|r| RejectedUpdateView {
-                tenant: names.get(&r.tenant_id).cloned().unwrap_or_default(),
-                package: r.package,
-                version: r.version,
-                deployment: r.deployment_id,
-                rejected_by: r.rejected_by,
-                reason: r.reason,
-                rejected_at: rfc3339(r.rejected_at),
-            })
-            .collect(),
-    ))
+    state: &App,
+    op: &Actor,
+    tenant: Option<&str>,
+) -> AppResult<Vec<RejectedUpdateView>> {
+    op.require_scoped(Permission::View)?;
+    let scope = list_scope(state, op, tenant).await?;
+    let names = tenant_names(state).await?;
+    Ok(state
+        .store
+        .rejected_updates(scope.as_deref())
+        .await?
+        .into_iter()
+        .map(|r| RejectedUpdateView {
+            tenant: names.get(&r.tenant_id).cloned().unwrap_or_default(),
+            package: r.package,
+            version: r.version,
+            deployment: r.deployment_id,
+            rejected_by: r.rejected_by,
+            reason: r.reason,
+            rejected_at: rfc3339(r.rejected_at),
+        })
+        .collect())
 }
 
-/// `POST /api/v1/rejected-updates/unreject`
-#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UnrejectRequest {
-    #[serde(default)]
-    pub tenant: Option<String>,
-    pub package: String,
-    /// One version (default: every rejected version of the package).
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UnrejectOutcome {
-    pub lifted: u64,
-}
-
-#[utoipa::path(post, path = "/api/v1/rejected-updates/unreject", request_body = UnrejectRequest,
-    responses((status = 200, body = UnrejectOutcome), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "deployments")]
+/// Lifts a rejection: the update may be deployed again. The approvers' decision, as the
+/// rejection was.
 pub async fn unreject(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<UnrejectRequest>,
-) -> ApiResult<Json<UnrejectOutcome>> {
-    let tenant = resolve_tenant(&state, &op, req.tenant.as_deref()).await?;
-    // Lifting a rejection is the approvers' decision, as the rejection was.
-    op.require(crate::web::authz::Permission::Approve, &tenant.id)?;
+    state: &App,
+    op: &Actor,
+    req: &UnrejectRequest,
+) -> AppResult<UnrejectOutcome> {
+    let tenant = resolve_tenant(state, op, req.tenant.as_deref()).await?;
+    op.require(Permission::Approve, &tenant.id)?;
     let lifted = state
         .store
         .unreject_update(&tenant.id, &req.package, req.version.as_deref())
         .await?;
     if lifted == 0 {
-        return Err(ApiError::not_found(format!(
+        return Err(AppError::not_found(format!(
             "no rejected update {}{} in tenant {:?}",
             req.package,
             req.version
@@ -528,14 +471,14 @@ pub async fn unreject(
             tenant.name
         )));
     }
-    tracing::info!(package = %req.package, lifted, by = %op.0.name, "update un-rejected");
-    Ok(Json(UnrejectOutcome { lifted }))
+    tracing::info!(package = %req.package, lifted, by = %op.name(), "update un-rejected");
+    Ok(UnrejectOutcome { lifted })
 }
 
 /// Records the updates of a rejected deployment: no deployment installs them until
 /// un-rejected.
 pub async fn record_rejection(
-    state: &AppState,
+    state: &App,
     deployment_id: &str,
     by: &str,
     reason: Option<&str>,
@@ -567,10 +510,10 @@ pub async fn record_rejection(
 
 /// The open exposures of the policy's devices that an available update fixes.
 async fn fixable_exposures(
-    state: &AppState,
+    state: &App,
     tenant: &Tenant,
     spec: &PolicySpec,
-) -> ApiResult<Vec<patchwarden_store::ExposureRecord>> {
+) -> AppResult<Vec<patchwarden_store::ExposureRecord>> {
     let devices: BTreeSet<String> = target_devices(state, tenant, &spec.target)
         .await?
         .into_iter()
@@ -591,7 +534,7 @@ async fn fixable_exposures(
 
 /// Whether a policy's deployment needs an approver: `manual` always, `severity` unless the
 /// targeted devices have a fixable vulnerability at or above the threshold.
-async fn needs_approval(state: &AppState, tenant: &Tenant, spec: &PolicySpec) -> ApiResult<bool> {
+async fn needs_approval(state: &App, tenant: &Tenant, spec: &PolicySpec) -> AppResult<bool> {
     match spec.approval.as_deref() {
         Some("manual") => Ok(true),
         Some("severity") => {
@@ -609,13 +552,30 @@ async fn needs_approval(state: &AppState, tenant: &Tenant, spec: &PolicySpec) ->
 /// What one scheduler pass did for one policy (for tests and logs).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
-    Created { cycle: String, deployment: String },
-    NothingToInstall { cycle: String },
+    Created {
+        cycle: String,
+        deployment: String,
+    },
+    /// Nothing to install this time (looked at again later).
+    NothingToInstall {
+        cycle: String,
+        reason: String,
+    },
+    /// Another pass (or replica) created this cycle's deployment first.
+    AlreadyCreated {
+        cycle: String,
+    },
+    /// The policy is broken for another reason: recorded on the policy (its view and the
+    /// dashboard show it) until a later pass succeeds.
+    Failed {
+        policy: String,
+        error: String,
+    },
 }
 
 /// One scheduler pass over every enabled policy: creates each due cycle's deployment and each
 /// expedited one. Safe to run any number of times, from any number of tasks.
-pub async fn run_due(state: &AppState) -> Vec<RunOutcome> {
+pub async fn run_due(state: &App) -> Vec<RunOutcome> {
     let policies = match state.store.list_policies(None).await {
         Ok(p) => p,
         Err(e) => {
@@ -625,22 +585,48 @@ pub async fn run_due(state: &AppState) -> Vec<RunOutcome> {
     };
     let mut out = Vec::new();
     for p in policies.into_iter().filter(|p| p.enabled) {
-        match run_policy(state, &p).await {
-            Ok(mut o) => out.append(&mut o),
+        let problem = match run_policy(state, &p).await {
+            Ok(mut o) => {
+                out.append(&mut o);
+                None
+            }
             Err(e) => {
-                tracing::warn!(policy = %p.name, error = %e.message, "policy run failed")
+                out.push(RunOutcome::Failed {
+                    policy: p.id.clone(),
+                    error: e.to_string(),
+                });
+                Some(PolicyProblem {
+                    at: state.clock.now_ms(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        if p.problem.as_ref().map(|x| &x.message) != problem.as_ref().map(|x| &x.message) {
+            match &problem {
+                Some(x) => {
+                    tracing::warn!(policy = %p.name, tenant = %p.tenant_id, error = %x.message, "policy cannot run; recorded on the policy")
+                }
+                None => tracing::info!(policy = %p.name, "policy runs again"),
+            }
+            if let Err(e) = state
+                .store
+                .set_policy_problem(&p.id, problem.as_ref())
+                .await
+            {
+                tracing::error!(policy = %p.name, error = %e, "cannot record the policy's problem");
             }
         }
     }
     out
 }
 
-async fn run_policy(state: &AppState, p: &Policy) -> ApiResult<Vec<RunOutcome>> {
-    let Some(spec) = spec_of(p) else {
-        return Ok(vec![]);
-    };
+async fn run_policy(state: &App, p: &Policy) -> AppResult<Vec<RunOutcome>> {
+    let spec = spec_of(p)?;
     let Some(tenant) = state.store.tenant_by_id(&p.tenant_id).await? else {
-        return Ok(vec![]);
+        return Err(AppError::not_found(format!(
+            "the policy's tenant {} does not exist",
+            p.tenant_id
+        )));
     };
     let who = format!("policy:{}", spec.name);
     let mut out = Vec::new();
@@ -656,7 +642,7 @@ async fn run_policy(state: &AppState, p: &Policy) -> ApiResult<Vec<RunOutcome>> 
             {
                 let approval = needs_approval(state, &tenant, &spec).await?;
                 let req = request(&spec, approval, None, false);
-                out.push(create(state, &tenant, &who, &req, &p.id, cycle.key).await?);
+                out.push(create_run(state, &tenant, &who, &req, &p.id, cycle.key).await?);
             }
         }
     }
@@ -667,21 +653,23 @@ async fn run_policy(state: &AppState, p: &Policy) -> ApiResult<Vec<RunOutcome>> 
             {
                 let approval = spec.approval.as_deref() == Some("manual");
                 let req = request(&spec, approval, Some(cves), true);
-                out.push(create(state, &tenant, &who, &req, &p.id, key).await?);
+                out.push(create_run(state, &tenant, &who, &req, &p.id, key).await?);
             }
         }
     }
     Ok(out)
 }
 
-async fn create(
-    state: &AppState,
+/// Creates one cycle's deployment. Nothing to install is an outcome, not an error; any
+/// other refusal (an invalid spec, a storage error) is the policy's problem.
+async fn create_run(
+    state: &App,
     tenant: &Tenant,
     who: &str,
     req: &CreateDeploymentRequest,
     policy_id: &str,
     cycle: String,
-) -> ApiResult<RunOutcome> {
+) -> AppResult<RunOutcome> {
     match create_planned(
         state,
         tenant,
@@ -698,10 +686,10 @@ async fn create(
                 deployment: c.id,
             })
         }
-        Ok(None) => Ok(RunOutcome::NothingToInstall { cycle }),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            tracing::info!(policy = %policy_id, cycle = %cycle, why = %e.message, "nothing to deploy this time");
-            Ok(RunOutcome::NothingToInstall { cycle })
+        Ok(None) => Ok(RunOutcome::AlreadyCreated { cycle }),
+        Err(AppError::NothingToInstall { reason }) => {
+            tracing::info!(policy = %policy_id, cycle = %cycle, why = %reason, "nothing to deploy this time");
+            Ok(RunOutcome::NothingToInstall { cycle, reason })
         }
         Err(e) => Err(e),
     }
@@ -709,7 +697,7 @@ async fn create(
 
 /// A cycle with nothing to install is looked at again at most every 10 minutes (new updates
 /// may arrive before its window), not on every tick.
-fn recheck_due(state: &AppState, policy_id: &str, cycle: &str, now: i64) -> bool {
+fn recheck_due(state: &App, policy_id: &str, cycle: &str, now: i64) -> bool {
     let mut seen = state
         .policy_checks
         .lock()
@@ -727,11 +715,11 @@ fn recheck_due(state: &AppState, policy_id: &str, cycle: &str, now: i64) -> bool
 /// The expedite rule's open, fixable vulnerabilities on the policy's devices: a key naming
 /// exactly this set (so it is deployed once) and the CVEs.
 async fn expedite_due(
-    state: &AppState,
+    state: &App,
     tenant: &Tenant,
     spec: &PolicySpec,
     rule: &ExpeditePolicy,
-) -> ApiResult<Option<(String, Vec<String>)>> {
+) -> AppResult<Option<(String, Vec<String>)>> {
     let mut hits: BTreeSet<(String, String)> = BTreeSet::new();
     for e in fixable_exposures(state, tenant, spec).await? {
         let severe = rule
@@ -758,7 +746,7 @@ async fn expedite_due(
 }
 
 /// Policies shown by name → id, for pages.
-pub async fn names(state: &AppState) -> HashMap<String, String> {
+pub async fn names(state: &App) -> HashMap<String, String> {
     state
         .store
         .list_policies(None)
@@ -767,52 +755,4 @@ pub async fn names(state: &AppState) -> HashMap<String, String> {
         .into_iter()
         .map(|p| (p.id, p.name))
         .collect()
-}
-
-/// The label that overrides a device's reported time zone (set per device, or per group
-/// through its enrollment token's labels).
-pub const TIMEZONE_LABEL: &str = "timezone";
-
-#[utoipa::path(put, path = "/api/v1/devices/{id}/labels", params(("id" = String, Path)), request_body = DeviceLabels,
-    responses((status = 200, body = DeviceLabels), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "devices")]
-pub async fn set_device_labels(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    Body(req): Body<DeviceLabels>,
-) -> ApiResult<Json<DeviceLabels>> {
-    let device = match state.store.device(&id).await? {
-        Some(d) if op.can_access(&d.tenant_id) => d,
-        _ => return Err(ApiError::not_found(format!("no device {id}"))),
-    };
-    // Labels decide which policies reach a device.
-    op.require(
-        crate::web::authz::Permission::ManagePolicies,
-        &device.tenant_id,
-    )?;
-    for (k, v) in &req.labels {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./+:".contains(c))
-        };
-        if !ok(k) || !ok(v) {
-            return Err(ApiError::bad_request(format!(
-                "invalid label {k:?}={v:?}: use letters, digits and - _ . / + : (at most 128)"
-            )));
-        }
-    }
-    if let Some(zone) = req.labels.get(TIMEZONE_LABEL) {
-        patchwarden_core::schedule::zone(zone)
-            .map_err(|e| ApiError::bad_request(format!("label {TIMEZONE_LABEL}: {e}")))?;
-    }
-    state
-        .store
-        .set_device_labels(&device.id, &req.labels)
-        .await?;
-    tracing::info!(device = %device.id, by = %op.0.name, "device labels set");
-    Ok(Json(req))
 }

@@ -1,16 +1,16 @@
 //! Attempt history, current failures, and the confirmation of pending reboots.
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult};
-use crate::{rfc3339, AppState};
-use axum::extract::{Query, State};
-use axum::Json;
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
+use crate::{rfc3339, App};
 use patchwarden_core::reboot::{confirm_after_reboot, DeviceNow};
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_store::{Attempt, Device, FailureFilter};
 use patchwarden_wire::agent::Inventory;
-use patchwarden_wire::api::{AttemptView, FailureGroup, FailureRow, FailuresView};
-use serde::Deserialize;
+use patchwarden_wire::api::{
+    AttemptView, FailureGroup, FailureRow, FailuresQuery, FailuresView, ResetFailures,
+};
 use std::collections::{BTreeMap, HashMap};
 
 pub fn attempt_view(a: Attempt) -> AttemptView {
@@ -19,11 +19,8 @@ pub fn attempt_view(a: Attempt) -> AttemptView {
         job: a.job_id,
         package: a.package,
         at: rfc3339(a.at),
-        state: a.state.parse().unwrap_or(PackageState::Pending),
-        class: a
-            .class
-            .as_deref()
-            .map(|c| c.parse().unwrap_or(FailureClass::Unknown)),
+        state: a.state,
+        class: a.class,
         installed_version: a.installed_version,
         evidence: a.evidence,
         action: a.action,
@@ -37,9 +34,8 @@ pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
         hostname,
         package: a.package,
         deployment: a.deployment_id,
-        class: a.class.as_deref().map_or(FailureClass::Unknown, |c| {
-            c.parse().unwrap_or(FailureClass::Unknown)
-        }),
+        // A current failure without a class is one the agent could not explain.
+        class: a.class.unwrap_or(FailureClass::Unknown),
         at: rfc3339(a.at),
         installed_version: a.installed_version,
         evidence: a.evidence,
@@ -58,26 +54,12 @@ pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
     }
 }
 
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ResetFailures {
-    /// How many current failures were reset.
-    pub reset: u64,
-}
-
-#[utoipa::path(post, path = "/api/v1/devices/{id}/reset-failures", params(("id" = String, Path)),
-    responses((status = 200, body = ResetFailures), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
-pub async fn reset_failures(
-    State(state): State<AppState>,
-    op: Operator,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> ApiResult<Json<ResetFailures>> {
-    let device = match state.store.device(&id).await? {
-        Some(d) if op.can_access(&d.tenant_id) => d,
-        _ => return Err(ApiError::not_found(format!("no device {id}"))),
-    };
-    op.require(crate::web::authz::Permission::Remediate, &device.tenant_id)?;
-    let action = format!("failures reset by {}", op.0.name);
+/// Clears a device's current failures (kept in the history, with who did it), and its
+/// reboot loop flags.
+pub async fn reset_failures(state: &App, op: &Actor, id: &str) -> AppResult<ResetFailures> {
+    let device = crate::devices::visible(state, op, id).await?;
+    op.require(Permission::Remediate, &device.tenant_id)?;
+    let action = format!("failures reset by {}", op.name());
     let reset = state
         .store
         .reset_failures(&device.id, state.clock.now_ms(), &action)
@@ -90,49 +72,29 @@ pub async fn reset_failures(
     if loops > 0 {
         tracing::info!(device = %device.id, loops, "reboot loop guard reset");
     }
-    tracing::info!(device = %device.id, reset, by = %op.0.name, "failure state reset");
-    Ok(Json(ResetFailures { reset }))
+    tracing::info!(device = %device.id, reset, by = %op.name(), "failure state reset");
+    Ok(ResetFailures { reset })
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct FailuresQuery {
-    /// Only this class (a taxonomy name, e.g. `lock_held`).
-    pub class: Option<String>,
-    /// Only this device (id or hostname).
-    pub device: Option<String>,
-    /// Also the resolved failures and accepted risks (default: the queue, open ones only).
-    #[serde(default)]
-    pub all: bool,
-}
-
-#[utoipa::path(get, path = "/api/v1/failures", params(FailuresQuery),
-    responses((status = 200, body = FailuresView), (status = 400, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
-pub async fn list_failures(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<FailuresQuery>,
-) -> ApiResult<Json<FailuresView>> {
-    op.require_scoped(crate::web::authz::Permission::View)?;
-    if let Some(c) = &q.class {
-        c.parse::<FailureClass>()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+/// The failure queue: current failures grouped by class, largest group first, each with its
+/// triage, age and deadline.
+pub async fn failures(state: &App, op: &Actor, q: &FailuresQuery) -> AppResult<FailuresView> {
+    op.require_scoped(Permission::View)?;
+    let class = q
+        .class
+        .as_deref()
+        .map(|c| c.parse::<FailureClass>())
+        .transpose()
+        .map_err(|e| AppError::invalid("class", e.to_string()))?;
     let devices = state.store.list_devices(op.tenant_scope()).await?;
     let device_id = match &q.device {
         None => None,
-        Some(d) => Some(
-            devices
-                .iter()
-                .find(|x| &x.id == d || &x.hostname == d)
-                .map(|x| x.id.clone())
-                .ok_or_else(|| ApiError::not_found(format!("no device {d}")))?,
-        ),
+        Some(d) => Some(crate::devices::pick(&devices, d)?.id.clone()),
     };
     let filter = FailureFilter {
         tenant_id: op.tenant_scope().map(str::to_owned),
         device_id,
-        class: q.class.clone(),
+        class,
     };
     let hostnames: HashMap<&str, &str> = devices
         .iter()
@@ -140,7 +102,7 @@ pub async fn list_failures(
         .collect();
     let mut groups: BTreeMap<FailureClass, Vec<FailureRow>> = BTreeMap::new();
     let current = state.store.current_failures(&filter).await?;
-    for row in crate::triage::annotate(&state, &filter, current, &hostnames, q.all).await? {
+    for row in crate::triage::annotate(state, &filter, current, &hostnames, q.all).await? {
         groups.entry(row.class).or_default().push(row);
     }
     let mut groups: Vec<FailureGroup> = groups
@@ -152,15 +114,15 @@ pub async fn list_failures(
         })
         .collect();
     groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.class.cmp(&b.class)));
-    Ok(Json(FailuresView {
+    Ok(FailuresView {
         total: groups.iter().map(|g| g.count).sum(),
         groups,
-    }))
+    })
 }
 
 /// After an inventory arrives: packages left `pending_reboot` on this device are confirmed
 /// (or not) against the new boot id, installed versions and running kernel.
-pub async fn confirm_reboots(state: &AppState, device: &Device, inv: &Inventory) -> ApiResult<()> {
+pub async fn confirm_reboots(state: &App, device: &Device, inv: &Inventory) -> AppResult<()> {
     let pending = state.store.pending_reboots(&device.id).await?;
     if pending.is_empty() {
         return Ok(());
@@ -200,8 +162,8 @@ pub async fn confirm_reboots(state: &AppState, device: &Device, inv: &Inventory)
             continue;
         }
         let mut updated = row.clone();
-        updated.state = c.state.as_str().to_owned();
-        updated.class = c.class.map(|x| x.as_str().to_owned());
+        updated.state = c.state;
+        updated.class = c.class;
         updated.installed_version = installed.map(str::to_owned);
         updated.evidence = c.evidence.clone();
         let attempt = Attempt {
@@ -212,8 +174,8 @@ pub async fn confirm_reboots(state: &AppState, device: &Device, inv: &Inventory)
             job_id: row.job_id.clone(),
             package: row.package.clone(),
             at: now,
-            state: updated.state.clone(),
-            class: updated.class.clone(),
+            state: updated.state,
+            class: updated.class,
             installed_version: updated.installed_version.clone(),
             evidence: c.evidence,
             action: "confirmed after reboot".to_owned(),

@@ -2,7 +2,7 @@
 //! per tenant and UTC day, taken on a timer from the live figures (fleet, current failures,
 //! open exposures with SLA breaches). Taking it twice on one day changes nothing.
 
-use crate::AppState;
+use crate::App;
 use patchwarden_store::{Snapshot, StoreError};
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,7 +16,7 @@ pub fn day_of(ms: i64) -> String {
 
 /// Takes today's snapshot (by `state.clock`) of every tenant that has none yet; returns how
 /// many were stored.
-pub async fn take(state: &AppState) -> Result<usize, StoreError> {
+pub async fn take(state: &App) -> Result<usize, StoreError> {
     let now = state.clock.now_ms();
     let day = day_of(now);
     let store = &state.store;
@@ -44,7 +44,7 @@ pub async fn take(state: &AppState) -> Result<usize, StoreError> {
         let by_class: BTreeMap<String, i64> = failures
             .iter()
             .filter(|c| c.tenant_id == t.id)
-            .map(|c| (c.class.clone(), c.count))
+            .map(|c| (c.class.as_str().to_owned(), c.count))
             .collect();
         let snapshot = Snapshot {
             tenant_id: t.id.clone(),
@@ -76,7 +76,7 @@ pub async fn take(state: &AppState) -> Result<usize, StoreError> {
 }
 
 /// Checks every `every` whether today's snapshots are there (cheap when they are).
-pub async fn run_timer(state: AppState, every: std::time::Duration) {
+pub async fn run_timer(state: App, every: std::time::Duration) {
     let mut interval = tokio::time::interval(every);
     loop {
         interval.tick().await;

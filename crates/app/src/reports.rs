@@ -2,7 +2,8 @@
 //! mean time to remediate, the exposure trend (from the daily history), failures by class
 //! and the devices out of compliance. One computation ([`compliance`]), four renderings:
 //! JSON, CSV (long format: `section,item,metric,value`), PDF (`pdf-writer`, uncompressed
-//! text so that it stays greppable) and a printable HTML page (the dashboard's template).
+//! text so that it stays greppable) here, and a printable HTML page (the dashboard's
+//! template, in the server).
 //!
 //! Definitions (the period is `[from 00:00, to + 1 day 00:00)` UTC, cut at the time of the
 //! request when it reaches into the future — its *end*):
@@ -16,98 +17,18 @@
 //!   deadline;
 //! - failures by class: failed attempts in the period.
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult};
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
 use crate::snapshots::day_of;
-use crate::{rfc3339, AppState};
-use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use crate::{rfc3339, App};
 use patchwarden_store::{ExposureFilter, Tenant};
-use serde::{Deserialize, Serialize};
+pub use patchwarden_wire::report::*;
 use std::collections::BTreeMap;
 
 const DAY_MS: i64 = 86_400_000;
 /// Longest period a report covers.
 pub const MAX_DAYS: i64 = 3 * 366;
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Coverage {
-    /// `now` (live figures) or the day of the snapshot used.
-    pub as_of: String,
-    pub devices: i64,
-    pub fully_patched: i64,
-    pub security_pending: i64,
-    pub reboot_pending: i64,
-    /// Fully patched / devices, in percent (one decimal); absent without devices.
-    pub percent: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SlaCompliance {
-    /// Exposures whose deadline fell in the period.
-    pub due: i64,
-    /// Of those, closed on or before the deadline.
-    pub met: i64,
-    /// Of those, closed late or still open.
-    pub missed: i64,
-    pub percent: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Remediation {
-    /// Exposures closed in the period.
-    pub closed: i64,
-    pub mean_hours: Option<f64>,
-    pub mean_days: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TrendPoint {
-    pub day: String,
-    pub devices: i64,
-    pub coverage_percent: Option<f64>,
-    pub open: i64,
-    pub critical: i64,
-    pub high: i64,
-    pub medium: i64,
-    pub low: i64,
-    pub other: i64,
-    pub kev: i64,
-    pub sla_breaches: i64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ClassCount {
-    pub class: String,
-    pub count: i64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeviceOutOfCompliance {
-    pub device: String,
-    pub hostname: String,
-    /// Open exposures past their deadline at the end of the period.
-    pub breached: i64,
-    /// The earliest missed deadline (`YYYY-MM-DD`).
-    pub oldest_due: String,
-    /// CVEs breached, highest priority first.
-    pub cves: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ComplianceReport {
-    pub tenant: String,
-    pub from: String,
-    pub to: String,
-    pub generated_at: String,
-    pub coverage: Option<Coverage>,
-    pub sla: SlaCompliance,
-    pub remediation: Remediation,
-    pub exposure_trend: Vec<TrendPoint>,
-    pub failures_by_class: Vec<ClassCount>,
-    pub devices_out_of_compliance: Vec<DeviceOutOfCompliance>,
-}
 
 /// A period of whole UTC days.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +85,7 @@ fn pct(part: i64, whole: i64) -> Option<f64> {
 
 /// Computes the report of `tenant` over `period` at `now`.
 pub async fn compliance(
-    state: &AppState,
+    state: &App,
     tenant: &Tenant,
     period: &Period,
     now: i64,
@@ -642,39 +563,28 @@ pub fn to_pdf(r: &ComplianceReport) -> Vec<u8> {
     pdf.finish()
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ReportQuery {
-    /// Tenant name or id; optional for a token scoped to one tenant.
-    pub tenant: Option<String>,
-    /// First day (`YYYY-MM-DD`, UTC); default: 29 days before `to`.
-    pub from: Option<String>,
-    /// Last day, inclusive (`YYYY-MM-DD`, UTC); default: today.
-    pub to: Option<String>,
-    /// `json` (default), `csv`, `pdf` or `html`.
-    pub format: Option<String>,
-}
-
 /// The tenant a report is for: by name or id, checked against the caller's scope (another
 /// tenant answers 404, as if it did not exist).
 pub async fn resolve_tenant(
-    state: &AppState,
+    state: &App,
     scope: Option<&str>,
     tenant: Option<&str>,
-) -> ApiResult<Tenant> {
+) -> AppResult<Tenant> {
     let tenants = state.store.list_tenants().await?;
     let wanted = tenant.map(str::trim).filter(|t| !t.is_empty());
     let found = match (wanted, scope) {
         (Some(t), _) => tenants.into_iter().find(|x| x.name == t || x.id == t),
         (None, Some(own)) => tenants.into_iter().find(|x| x.id == own),
         (None, None) => {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
+                "tenant",
                 "tenant is required (name or id) with a provider-level token",
             ))
         }
     };
     match found {
         Some(t) if scope.is_none_or(|s| s == t.id) => Ok(t),
-        _ => Err(ApiError::not_found(format!(
+        _ => Err(AppError::not_found(format!(
             "no tenant {:?}",
             wanted.unwrap_or_default()
         ))),
@@ -717,73 +627,46 @@ fn file_name(r: &ComplianceReport, ext: &str) -> String {
     format!("compliance-{safe}-{}-{}.{ext}", r.from, r.to)
 }
 
-/// A rendered report as a download (or inline for HTML).
-pub fn respond(r: &ComplianceReport, f: Format) -> Response {
-    let attach = |ext: &str| format!("attachment; filename=\"{}\"", file_name(r, ext));
+/// A report in a download format: (content type, file name, bytes). JSON and HTML are
+/// the front end's.
+pub fn download(r: &ComplianceReport, f: Format) -> Option<(&'static str, String, Vec<u8>)> {
     match f {
-        Format::Json => axum::Json(r).into_response(),
-        Format::Csv => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (header::CONTENT_DISPOSITION, attach("csv")),
-            ],
-            to_csv(r),
-        )
-            .into_response(),
-        Format::Pdf => (
-            [
-                (header::CONTENT_TYPE, "application/pdf".to_owned()),
-                (header::CONTENT_DISPOSITION, attach("pdf")),
-            ],
-            to_pdf(r),
-        )
-            .into_response(),
-        Format::Html => crate::web::report_document(r),
+        Format::Csv => Some((
+            "text/csv; charset=utf-8",
+            file_name(r, "csv"),
+            to_csv(r).into_bytes(),
+        )),
+        Format::Pdf => Some(("application/pdf", file_name(r, "pdf"), to_pdf(r))),
+        Format::Json | Format::Html => None,
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/compliance", params(ReportQuery),
-    responses((status = 200, body = ComplianceReport, description = "JSON; with format=csv|pdf|html the same data as text/csv, application/pdf or text/html"),
-        (status = 400, body = patchwarden_wire::ErrorBody), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "reports")]
+/// The compliance report an operator asks for, and the format asked for.
 pub async fn compliance_report(
-    State(state): State<AppState>,
-    op: Operator,
-    Query(q): Query<ReportQuery>,
-) -> ApiResult<Response> {
-    let f = format(q.format.as_deref()).map_err(ApiError::bad_request)?;
+    state: &App,
+    op: &Actor,
+    q: &ReportQuery,
+) -> AppResult<(ComplianceReport, Format)> {
+    let f = format(q.format.as_deref()).map_err(|e| AppError::invalid("format", e))?;
     let now = state.clock.now_ms();
-    let p = period(q.from.as_deref(), q.to.as_deref(), now).map_err(ApiError::bad_request)?;
-    let tenant = resolve_tenant(&state, op.tenant_scope(), q.tenant.as_deref()).await?;
-    op.require(crate::web::authz::Permission::View, &tenant.id)?;
-    let report = compliance(&state, &tenant, &p, now).await?;
+    let p = period(q.from.as_deref(), q.to.as_deref(), now)
+        .map_err(|e| AppError::invalid("period", e))?;
+    let tenant = resolve_tenant(state, op.tenant_scope(), q.tenant.as_deref()).await?;
+    op.require(Permission::View, &tenant.id)?;
+    let report = compliance(state, &tenant, &p, now).await?;
     tracing::info!(tenant = %tenant.name, from = %report.from, to = %report.to, format = ?f, "compliance report");
-    Ok(respond(&report, f))
+    Ok((report, f))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SnapshotTaken {
-    /// The UTC day of the snapshot.
-    pub day: String,
-    /// Tenants whose snapshot was stored now (0 when today's were already there).
-    pub stored: u64,
-}
-
-#[utoipa::path(post, path = "/api/v1/history/snapshot",
-    responses((status = 200, body = SnapshotTaken), (status = 403, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "reports")]
 /// Takes today's daily snapshot now (the server also takes it on its own timer); idempotent.
-pub async fn take_snapshot(
-    State(state): State<AppState>,
-    op: Operator,
-) -> ApiResult<axum::Json<SnapshotTaken>> {
+pub async fn take_snapshot(state: &App, op: &Actor) -> AppResult<SnapshotTaken> {
     // The daily history covers every tenant: a provider-wide role is needed.
-    op.require_provider(crate::web::authz::Permission::Operate)?;
-    let stored = crate::snapshots::take(&state).await?;
-    Ok(axum::Json(SnapshotTaken {
+    op.require_provider(Permission::Operate)?;
+    let stored = crate::snapshots::take(state).await?;
+    Ok(SnapshotTaken {
         day: day_of(state.clock.now_ms()),
         stored: stored as u64,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -3,159 +3,33 @@
 //! trips. The decisions are core's pure functions (`core::rings`); this module reads the
 //! state from the store, applies them, and records why.
 
-use crate::AppState;
+use crate::deployments::plan::{retry_policy, Plan};
+use crate::devices::zone as device_zone;
+use crate::App;
 use jiff::{SignedDuration, Timestamp};
 use patchwarden_core::rings::{
-    breaker_trips, concurrency_limit, gate_decision, Breaker, Concurrency, Gate, GateDecision,
-    RingTally,
+    breaker_trips, concurrency_limit, gate_decision, GateDecision, RingTally,
 };
 use patchwarden_core::schedule::{current_or_next_window, upcoming_windows, WindowSpec};
-use patchwarden_core::{FailureClass, PackageState};
+use patchwarden_core::{DeploymentStatus, FailureClass, PackageState, RingState};
 use patchwarden_store::{Deployment, JobStatus, StoreError};
-use patchwarden_wire::api::{GateRequest, RingView};
-use serde::{Deserialize, Serialize};
+use patchwarden_wire::api::RingView;
 use std::collections::HashMap;
-
-/// What a deployment was asked to do beyond its selection; stored as JSON with it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Plan {
-    /// Ring names, in order; empty means one ring.
-    #[serde(default)]
-    pub rings: Vec<String>,
-    #[serde(default)]
-    pub gate: Option<GateRequest>,
-    #[serde(default)]
-    pub halt_failure_rate: Option<f64>,
-    #[serde(default)]
-    pub halt_min_finished: Option<u32>,
-    #[serde(default)]
-    pub concurrency: Option<String>,
-    /// Recurring maintenance window (see `core::schedule`), evaluated in each device's zone.
-    #[serde(default)]
-    pub window: Option<String>,
-    #[serde(default)]
-    pub window_duration_secs: Option<u64>,
-    /// Reboots after installs (mode, loop guard, come-back budget): `crate::reboots`.
-    #[serde(default)]
-    pub reboot: Option<patchwarden_wire::api::RebootRequest>,
-    /// Expedited: released at once, whatever the window.
-    #[serde(default)]
-    pub expedite: bool,
-    /// `immediately`: a device that missed its window catches up at its next check-in.
-    #[serde(default)]
-    pub offline: Option<String>,
-    #[serde(default)]
-    pub retry: Option<patchwarden_wire::api::RetryRequest>,
-    #[serde(default)]
-    pub preflight: Option<patchwarden_wire::api::PreflightPolicy>,
-    /// Spread start times across the window by device.
-    #[serde(default)]
-    pub spread: bool,
-    /// The policy that created it.
-    #[serde(default)]
-    pub policy: Option<String>,
-}
-
-impl Plan {
-    pub fn ring_names(&self) -> Vec<String> {
-        if self.rings.is_empty() {
-            vec!["all".to_owned()]
-        } else {
-            self.rings.clone()
-        }
-    }
-
-    fn gate(&self) -> Gate {
-        let g = self.gate.clone().unwrap_or(GateRequest {
-            min_success_rate: 0.95,
-            min_successes: 1,
-            soak_secs: 0,
-        });
-        Gate {
-            min_success_rate: g.min_success_rate,
-            min_successes: g.min_successes,
-            soak: SignedDuration::from_secs(g.soak_secs as i64),
-        }
-    }
-
-    fn breaker(&self) -> Option<Breaker> {
-        self.halt_failure_rate.map(|rate| Breaker {
-            max_failure_rate: rate,
-            min_finished: self.halt_min_finished.unwrap_or(1),
-        })
-    }
-
-    /// The maintenance window (none when expedited).
-    pub fn window(&self) -> Option<WindowSpec> {
-        if self.expedite {
-            return None;
-        }
-        window_spec(self.window.as_deref(), self.window_duration_secs)
-    }
-
-    fn concurrency(&self) -> Concurrency {
-        self.concurrency
-            .as_deref()
-            .and_then(|c| parse_concurrency(c).ok())
-            .unwrap_or(Concurrency::Unlimited)
-    }
-}
-
-/// A recurring window (`core::schedule`) of this length (default 4 h); none when absent or
-/// not a valid form.
-pub fn window_spec(window: Option<&str>, duration_secs: Option<u64>) -> Option<WindowSpec> {
-    Some(WindowSpec {
-        recurrence: window?.parse().ok()?,
-        duration: SignedDuration::from_secs(duration_secs.unwrap_or(4 * 3600) as i64),
-    })
-}
-
-/// The retry policy a request asks for (defaults filled in), or why it is invalid.
-pub fn retry_policy(
-    r: &patchwarden_wire::api::RetryRequest,
-) -> Result<patchwarden_core::policy::RetryPolicy, String> {
-    let mut p = patchwarden_core::policy::RetryPolicy::default();
-    if let Some(n) = r.max_attempts {
-        if !(1..=10).contains(&n) {
-            return Err(format!("retry max_attempts must be 1 to 10, not {n}"));
-        }
-        p.max_attempts = n;
-    }
-    if let Some(b) = r.backoff_secs {
-        if !(1..=86_400).contains(&b) {
-            return Err(format!(
-                "retry backoff must be 1 second to 1 day, not {b} s"
-            ));
-        }
-        p.backoff = SignedDuration::from_secs(b as i64);
-    }
-    if !r.classes.is_empty() {
-        p.classes = r
-            .classes
-            .iter()
-            .map(|c| {
-                c.parse::<FailureClass>()
-                    .map_err(|_| format!("unknown failure class {c:?} in retry classes"))
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    Ok(p)
-}
 
 /// After a job's result: hands it back for another attempt when the plan's retry policy says
 /// so (exponential backoff; every attempt stays in the history). Returns whether it did.
-pub async fn retry_if_due(state: &AppState, job_id: &str) -> Result<bool, StoreError> {
+pub async fn retry_if_due(state: &App, job_id: &str) -> Result<bool, StoreError> {
     let Some(job) = state.store.job(job_id).await? else {
         return Ok(false);
     };
     let Some(d) = state.store.deployment(&job.deployment_id).await? else {
         return Ok(false);
     };
-    let plan = plan_of(&d);
+    let plan = Plan::of(&d)?;
     let Some(policy) = plan.retry.as_ref().and_then(|r| retry_policy(r).ok()) else {
         return Ok(false);
     };
-    if job.status != JobStatus::Done || d.status != "running" {
+    if job.status != JobStatus::Done || d.status != DeploymentStatus::Running {
         return Ok(false);
     }
     let failed: Vec<FailureClass> = state
@@ -163,8 +37,8 @@ pub async fn retry_if_due(state: &AppState, job_id: &str) -> Result<bool, StoreE
         .packages_of_deployment(&d.id)
         .await?
         .into_iter()
-        .filter(|p| p.job_id == job.id && p.state == "failed")
-        .filter_map(|p| p.class.and_then(|c| c.parse().ok()))
+        .filter(|p| p.job_id == job.id && p.state == PackageState::Failed)
+        .filter_map(|p| p.class)
         .collect();
     let attempt = job.attempt.max(1) as u32;
     let Some(delay) = patchwarden_core::policy::retry_after(&policy, attempt, &failed) else {
@@ -184,7 +58,7 @@ pub async fn retry_if_due(state: &AppState, job_id: &str) -> Result<bool, StoreE
 /// next window like any job a window closed on. The job goes back to the queue as a new
 /// attempt (a new work id: the agent never runs one id twice), not offered before the
 /// window's end; then `close_missed_windows` takes it back and the next window releases it.
-pub async fn requeue_window_refusal(state: &AppState, job_id: &str) -> Result<bool, StoreError> {
+pub async fn requeue_window_refusal(state: &App, job_id: &str) -> Result<bool, StoreError> {
     let Some(job) = state.store.job(job_id).await? else {
         return Ok(false);
     };
@@ -197,7 +71,7 @@ pub async fn requeue_window_refusal(state: &AppState, job_id: &str) -> Result<bo
     let Some(d) = state.store.deployment(&job.deployment_id).await? else {
         return Ok(false);
     };
-    if d.status != "running" {
+    if d.status != DeploymentStatus::Running {
         return Ok(false);
     }
     let packages: Vec<_> = state
@@ -208,9 +82,9 @@ pub async fn requeue_window_refusal(state: &AppState, job_id: &str) -> Result<bo
         .filter(|p| p.job_id == job.id)
         .collect();
     let refused = !packages.is_empty()
-        && packages
-            .iter()
-            .all(|p| p.state == "failed" && p.class.as_deref() == Some("window_missed"));
+        && packages.iter().all(|p| {
+            p.state == PackageState::Failed && p.class == Some(FailureClass::WindowMissed)
+        });
     if !refused {
         return Ok(false);
     }
@@ -222,44 +96,25 @@ pub async fn requeue_window_refusal(state: &AppState, job_id: &str) -> Result<bo
     Ok(requeued)
 }
 
-/// `5` (devices) or `10%`.
-pub fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
-    let bad =
-        || format!("invalid concurrency {s:?}: use a number of devices (5) or a percentage (10%)");
-    match s.strip_suffix('%') {
-        Some(p) => match p.trim().parse::<u8>() {
-            Ok(p) if (1..=100).contains(&p) => Ok(Concurrency::Percent(p)),
-            _ => Err(bad()),
-        },
-        None => match s.trim().parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(Concurrency::Devices(n)),
-            _ => Err(bad()),
-        },
-    }
-}
-
-pub fn plan_of(d: &Deployment) -> Plan {
-    serde_json::from_str(&d.plan_json).unwrap_or_default()
-}
-
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// Per-ring progress, from the jobs and their package rows.
 pub async fn ring_views(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
 ) -> Result<(Vec<RingView>, Vec<RingTally>, Vec<Option<i64>>), StoreError> {
-    let plan = plan_of(d);
+    let plan = Plan::of(d)?;
     let names = plan.ring_names();
     let jobs = state.store.jobs_of_deployment(&d.id).await?;
     let packages = state.store.packages_of_deployment(&d.id).await?;
     let mut outcomes: HashMap<&str, Vec<(PackageState, Option<FailureClass>)>> = HashMap::new();
     for p in &packages {
-        let s = p.state.parse().unwrap_or(PackageState::Pending);
-        let c = p.class.as_deref().and_then(|c| c.parse().ok());
-        outcomes.entry(p.job_id.as_str()).or_default().push((s, c));
+        outcomes
+            .entry(p.job_id.as_str())
+            .or_default()
+            .push((p.state, p.class));
     }
     let mut views = Vec::new();
     let mut tallies = Vec::new();
@@ -300,13 +155,12 @@ pub async fn ring_views(
             failed_patch: tally.failed_patch,
             failed_other: tally.failed_other,
             state: if all_done && total > 0 && released == total {
-                "done"
+                RingState::Done
             } else if released > 0 {
-                "running"
+                RingState::Running
             } else {
-                "waiting"
-            }
-            .to_owned(),
+                RingState::Waiting
+            },
         });
         tallies.push(tally);
     }
@@ -315,16 +169,16 @@ pub async fn ring_views(
 
 /// Moves one deployment forward. Serialised server-wide so that two ticks never release or
 /// promote twice.
-pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreError> {
+pub async fn tick(state: &App, deployment_id: &str) -> Result<(), StoreError> {
     let _guard = state.orchestrator_lock.lock().await;
     let Some(mut d) = state.store.deployment(deployment_id).await? else {
         return Ok(());
     };
-    if d.status != "running" {
+    if d.status != DeploymentStatus::Running {
         return Ok(());
     }
     let now = state.clock.now_ms();
-    let plan = plan_of(&d);
+    let plan = Plan::of(&d)?;
     let rings = plan.ring_names();
     let (_, tallies, finished) = ring_views(state, &d).await?;
 
@@ -410,21 +264,29 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
                     }
                     let end = w.end.as_millisecond();
                     let payload = with_not_after(&j.payload, end);
-                    state
+                    // Conditional on the deployment still running: a halt that came in
+                    // meanwhile releases nothing.
+                    if state
                         .store
                         .release_job_in_window(&j.id, now, &payload, end)
-                        .await?;
-                    state.notifier.wake(&j.device_id);
-                    released_in_window += 1;
+                        .await?
+                    {
+                        state.notifier.wake(&j.device_id);
+                        released_in_window += 1;
+                    }
                 }
             }
         }
         if !release.is_empty() {
-            state.store.release_jobs(&release, now).await?;
+            let released = state.store.release_jobs(&release, now).await?;
+            if released == 0 {
+                // Halted or cancelled meanwhile (the release is conditional on `running`).
+                return Ok(());
+            }
             for j in ring_jobs.iter().filter(|j| release.contains(&j.id)) {
                 state.notifier.wake(&j.device_id);
             }
-            tracing::info!(deployment = %d.id, ring = %rings.get(ring).cloned().unwrap_or_default(), released = release.len(), "jobs released");
+            tracing::info!(deployment = %d.id, ring = %rings.get(ring).cloned().unwrap_or_default(), released, "jobs released");
         }
         let Some(done_at) = finished
             .get(ring)
@@ -435,11 +297,12 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
             return Ok(());
         };
         if ring + 1 >= rings.len() {
-            d.status = "completed".into();
+            d.status = DeploymentStatus::Completed;
             d.status_reason = None;
             d.updated_at = Some(now);
-            state.store.update_deployment(&d).await?;
-            tracing::info!(deployment = %d.id, "deployment completed");
+            if transition(state, &d, ring).await? {
+                tracing::info!(deployment = %d.id, "deployment completed");
+            }
             return Ok(());
         }
         let overridden = d.resumed_at.is_some_and(|r| r >= done_at);
@@ -453,7 +316,9 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
                 d.current_ring += 1;
                 d.status_reason = None;
                 d.updated_at = Some(now);
-                state.store.update_deployment(&d).await?;
+                if !transition(state, &d, ring).await? {
+                    return Ok(());
+                }
                 tracing::info!(deployment = %d.id, ring = %rings[ring + 1], "gate passed; next ring");
                 continue;
             }
@@ -462,7 +327,7 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
                 if d.status_reason.as_deref() != Some(reason.as_str()) {
                     d.status_reason = Some(reason);
                     d.updated_at = Some(now);
-                    state.store.update_deployment(&d).await?;
+                    transition(state, &d, ring).await?;
                 }
                 return Ok(());
             }
@@ -482,17 +347,17 @@ pub async fn tick(state: &AppState, deployment_id: &str) -> Result<(), StoreErro
 /// What the release loop needs beyond the jobs: devices a failed pre-flight excludes (with
 /// the predicted class), and jobs that may catch up at once after a missed window.
 async fn release_context(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     plan: &Plan,
 ) -> Result<(HashMap<String, String>, std::collections::HashSet<String>), StoreError> {
     let mut excluded = HashMap::new();
     if plan.preflight.as_ref().is_some_and(|p| p.exclude_failing) {
         for p in state.store.predictions_of_deployment(&d.id).await? {
-            if p.state == "failed" {
+            if p.state == PackageState::Failed {
                 excluded.entry(p.device_id).or_insert(format!(
                     "{} for {}",
-                    p.class.as_deref().unwrap_or("a failure"),
+                    p.class.map_or("a failure", FailureClass::as_str),
                     p.package
                 ));
             }
@@ -501,7 +366,9 @@ async fn release_context(
     let mut offline = std::collections::HashSet::new();
     if plan.offline.as_deref() == Some("immediately") {
         for p in state.store.packages_of_deployment(&d.id).await? {
-            if p.state == "device_offline" || p.class.as_deref() == Some("device_offline") {
+            if p.state == PackageState::DeviceOffline
+                || p.class == Some(FailureClass::DeviceOffline)
+            {
                 offline.insert(p.job_id);
             }
         }
@@ -512,7 +379,7 @@ async fn release_context(
 /// Pre-flight ahead of the window: each device not yet checked gets its pre-flight once its
 /// next window is within the plan's lead time (at once without a window).
 async fn preflight_ahead(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     plan: &Plan,
     now: i64,
@@ -558,28 +425,6 @@ async fn preflight_ahead(
     Ok(())
 }
 
-/// The device's time zone from its inventory (UTC when unknown or not a zone name).
-pub(crate) async fn device_zone(state: &AppState, device_id: &str) -> jiff::tz::TimeZone {
-    let zone = async {
-        // A `timezone` label (per device, or its group's) overrides what the agent reports.
-        if let Some(tz) = state
-            .store
-            .device(device_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.labels.get(crate::policies::TIMEZONE_LABEL).cloned())
-            .and_then(|z| patchwarden_core::schedule::zone(&z).ok())
-        {
-            return Some(tz);
-        }
-        let json = state.store.device_inventory_json(device_id).await.ok()??;
-        let inv: patchwarden_wire::agent::Inventory = serde_json::from_str(&json).ok()?;
-        patchwarden_core::schedule::zone(inv.timezone.as_deref()?).ok()
-    };
-    zone.await.unwrap_or(jiff::tz::TimeZone::UTC)
-}
-
 /// The payload to offer for a job: its `not_after` is the end of the window the job is
 /// released in, and none when it is released outside any window (an offline device caught up
 /// `immediately`), so that a window end left from an earlier release does not make the agent
@@ -614,7 +459,7 @@ fn with_not_after(payload: &str, end_ms: i64) -> String {
 /// (the window closed first, e.g. under a concurrency limit) is `window_missed`. Either way no
 /// install starts after the window's end, and the next window catches the device up once.
 async fn close_missed_windows(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     spec: &WindowSpec,
     now: i64,
@@ -631,18 +476,18 @@ async fn close_missed_windows(
         let released = j.released_at.unwrap_or(end);
         let (st, class, why) = if seen <= released {
             (
-                "device_offline",
-                "device_offline",
+                PackageState::DeviceOffline,
+                FailureClass::DeviceOffline,
                 format!("the device did not check in during its window (closed {}); it catches up in its next window", crate::rfc3339(end)),
             )
         } else {
             (
-                "failed",
-                "window_missed",
+                PackageState::Failed,
+                FailureClass::WindowMissed,
                 format!("the maintenance window closed at {} before the install started; it is retried in the next window", crate::rfc3339(end)),
             )
         };
-        tracing::warn!(deployment = %d.id, device = %j.device_id, class, "window closed before the job started");
+        tracing::warn!(deployment = %d.id, device = %j.device_id, class = class.as_str(), "window closed before the job started");
         state
             .store
             .unrelease_job(&j.id, now, st, class, &why)
@@ -656,7 +501,7 @@ async fn close_missed_windows(
         }
         if packages
             .iter()
-            .any(|p| p.job_id == j.id && p.state != "pending")
+            .any(|p| p.job_id == j.id && p.state != PackageState::Pending)
         {
             continue;
         }
@@ -675,28 +520,45 @@ async fn close_missed_windows(
             );
             state
                 .store
-                .unrelease_job(&j.id, now, "failed", "window_missed", &why)
+                .unrelease_job(
+                    &j.id,
+                    now,
+                    PackageState::Failed,
+                    FailureClass::WindowMissed,
+                    &why,
+                )
                 .await?;
         }
     }
     Ok(())
 }
 
-async fn halt(
-    state: &AppState,
-    d: &mut Deployment,
-    now: i64,
-    reason: String,
-) -> Result<(), StoreError> {
-    tracing::warn!(deployment = %d.id, reason = %reason, "deployment halted");
-    d.status = "halted".into();
-    d.status_reason = Some(reason);
+/// Writes the orchestrator's change to a running deployment, only if it is still running at
+/// the ring the decision was made for (an operator's halt or cancel meanwhile wins).
+async fn transition(state: &App, d: &Deployment, ring: usize) -> Result<bool, StoreError> {
+    let written = state
+        .store
+        .transition_deployment(d, &[DeploymentStatus::Running], Some(ring as i64), None)
+        .await?;
+    if !written {
+        tracing::info!(deployment = %d.id, "deployment changed meanwhile; the orchestrator's decision is dropped");
+    }
+    Ok(written)
+}
+
+async fn halt(state: &App, d: &mut Deployment, now: i64, reason: String) -> Result<(), StoreError> {
+    let ring = d.current_ring as usize;
+    d.status = DeploymentStatus::Halted;
+    d.status_reason = Some(reason.clone());
     d.updated_at = Some(now);
-    state.store.update_deployment(d).await
+    if transition(state, d, ring).await? {
+        tracing::warn!(deployment = %d.id, reason = %reason, "deployment halted");
+    }
+    Ok(())
 }
 
 /// Ticks every active deployment; run periodically (soak timers, leases) by the server.
-pub async fn tick_all(state: &AppState) {
+pub async fn tick_all(state: &App) {
     let active = match state.store.active_deployments().await {
         Ok(a) => a,
         Err(e) => {
@@ -707,20 +569,6 @@ pub async fn tick_all(state: &AppState) {
     for d in active {
         if let Err(e) = tick(state, &d.id).await {
             tracing::error!(deployment = %d.id, error = %e, "orchestrator tick failed");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concurrency_forms() {
-        assert_eq!(parse_concurrency("5"), Ok(Concurrency::Devices(5)));
-        assert_eq!(parse_concurrency("10%"), Ok(Concurrency::Percent(10)));
-        for bad in ["0", "0%", "150%", "five", "-1", ""] {
-            assert!(parse_concurrency(bad).is_err(), "{bad}");
         }
     }
 }

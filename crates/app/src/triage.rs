@@ -11,19 +11,15 @@
 //! open vulnerabilities that this package's update fixes; without one, 14 days after the first
 //! failure of the current streak ([`DEFAULT_FIX_DAYS`]).
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult, Body};
-use crate::web::authz::Permission;
-use crate::{rfc3339, AppState};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
-use patchwarden_store::{
-    Attempt, Device, ExposureFilter, FailureFilter, Triage, TriageDecision, TRIAGE_ACCEPTED_RISK,
-    TRIAGE_RESOLVED,
-};
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
+use crate::{rfc3339, App};
+use patchwarden_store::{Attempt, Device, ExposureFilter, FailureFilter, Triage, TriageDecision};
+use patchwarden_wire::agent::PackageTarget;
 use patchwarden_wire::api::{
-    CreateDeploymentRequest, FailureActionRequest, FailureActionResult, FailureRow, TriageStatus,
+    CreateDeploymentRequest, FailureActionRequest, FailureActionResult, FailureRow, Selection,
+    TargetSpec, TriageStatus,
 };
 use std::collections::HashMap;
 
@@ -36,12 +32,12 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Turns current failures into the queue's rows: triage status, assignee, age, attempts and
 /// deadline. Without `all`, resolved failures and accepted risks are left out.
 pub async fn annotate(
-    state: &AppState,
+    state: &App,
     filter: &FailureFilter,
     current: Vec<Attempt>,
     hostnames: &HashMap<&str, &str>,
     all: bool,
-) -> ApiResult<Vec<FailureRow>> {
+) -> AppResult<Vec<FailureRow>> {
     if current.is_empty() {
         return Ok(vec![]);
     }
@@ -82,9 +78,7 @@ pub async fn annotate(
     for a in current {
         let key = (a.device_id.clone(), a.package.clone());
         let t = triage.get(&key);
-        let status = t.map_or(TriageStatus::Open, |t| {
-            TriageStatus::parse(t.effective_status(a.id, now)).unwrap_or_default()
-        });
+        let status = t.map_or(TriageStatus::Open, |t| t.effective_status(a.id, now));
         if !all && status != TriageStatus::Open {
             continue;
         }
@@ -135,39 +129,23 @@ pub async fn annotate(
 
 /// The device a request names (id or hostname) among those the caller may see: 404 otherwise
 /// (another tenant's device is not found either).
-async fn find_device(state: &AppState, op: &Operator, name: &str) -> ApiResult<Device> {
+async fn find_device(state: &App, op: &Actor, name: &str) -> AppResult<Device> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(AppError::invalid(
+            "device",
             "device is required (a device id or hostname)",
         ));
     }
-    if let Some(d) = state.store.device(name).await? {
-        if op.can_access(&d.tenant_id) {
-            return Ok(d);
-        }
-    }
-    let mut matches: Vec<Device> = state
-        .store
-        .list_devices(op.tenant_scope())
-        .await?
-        .into_iter()
-        .filter(|d| d.hostname == name)
-        .collect();
-    match matches.len() {
-        0 => Err(ApiError::not_found(format!("no device {name}"))),
-        1 => Ok(matches.remove(0)),
-        n => Err(ApiError::bad_request(format!(
-            "{n} devices are named {name}: name the device by its id"
-        ))),
-    }
+    let visible = state.store.list_devices(op.tenant_scope()).await?;
+    crate::devices::pick(&visible, name).cloned()
 }
 
 /// The current failure of this package on this device.
-async fn current_failure(state: &AppState, device: &Device, package: &str) -> ApiResult<Attempt> {
+async fn current_failure(state: &App, device: &Device, package: &str) -> AppResult<Attempt> {
     let package = package.trim();
     if package.is_empty() {
-        return Err(ApiError::bad_request("package is required"));
+        return Err(AppError::invalid("package", "package is required"));
     }
     state
         .store
@@ -179,7 +157,7 @@ async fn current_failure(state: &AppState, device: &Device, package: &str) -> Ap
         .into_iter()
         .find(|a| a.package == package)
         .ok_or_else(|| {
-            ApiError::not_found(format!(
+            AppError::not_found(format!(
                 "{package} has no current failure on {}",
                 device.hostname
             ))
@@ -188,12 +166,12 @@ async fn current_failure(state: &AppState, device: &Device, package: &str) -> Ap
 
 /// Finds the device and its failure, after checking the caller may do `p` in its tenant.
 async fn target(
-    state: &AppState,
-    op: &Operator,
+    state: &App,
+    op: &Actor,
     req: &FailureActionRequest,
     p: Permission,
     action: &str,
-) -> ApiResult<(Device, Attempt)> {
+) -> AppResult<(Device, Attempt)> {
     let device = find_device(state, op, &req.device).await?;
     op.require(p, &device.tenant_id)?;
     op.audit()
@@ -208,7 +186,7 @@ fn result(device: &Device, t: &Triage, failure_id: i64, now: i64) -> FailureActi
         device: device.id.clone(),
         hostname: device.hostname.clone(),
         package: t.package.clone(),
-        status: TriageStatus::parse(t.effective_status(failure_id, now)).unwrap_or_default(),
+        status: t.effective_status(failure_id, now),
         assignee: t.assignee.clone(),
         reason: t.reason.clone(),
         accepted_until: t.accepted_until.map(rfc3339),
@@ -216,7 +194,7 @@ fn result(device: &Device, t: &Triage, failure_id: i64, now: i64) -> FailureActi
     }
 }
 
-fn reason_of(req: &FailureActionRequest) -> ApiResult<Option<String>> {
+fn reason_of(req: &FailureActionRequest) -> AppResult<Option<String>> {
     let r = req
         .reason
         .as_deref()
@@ -224,7 +202,8 @@ fn reason_of(req: &FailureActionRequest) -> ApiResult<Option<String>> {
         .filter(|r| !r.is_empty());
     if let Some(r) = r {
         if r.chars().count() > 2000 {
-            return Err(ApiError::bad_request(
+            return Err(AppError::invalid(
+                "reason",
                 "reason is too long (at most 2000 characters)",
             ));
         }
@@ -233,35 +212,32 @@ fn reason_of(req: &FailureActionRequest) -> ApiResult<Option<String>> {
 }
 
 /// `until` of an accepted risk: `YYYY-MM-DD` (the end of that day, UTC) or RFC 3339.
-pub fn parse_until(s: &str) -> ApiResult<i64> {
+pub fn parse_until(s: &str) -> AppResult<i64> {
     let s = s.trim();
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(d) = time::Date::parse(s, &fmt) {
         let end = d
             .with_hms(23, 59, 59)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?
+            .map_err(|e| AppError::invalid("until", e.to_string()))?
             .assume_utc();
         return Ok(end.unix_timestamp() * 1000 + 999);
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|_| {
-            ApiError::bad_request(format!(
-                "until must be a date like 2027-01-31 or an RFC 3339 time, got {s:?}"
-            ))
+            AppError::invalid(
+                "until",
+                format!("until must be a date like 2027-01-31 or an RFC 3339 time, got {s:?}"),
+            )
         })?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-#[utoipa::path(post, path = "/api/v1/failures/assign", request_body = FailureActionRequest,
-    responses((status = 200, body = FailureActionResult), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 403, body = patchwarden_wire::ErrorBody), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
 pub async fn assign(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<FailureActionRequest>,
-) -> ApiResult<Json<FailureActionResult>> {
-    let (device, failure) = target(&state, &op, &req, Permission::Remediate, "assign").await?;
+    state: &App,
+    op: &Actor,
+    req: &FailureActionRequest,
+) -> AppResult<FailureActionResult> {
+    let (device, failure) = target(state, op, req, Permission::Remediate, "assign").await?;
     let assignee = req
         .assignee
         .as_deref()
@@ -274,14 +250,16 @@ pub async fn assign(
             .user_by_login(login)
             .await?
             .filter(|u| !u.disabled)
-            .ok_or_else(|| ApiError::bad_request(format!("no active user with login {login:?}")))?;
-        let access = crate::web::authz::Access::from_memberships(
-            &state.store.memberships_of(&user.id).await?,
-        );
+            .ok_or_else(|| {
+                AppError::invalid("assignee", format!("no active user with login {login:?}"))
+            })?;
+        let access =
+            crate::authz::Access::from_memberships(&state.store.memberships_of(&user.id).await?);
         if !access.can(&device.tenant_id, Permission::View) {
-            return Err(ApiError::bad_request(format!(
-                "user {login:?} has no role in this device's tenant"
-            )));
+            return Err(AppError::invalid(
+                "assignee",
+                format!("user {login:?} has no role in this device's tenant"),
+            ));
         }
     }
     let now = state.clock.now_ms();
@@ -292,7 +270,7 @@ pub async fn assign(
             &device.id,
             &failure.package,
             assignee,
-            &op.0.name,
+            &op.name(),
             now,
         )
         .await?;
@@ -300,21 +278,17 @@ pub async fn assign(
         Some(a) => format!("assigned to {a}"),
         None => "unassigned".to_owned(),
     });
-    tracing::info!(device = %device.id, package = %failure.package, assignee = ?assignee, by = %op.0.name, "failure assigned");
-    Ok(Json(result(&device, &t, failure.id, now)))
+    tracing::info!(device = %device.id, package = %failure.package, assignee = ?assignee, by = %op.name(), "failure assigned");
+    Ok(result(&device, &t, failure.id, now))
 }
 
-#[utoipa::path(post, path = "/api/v1/failures/resolve", request_body = FailureActionRequest,
-    responses((status = 200, body = FailureActionResult), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 403, body = patchwarden_wire::ErrorBody), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
 pub async fn resolve(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<FailureActionRequest>,
-) -> ApiResult<Json<FailureActionResult>> {
-    let (device, failure) = target(&state, &op, &req, Permission::Remediate, "resolve").await?;
-    let reason = reason_of(&req)?;
+    state: &App,
+    op: &Actor,
+    req: &FailureActionRequest,
+) -> AppResult<FailureActionResult> {
+    let (device, failure) = target(state, op, req, Permission::Remediate, "resolve").await?;
+    let reason = reason_of(req)?;
     let now = state.clock.now_ms();
     let t = state
         .store
@@ -322,11 +296,11 @@ pub async fn resolve(
             tenant_id: device.tenant_id.clone(),
             device_id: device.id.clone(),
             package: failure.package.clone(),
-            status: TRIAGE_RESOLVED.to_owned(),
+            status: TriageStatus::Resolved,
             reason: reason.clone(),
             accepted_until: None,
             failure_attempt_id: Some(failure.id),
-            by: op.0.name.clone(),
+            by: op.name().to_owned(),
             at: now,
         })
         .await?;
@@ -334,41 +308,43 @@ pub async fn resolve(
         "resolved{}",
         reason.map(|r| format!(": {r}")).unwrap_or_default()
     ));
-    tracing::info!(device = %device.id, package = %failure.package, by = %op.0.name, "failure resolved");
-    Ok(Json(result(&device, &t, failure.id, now)))
+    tracing::info!(device = %device.id, package = %failure.package, by = %op.name(), "failure resolved");
+    Ok(result(&device, &t, failure.id, now))
 }
 
-#[utoipa::path(post, path = "/api/v1/failures/accept-risk", request_body = FailureActionRequest,
-    responses((status = 200, body = FailureActionResult), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 403, body = patchwarden_wire::ErrorBody), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
 pub async fn accept_risk(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<FailureActionRequest>,
-) -> ApiResult<Json<FailureActionResult>> {
-    let (device, failure) = target(&state, &op, &req, Permission::Approve, "accept risk").await?;
-    let reason =
-        reason_of(&req)?.ok_or_else(|| ApiError::bad_request("accepting a risk needs a reason"))?;
+    state: &App,
+    op: &Actor,
+    req: &FailureActionRequest,
+) -> AppResult<FailureActionResult> {
+    let (device, failure) = target(state, op, req, Permission::Approve, "accept risk").await?;
+    let reason = reason_of(req)?
+        .ok_or_else(|| AppError::invalid("reason", "accepting a risk needs a reason"))?;
     let until = req
         .until
         .as_deref()
         .ok_or_else(|| {
-            ApiError::bad_request("accepting a risk needs until (a date, at most one year ahead)")
+            AppError::invalid(
+                "until",
+                "accepting a risk needs until (a date, at most one year ahead)",
+            )
         })
         .and_then(parse_until)?;
     let now = state.clock.now_ms();
     if until <= now {
-        return Err(ApiError::bad_request(format!(
-            "until {} is not in the future",
-            rfc3339(until)
-        )));
+        return Err(AppError::invalid(
+            "until",
+            format!("until {} is not in the future", rfc3339(until)),
+        ));
     }
     if until > now + MAX_ACCEPT_DAYS * DAY_MS {
-        return Err(ApiError::bad_request(format!(
-            "until {} is more than one year ahead: a risk is accepted for at most a year",
-            rfc3339(until)
-        )));
+        return Err(AppError::invalid(
+            "until",
+            format!(
+                "until {} is more than one year ahead: a risk is accepted for at most a year",
+                rfc3339(until)
+            ),
+        ));
     }
     let t = state
         .store
@@ -376,50 +352,52 @@ pub async fn accept_risk(
             tenant_id: device.tenant_id.clone(),
             device_id: device.id.clone(),
             package: failure.package.clone(),
-            status: TRIAGE_ACCEPTED_RISK.to_owned(),
+            status: TriageStatus::AcceptedRisk,
             reason: Some(reason.clone()),
             accepted_until: Some(until),
             failure_attempt_id: Some(failure.id),
-            by: op.0.name.clone(),
+            by: op.name().to_owned(),
             at: now,
         })
         .await?;
     op.audit()
         .detail(&format!("risk accepted until {}: {reason}", rfc3339(until)));
-    tracing::info!(device = %device.id, package = %failure.package, until = %rfc3339(until), by = %op.0.name, "failure risk accepted");
-    Ok(Json(result(&device, &t, failure.id, now)))
+    tracing::info!(device = %device.id, package = %failure.package, until = %rfc3339(until), by = %op.name(), "failure risk accepted");
+    Ok(result(&device, &t, failure.id, now))
 }
 
-#[utoipa::path(post, path = "/api/v1/failures/retry", request_body = FailureActionRequest,
-    responses((status = 201, body = FailureActionResult), (status = 400, body = patchwarden_wire::ErrorBody),
-        (status = 403, body = patchwarden_wire::ErrorBody), (status = 404, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "failures")]
 pub async fn retry(
-    State(state): State<AppState>,
-    op: Operator,
-    Body(req): Body<FailureActionRequest>,
-) -> ApiResult<(StatusCode, Json<FailureActionResult>)> {
-    let (device, failure) = target(&state, &op, &req, Permission::Deploy, "retry").await?;
+    state: &App,
+    op: &Actor,
+    req: &FailureActionRequest,
+) -> AppResult<FailureActionResult> {
+    let (device, failure) = target(state, op, req, Permission::Deploy, "retry").await?;
     let tenant = state
         .store
         .tenant_by_id(&device.tenant_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no tenant {}", device.tenant_id)))?;
+        .ok_or_else(|| AppError::not_found(format!("no tenant {}", device.tenant_id)))?;
     // A one-device deployment of the package at its candidate version (rejected updates are
     // refused by the planner like in any deployment).
-    let deployment: CreateDeploymentRequest = serde_json::from_value(serde_json::json!({
-        "tenant": tenant.name,
-        "target": {"devices": [device.id]},
-        "selection": {"kind": "packages", "packages": [{"name": failure.package}]},
-    }))
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let created =
-        crate::operator_api::create_planned(&state, &tenant, &op.0.name, &deployment, None)
-            .await?
-            .ok_or_else(|| ApiError::bad_request("the retry's deployment was not created"))?;
+    let deployment = CreateDeploymentRequest::new(
+        Some(tenant.name.clone()),
+        TargetSpec {
+            devices: vec![device.id.clone()],
+            ..Default::default()
+        },
+        Selection::Packages {
+            packages: vec![PackageTarget {
+                name: failure.package.clone(),
+                version: None,
+            }],
+        },
+    );
+    let created = crate::deployments::create_planned(state, &tenant, op.name(), &deployment, None)
+        .await?
+        .ok_or_else(|| AppError::internal("the retry's deployment was not created"))?;
     op.audit()
         .detail(&format!("retry: deployment {}", created.id));
-    tracing::info!(device = %device.id, package = %failure.package, deployment = %created.id, by = %op.0.name, "failure retried");
+    tracing::info!(device = %device.id, package = %failure.package, deployment = %created.id, by = %op.name(), "failure retried");
     let now = state.clock.now_ms();
     let t = state
         .store
@@ -429,10 +407,10 @@ pub async fn retry(
             tenant_id: device.tenant_id.clone(),
             device_id: device.id.clone(),
             package: failure.package.clone(),
-            status: patchwarden_store::TRIAGE_OPEN.to_owned(),
+            status: TriageStatus::Open,
             ..Default::default()
         });
     let mut r = result(&device, &t, failure.id, now);
     r.deployment = Some(created.id);
-    Ok((StatusCode::CREATED, Json(r)))
+    Ok(r)
 }

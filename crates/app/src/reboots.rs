@@ -8,16 +8,14 @@
 //! result makes the agent reboot: same rule as the agent, `reboot_after_install`) or `none`,
 //! then `back`, `loop` or `late`.
 
-use crate::AppState;
+use crate::deployments::Plan;
+use crate::App;
 use patchwarden_core::reboot::{
     guard, reboot_after_install, still_requiring, GuardDecision, GuardInput, Mode,
 };
-use patchwarden_core::{FailureClass, PackageState};
-use patchwarden_store::{
-    Attempt, Device, Job, JobPackage, RebootRecord, StoreError, REBOOT_BACK, REBOOT_LATE,
-    REBOOT_LOOP, REBOOT_NONE, REBOOT_OFFERED, REBOOT_REBOOTING,
-};
-use patchwarden_wire::agent::{Inventory, JobResult, Operation, RebootMode};
+use patchwarden_core::{FailureClass, PackageState, RebootStatus};
+use patchwarden_store::{Attempt, Device, Job, JobPackage, RebootRecord, StoreError};
+use patchwarden_wire::agent::{Inventory, JobResult, Operation};
 use patchwarden_wire::api::RebootRequest;
 
 /// Loop guard default: reboots of one device per 24 hours.
@@ -25,30 +23,6 @@ pub const DEFAULT_MAX_PER_DAY: u32 = 2;
 /// Come-back budget default.
 pub const DEFAULT_COME_BACK_SECS: u64 = 900;
 const DAY_MS: i64 = 24 * 3600 * 1000;
-
-pub fn core_mode(m: RebootMode) -> Mode {
-    match m {
-        RebootMode::Never => Mode::Never,
-        RebootMode::WhenRequired => Mode::WhenRequired,
-        RebootMode::Always => Mode::Always,
-    }
-}
-
-fn wire_mode(m: Mode) -> RebootMode {
-    match m {
-        Mode::Never => RebootMode::Never,
-        Mode::WhenRequired => RebootMode::WhenRequired,
-        Mode::Always => RebootMode::Always,
-    }
-}
-
-fn parse_mode(s: &str) -> Mode {
-    match s {
-        "when_required" => Mode::WhenRequired,
-        "always" => Mode::Always,
-        _ => Mode::Never,
-    }
-}
 
 /// Checks a deployment's reboot request: `max_per_day` 1 to 10, `come_back_secs` 60 to 86400.
 pub fn validate(r: &RebootRequest) -> Result<(), String> {
@@ -72,7 +46,7 @@ pub fn validate(r: &RebootRequest) -> Result<(), String> {
 /// "when_required (at most 2 a day, back within 900 s)" for views; `None` for never.
 pub fn describe(r: Option<&RebootRequest>) -> Option<String> {
     let r = r?;
-    let mode = core_mode(r.mode);
+    let mode = r.mode;
     (mode != Mode::Never).then(|| {
         format!(
             "{} (at most {} a day, back within {} s)",
@@ -83,7 +57,7 @@ pub fn describe(r: Option<&RebootRequest>) -> Option<String> {
     })
 }
 
-async fn boot_id_of(state: &AppState, device_id: &str) -> Option<String> {
+async fn boot_id_of(state: &App, device_id: &str) -> Option<String> {
     let json = state.store.device_inventory_json(device_id).await.ok()??;
     let inv: Inventory = serde_json::from_str(&json).ok()?;
     (!inv.boot_id.is_empty()).then_some(inv.boot_id)
@@ -92,7 +66,7 @@ async fn boot_id_of(state: &AppState, device_id: &str) -> Option<String> {
 /// The payload to hand `job` to `device`: the install with the deployment's reboot mode, or
 /// `never` when the loop guard says no. Records the offer. Other payloads pass unchanged.
 pub async fn payload_for_offer(
-    state: &AppState,
+    state: &App,
     device: &Device,
     job: &Job,
 ) -> Result<String, StoreError> {
@@ -108,10 +82,10 @@ pub async fn payload_for_offer(
     let Some(d) = state.store.deployment(&job.deployment_id).await? else {
         return Ok(job.payload.clone());
     };
-    let Some(req) = crate::orchestrator::plan_of(&d).reboot else {
+    let Some(req) = Plan::of(&d)?.reboot else {
         return Ok(job.payload.clone());
     };
-    let wanted = core_mode(req.mode);
+    let wanted = req.mode;
     if wanted == Mode::Never {
         return Ok(job.payload.clone());
     }
@@ -119,11 +93,11 @@ pub async fn payload_for_offer(
     // A retry of a job (a later attempt): one reboot per job, whatever the attempt.
     if let Some(mut earlier) = state.store.reboot_of_job(&job.id).await? {
         if earlier.was_requested() {
-            *reboot = RebootMode::Never;
+            *reboot = Mode::Never;
             return Ok(serde_json::to_string(&op).unwrap_or_else(|_| job.payload.clone()));
         }
-        if earlier.status == REBOOT_NONE {
-            earlier.status = REBOOT_OFFERED.to_owned();
+        if earlier.status == RebootStatus::None {
+            earlier.status = RebootStatus::Offered;
             earlier.updated_at = now;
             state.store.update_reboot(&earlier).await?;
         }
@@ -136,7 +110,7 @@ pub async fn payload_for_offer(
         .count() as u32;
     let looped: Vec<String> = history
         .iter()
-        .filter(|r| r.status == REBOOT_LOOP)
+        .filter(|r| r.status == RebootStatus::Loop)
         .flat_map(|r| r.packages.iter().cloned())
         .collect();
     let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
@@ -161,9 +135,9 @@ pub async fn payload_for_offer(
             tenant_id: job.tenant_id.clone(),
             deployment_id: job.deployment_id.clone(),
             device_id: device.id.clone(),
-            mode: mode.as_str().to_owned(),
+            mode,
             withheld,
-            status: REBOOT_OFFERED.to_owned(),
+            status: RebootStatus::Offered,
             packages: vec![],
             boot_id_before: boot_id_of(state, &device.id).await,
             requested_at: None,
@@ -173,7 +147,7 @@ pub async fn payload_for_offer(
             updated_at: now,
         })
         .await?;
-    *reboot = wire_mode(mode);
+    *reboot = mode;
     Ok(serde_json::to_string(&op).unwrap_or_else(|_| job.payload.clone()))
 }
 
@@ -185,7 +159,7 @@ fn parse_time_ms(s: &str) -> Option<i64> {
 /// Appends a line to these package rows' evidence (and their attempt history), optionally
 /// changing their class.
 async fn annotate(
-    state: &AppState,
+    state: &App,
     rows: &[JobPackage],
     line: &str,
     class: Option<FailureClass>,
@@ -198,7 +172,7 @@ async fn annotate(
         }
         let mut updated = row.clone();
         if let Some(c) = class {
-            updated.class = Some(c.as_str().to_owned());
+            updated.class = Some(c);
         }
         updated.evidence.push(line.to_owned());
         let attempt = Attempt {
@@ -209,8 +183,8 @@ async fn annotate(
             job_id: row.job_id.clone(),
             package: row.package.clone(),
             at: now,
-            state: updated.state.clone(),
-            class: updated.class.clone(),
+            state: updated.state,
+            class: updated.class,
             installed_version: updated.installed_version.clone(),
             evidence: vec![line.to_owned()],
             action: action.to_owned(),
@@ -224,7 +198,7 @@ async fn annotate(
     Ok(())
 }
 
-async fn job_rows(state: &AppState, job: &Job) -> Result<Vec<JobPackage>, StoreError> {
+async fn job_rows(state: &App, job: &Job) -> Result<Vec<JobPackage>, StoreError> {
     Ok(state
         .store
         .packages_of_deployment(&job.deployment_id)
@@ -237,22 +211,18 @@ async fn job_rows(state: &AppState, job: &Job) -> Result<Vec<JobPackage>, StoreE
 /// After a job's result is stored: does the agent reboot now (the agent's own rule, on the
 /// mode it was sent)? Then the come-back clock starts; else a withheld reboot is explained on
 /// the packages left `pending_reboot`.
-pub async fn after_result(
-    state: &AppState,
-    job_id: &str,
-    result: &JobResult,
-) -> Result<(), StoreError> {
+pub async fn after_result(state: &App, job_id: &str, result: &JobResult) -> Result<(), StoreError> {
     let Some(mut rec) = state.store.reboot_of_job(job_id).await? else {
         return Ok(());
     };
-    if rec.status != REBOOT_OFFERED {
+    if rec.status != RebootStatus::Offered {
         return Ok(());
     }
     let Some(job) = state.store.job(job_id).await? else {
         return Ok(());
     };
     let now = state.clock.now_ms();
-    let mode = parse_mode(&rec.mode);
+    let mode = rec.mode;
     let finished = parse_time_ms(&result.finished_at).unwrap_or(now);
     let window_open = job.window_end.is_none_or(|end| finished < end);
     let outcomes: Vec<(PackageState, bool)> = result
@@ -266,17 +236,19 @@ pub async fn after_result(
     let rows = job_rows(state, &job).await?;
     let pending: Vec<JobPackage> = rows
         .iter()
-        .filter(|r| r.state == PackageState::PendingReboot.as_str())
+        .filter(|r| r.state == PackageState::PendingReboot)
         .cloned()
         .collect();
     if reboot_after_install(mode, &outcomes, window_open) {
         let d = state.store.deployment(&job.deployment_id).await?;
         let budget = d
-            .and_then(|d| crate::orchestrator::plan_of(&d).reboot)
+            .map(|d| Plan::of(&d))
+            .transpose()?
+            .and_then(|p| p.reboot)
             .and_then(|r| r.come_back_secs)
             .unwrap_or(DEFAULT_COME_BACK_SECS);
         let deadline = now + budget as i64 * 1000;
-        rec.status = REBOOT_REBOOTING.to_owned();
+        rec.status = RebootStatus::Rebooting;
         rec.packages = result
             .packages
             .iter()
@@ -307,7 +279,7 @@ pub async fn after_result(
             .collect();
         annotate(state, &caused, &line, None, "reboot requested").await?;
     } else {
-        rec.status = REBOOT_NONE.to_owned();
+        rec.status = RebootStatus::None;
         rec.updated_at = now;
         state.store.update_reboot(&rec).await?;
         let why = match &rec.withheld {
@@ -328,14 +300,10 @@ pub async fn after_result(
 /// When an inventory arrives (before pending reboots are confirmed): a device that was told to
 /// reboot and reports another boot id is back; if it still requires a reboot for the packages
 /// that caused it, the reboot is a loop and the device is never rebooted for them again.
-pub async fn on_inventory(
-    state: &AppState,
-    device: &Device,
-    inv: &Inventory,
-) -> Result<(), StoreError> {
+pub async fn on_inventory(state: &App, device: &Device, inv: &Inventory) -> Result<(), StoreError> {
     let now = state.clock.now_ms();
     for mut rec in state.store.reboots_of_device(&device.id).await? {
-        if rec.status != REBOOT_REBOOTING && rec.status != REBOOT_LATE {
+        if rec.status != RebootStatus::Rebooting && rec.status != RebootStatus::Late {
             continue;
         }
         if inv.boot_id.is_empty() || rec.boot_id_before.as_deref() == Some(inv.boot_id.as_str()) {
@@ -350,11 +318,11 @@ pub async fn on_inventory(
         rec.boot_id_after = Some(inv.boot_id.clone());
         rec.updated_at = now;
         if still.is_empty() {
-            rec.status = REBOOT_BACK.to_owned();
+            rec.status = RebootStatus::Back;
             tracing::info!(device = %device.id, job = %rec.job_id, "device back after its reboot");
         } else {
             tracing::warn!(device = %device.id, job = %rec.job_id, packages = ?still, "device back after its reboot, still requiring one: reboot loop, not rebooted again for these packages");
-            rec.status = REBOOT_LOOP.to_owned();
+            rec.status = RebootStatus::Loop;
             rec.packages = still;
         }
         state.store.update_reboot(&rec).await?;
@@ -365,11 +333,11 @@ pub async fn on_inventory(
 /// Devices told to reboot that have not reported a new boot id within the come-back budget:
 /// their packages are flagged (`device_offline` on those still `pending_reboot`, evidence on
 /// all). Run periodically by the server.
-pub async fn check_overdue(state: &AppState) -> Result<u32, StoreError> {
+pub async fn check_overdue(state: &App) -> Result<u32, StoreError> {
     let now = state.clock.now_ms();
     let mut flagged = 0;
     for mut rec in state.store.overdue_reboots(now).await? {
-        rec.status = REBOOT_LATE.to_owned();
+        rec.status = RebootStatus::Late;
         rec.updated_at = now;
         state.store.update_reboot(&rec).await?;
         flagged += 1;
@@ -388,7 +356,7 @@ pub async fn check_overdue(state: &AppState) -> Result<u32, StoreError> {
         let rows = job_rows(state, &job).await?;
         let pending: Vec<JobPackage> = rows
             .iter()
-            .filter(|r| r.state == PackageState::PendingReboot.as_str())
+            .filter(|r| r.state == PackageState::PendingReboot)
             .cloned()
             .collect();
         annotate(
@@ -402,7 +370,7 @@ pub async fn check_overdue(state: &AppState) -> Result<u32, StoreError> {
         let others: Vec<JobPackage> = rows
             .iter()
             .filter(|r| rec.packages.contains(&r.package))
-            .filter(|r| r.state != PackageState::PendingReboot.as_str())
+            .filter(|r| r.state != PackageState::PendingReboot)
             .cloned()
             .collect();
         annotate(
@@ -418,7 +386,7 @@ pub async fn check_overdue(state: &AppState) -> Result<u32, StoreError> {
 }
 
 /// [`check_overdue`] for the periodic ticker: errors are logged.
-pub async fn tick(state: &AppState) {
+pub async fn tick(state: &App) {
     if let Err(e) = check_overdue(state).await {
         tracing::error!(error = %e, "checking reboot come-back budgets failed");
     }
@@ -431,7 +399,7 @@ mod tests {
     #[test]
     fn reboot_request_bounds() {
         let r = |k: Option<u32>, s: Option<u64>| RebootRequest {
-            mode: RebootMode::WhenRequired,
+            mode: Mode::WhenRequired,
             max_per_day: k,
             come_back_secs: s,
         };

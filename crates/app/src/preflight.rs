@@ -5,14 +5,12 @@
 //! shows the predictions, each result row's prediction, and, after the run, how many real
 //! outcomes matched (same state and class).
 
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult};
-use crate::{rfc3339, AppState};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::Json;
+use crate::actor::Actor;
+use crate::authz::Permission;
+use crate::error::{AppError, AppResult};
+use crate::{rfc3339, App};
 use patchwarden_core::{FailureClass, PackageState};
-use patchwarden_store::{Device, Job, Prediction, PreflightJob, ResultStored};
+use patchwarden_store::{Device, Job, JobStatus, Prediction, PreflightJob, ResultStored};
 use patchwarden_wire::agent::{JobResult, Operation, WorkEnvelope};
 use patchwarden_wire::api::{PredictionAccuracy, PredictionRow, PreflightStarted, ResultRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,42 +24,29 @@ pub fn is_preflight_job(job_id: &str) -> bool {
     job_id.starts_with(JOB_PREFIX)
 }
 
-#[utoipa::path(post, path = "/api/v1/deployments/{id}/preflight", params(("id" = String, Path)),
-    responses((status = 200, body = PreflightStarted), (status = 404, body = patchwarden_wire::ErrorBody),
-        (status = 409, body = patchwarden_wire::ErrorBody)),
-    security(("operator" = [])), tag = "deployments")]
-pub async fn start_preflight(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-) -> ApiResult<Json<PreflightStarted>> {
-    let d = match state.store.deployment(&id).await? {
-        Some(d) if op.can_access(&d.tenant_id) => d,
-        _ => return Err(ApiError::not_found(format!("no deployment {id}"))),
-    };
-    op.require(crate::web::authz::Permission::Deploy, &d.tenant_id)?;
-    if matches!(d.status.as_str(), "cancelled" | "completed") {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
-            format!(
-                "cannot pre-flight deployment {} while it is {}",
-                d.id, d.status
-            ),
-        ));
+/// Queues a pre-flight check of every device of deployment `id` (those already checked are
+/// left alone).
+pub async fn start(state: &App, op: &Actor, id: &str) -> AppResult<PreflightStarted> {
+    let d = crate::deployments::visible(state, op, id).await?;
+    op.require(Permission::Deploy, &d.tenant_id)?;
+    if d.status.is_final() {
+        return Err(AppError::invalid_state(format!(
+            "cannot pre-flight deployment {} while it is {}",
+            d.id, d.status
+        )));
     }
-    let (queued, total) = queue(&state, state.store.jobs_of_deployment(&d.id).await?).await?;
-    tracing::info!(deployment = %d.id, queued, total, by = %op.0.name, "pre-flight requested");
-    Ok(Json(PreflightStarted {
+    let (queued, total) = queue(state, state.store.jobs_of_deployment(&d.id).await?).await?;
+    tracing::info!(deployment = %d.id, queued, total, by = %op.name(), "pre-flight requested");
+    Ok(PreflightStarted {
         deployment: d.id,
         queued,
         total,
-    }))
+    })
 }
 
 /// Queues a pre-flight of exactly these install jobs' planned packages (a job already
 /// pre-flighted is left alone). Returns (newly queued, asked).
-pub async fn queue(state: &AppState, install_jobs: Vec<Job>) -> ApiResult<(u32, u32)> {
+pub async fn queue(state: &App, install_jobs: Vec<Job>) -> AppResult<(u32, u32)> {
     let now = state.clock.now_ms();
     let mut jobs = Vec::new();
     for j in install_jobs {
@@ -74,19 +59,18 @@ pub async fn queue(state: &AppState, install_jobs: Vec<Job>) -> ApiResult<(u32, 
         else {
             continue;
         };
-        let payload = serde_json::to_string(&Operation::Preflight {
+        let payload = crate::deployments::to_json(&Operation::Preflight {
             deployment_id,
             packages,
             respect_holds,
-        })
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        })?;
         jobs.push(PreflightJob {
             id: format!("{JOB_PREFIX}{}", j.id),
             tenant_id: j.tenant_id,
             deployment_id: j.deployment_id,
             device_id: j.device_id,
             payload,
-            status: "queued".into(),
+            status: JobStatus::Queued,
             created_at: now,
             started_at: None,
             finished_at: None,
@@ -100,7 +84,7 @@ pub async fn queue(state: &AppState, install_jobs: Vec<Job>) -> ApiResult<(u32, 
 }
 
 /// The device's pre-flight work, as work items.
-pub async fn offerable(state: &AppState, device_id: &str) -> ApiResult<Vec<WorkEnvelope>> {
+pub async fn offerable(state: &App, device_id: &str) -> AppResult<Vec<WorkEnvelope>> {
     Ok(state
         .store
         .offerable_preflight_jobs(device_id, state.clock.now_ms(), LEASE_MS)
@@ -115,15 +99,15 @@ pub async fn offerable(state: &AppState, device_id: &str) -> ApiResult<Vec<WorkE
         .collect())
 }
 
-pub async fn started(state: &AppState, device: &Device, job_id: &str) -> ApiResult<StatusCode> {
+pub async fn started(state: &App, device: &Device, job_id: &str) -> AppResult<()> {
     if state
         .store
         .mark_preflight_started(job_id, &device.id, state.clock.now_ms())
         .await?
     {
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
-        Err(ApiError::not_found(format!(
+        Err(AppError::not_found(format!(
             "no job {job_id} for this device"
         )))
     }
@@ -132,12 +116,12 @@ pub async fn started(state: &AppState, device: &Device, job_id: &str) -> ApiResu
 /// Stores a pre-flight answer as predictions; `Ok(true)` when stored, `Ok(false)` for a
 /// re-delivery.
 pub async fn store_result(
-    state: &AppState,
+    state: &App,
     device: &Device,
     job_id: &str,
     result: &JobResult,
-) -> ApiResult<bool> {
-    let raw = serde_json::to_string(result).map_err(|e| ApiError::bad_request(e.to_string()))?;
+) -> AppResult<bool> {
+    let raw = crate::deployments::to_json(result)?;
     let now = state.clock.now_ms();
     let mut predictions: Vec<Prediction> = result
         .packages
@@ -148,8 +132,8 @@ pub async fn store_result(
             package: p.package.clone(),
             tenant_id: device.tenant_id.clone(),
             job_id: job_id.to_owned(),
-            state: p.state.as_str().to_owned(),
-            class: p.class.map(|c| c.as_str().to_owned()),
+            state: p.state,
+            class: p.class,
             evidence: p
                 .evidence
                 .iter()
@@ -168,8 +152,8 @@ pub async fn store_result(
                 package: String::new(),
                 tenant_id: device.tenant_id.clone(),
                 job_id: job_id.to_owned(),
-                state: PackageState::Failed.as_str().to_owned(),
-                class: Some(FailureClass::AgentError.as_str().to_owned()),
+                state: PackageState::Failed,
+                class: Some(FailureClass::AgentError),
                 evidence: vec![format!(
                     "prediction: the pre-flight check could not run: {e}"
                 )],
@@ -187,7 +171,7 @@ pub async fn store_result(
             Ok(true)
         }
         ResultStored::Duplicate => Ok(false),
-        ResultStored::UnknownJob => Err(ApiError::not_found(format!(
+        ResultStored::UnknownJob => Err(AppError::not_found(format!(
             "no job {job_id} for this device"
         ))),
     }
@@ -223,17 +207,17 @@ fn comparable(real: PackageState, class: Option<FailureClass>) -> bool {
 /// The predictions of a deployment as view rows, each result row annotated with its
 /// prediction, the accuracy over the rows that have both, and how many checks are pending.
 pub async fn annotate(
-    state: &AppState,
+    state: &App,
     deployment_id: &str,
     hostnames: &HashMap<String, String>,
     results: &mut [ResultRow],
-) -> ApiResult<(Vec<PredictionRow>, Option<PredictionAccuracy>, u32)> {
+) -> AppResult<(Vec<PredictionRow>, Option<PredictionAccuracy>, u32)> {
     let pending = state
         .store
         .preflight_jobs_of_deployment(deployment_id)
         .await?
         .iter()
-        .filter(|j| j.status != "done")
+        .filter(|j| j.status != JobStatus::Done)
         .count() as u32;
     let stored = state.store.predictions_of_deployment(deployment_id).await?;
     if stored.is_empty() {
@@ -245,11 +229,8 @@ pub async fn annotate(
             hostname: hostnames.get(&p.device_id).cloned().unwrap_or_default(),
             device: p.device_id,
             package: p.package,
-            state: p.state.parse().unwrap_or(PackageState::Pending),
-            class: p
-                .class
-                .as_deref()
-                .map(|c| c.parse().unwrap_or(FailureClass::Unknown)),
+            state: p.state,
+            class: p.class,
             evidence: p.evidence,
             at: rfc3339(p.at),
         })
