@@ -2,7 +2,6 @@
 //! only as SHA-256 hashes (they carry 256 bits of entropy, so a fast hash is right; passwords
 //! get argon2, see `sessions`).
 
-use crate::audit::AuditSlot;
 use crate::authz::{Access, Permission, Role};
 use crate::error::{AppError, AppResult, Credential};
 use crate::App;
@@ -10,6 +9,7 @@ use base64::Engine;
 use patchwarden_store::{ApiToken, Device};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
 
 pub const ADMIN_TOKEN_PREFIX: &str = "pwa_";
 pub const ENROLL_TOKEN_PREFIX: &str = "pwe_";
@@ -229,5 +229,60 @@ pub async fn authenticate_device(app: &App, bearer: &str) -> AppResult<Device> {
             Credential::Device,
             "unknown device credential; enroll this device again",
         )),
+    }
+}
+
+/// What the handling of one request learnt about it, for its audit entry.
+#[derive(Debug, Default, Clone)]
+pub struct AuditNote {
+    /// `user` or `token` (None: nobody authenticated).
+    pub actor_kind: Option<&'static str>,
+    pub actor: Option<String>,
+    pub actor_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub object: Option<String>,
+    pub detail: Option<String>,
+    /// Whether a permission check ran (a mutating request without one is a bug: logged).
+    pub checked: bool,
+}
+
+/// Shared between the middleware and the extractors/handlers of one request.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(Arc<Mutex<AuditNote>>);
+
+impl AuditSlot {
+    fn with<T>(&self, f: impl FnOnce(&mut AuditNote) -> T) -> T {
+        let mut n = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut n)
+    }
+    pub fn note(&self) -> AuditNote {
+        self.with(|n| n.clone())
+    }
+    /// Who acts: `kind` is `user` or `token`.
+    pub fn actor(&self, kind: &'static str, name: &str, id: &str) {
+        self.with(|n| {
+            n.actor_kind = Some(kind);
+            n.actor = Some(name.to_owned());
+            n.actor_id = (!id.is_empty()).then(|| id.to_owned());
+        });
+    }
+    /// The tenant the action concerns (the last one named wins).
+    pub fn tenant(&self, tenant_id: Option<&str>) {
+        self.with(|n| n.tenant_id = tenant_id.map(str::to_owned));
+    }
+    /// The object acted on (else the first path parameter, else the `id` a creation answers).
+    pub fn object(&self, object: &str) {
+        self.with(|n| n.object = Some(object.to_owned()));
+    }
+    /// A short detail (a reason given; bounded to 500 characters).
+    pub fn detail(&self, detail: &str) {
+        let d: String = detail.trim().chars().take(500).collect();
+        self.with(|n| n.detail = (!d.is_empty()).then_some(d));
+    }
+    pub fn checked(&self) {
+        self.with(|n| n.checked = true);
     }
 }

@@ -6,8 +6,7 @@
 use crate::error::{AppError, AppResult, ConflictKind};
 use crate::App;
 use patchwarden_store::{
-    Device, DeviceInventorySummary, InventoryUpdate, JobOutcome, JobPackage, ResultStored,
-    StartOutcome,
+    Device, InventoryUpdate, JobOutcome, JobPackage, ResultStored, StartOutcome,
 };
 use patchwarden_wire::agent::*;
 use patchwarden_wire::PROTOCOL_VERSION;
@@ -31,24 +30,6 @@ pub fn check_protocol(version: u32) -> AppResult<()> {
     Ok(())
 }
 
-/// The figures a device list shows, derived once when the inventory arrives.
-pub fn summarise(inv: &Inventory) -> DeviceInventorySummary {
-    let os = if inv.os.pretty_name.is_empty() {
-        format!("{} {}", inv.os.id, inv.os.version)
-            .trim()
-            .to_owned()
-    } else {
-        inv.os.pretty_name.clone()
-    };
-    DeviceInventorySummary {
-        os,
-        kernel: inv.kernel.clone(),
-        pending_updates: inv.upgradable.len() as i64,
-        security_updates: inv.upgradable.iter().filter(|u| u.security).count() as i64,
-        reboot_required: inv.reboot_required,
-    }
-}
-
 /// A check-in: a sign of life, and the inventory when it changed. The answer says whether the
 /// server wants the inventory and whether work is waiting.
 pub async fn checkin(
@@ -60,13 +41,13 @@ pub async fn checkin(
     let now = state.clock.now_ms();
     let update = match &req.inventory {
         Some(inv) => {
-            let json = crate::deployments::to_json(inv)?;
+            let json = crate::to_json(inv)?;
             // The hash is the agent's (over its canonical serialisation); we keep it as the
             // key of "what the server holds" and do not recompute it.
             Some(InventoryUpdate {
                 hash: req.inventory_hash.clone(),
                 json,
-                summary: summarise(inv),
+                summary: crate::inventory::summarise(inv),
                 hostname: if inv.hostname.is_empty() {
                     device.hostname.clone()
                 } else {
@@ -220,7 +201,7 @@ pub async fn result(
         return crate::preflight::store_result(state, device, work_id, result).await;
     }
     let (job_id, attempt) = split_work_id(work_id).ok_or_else(|| no_job(work_id))?;
-    let raw = crate::deployments::to_json(result)?;
+    let raw = crate::to_json(result)?;
     let now = state.clock.now_ms();
     let packages = result
         .packages

@@ -2,7 +2,6 @@
 //! person's or token's roles per tenant ([`Access`]). The one place behind every check, in
 //! the API and the dashboard alike ([`crate::actor::Actor::require`]).
 
-use crate::deployments::actions::Action;
 pub use patchwarden_core::Role;
 use patchwarden_store::{Membership, TenantScope};
 use std::collections::BTreeMap;
@@ -69,14 +68,6 @@ pub fn allows(role: Role, p: Permission) -> bool {
         ),
         Role::Approver => matches!(p, View | Approve | ReadAudit),
         Role::Viewer => matches!(p, View),
-    }
-}
-
-/// The permission a deployment action needs.
-pub fn permission_for(action: Action) -> Permission {
-    match action {
-        Action::Approve | Action::Reject => Permission::Approve,
-        Action::Halt | Action::Resume | Action::Cancel => Permission::Operate,
     }
 }
 

@@ -1,19 +1,15 @@
-//! Devices: the list and one device (summary, inventory, attempt history, current failures),
-//! how a request names a device (id first, then an unambiguous hostname), and labels.
+//! Devices: the list and one device (summary, inventory, attempt history, current failures
+//! with their triage), and labels.
 
 use crate::actor::Actor;
 use crate::authz::Permission;
 use crate::error::{AppError, AppResult};
-use crate::tenants::tenant_names;
+use crate::inventory::TIMEZONE_LABEL;
+use crate::scope::tenant_names;
 use crate::{rfc3339, App};
 use patchwarden_core::DeviceStatus;
 use patchwarden_store::{Device, StatusRule};
-use patchwarden_wire::agent::Inventory;
 use patchwarden_wire::api::{DeviceDetail, DeviceLabels, DeviceSummary};
-
-/// The label that overrides a device's reported time zone (set per device, or per group
-/// through its enrollment token's labels).
-pub const TIMEZONE_LABEL: &str = "timezone";
 
 /// The device's status under the server's rule (online, stale after `--stale-after`, offline
 /// after `--offline-after`, new).
@@ -39,32 +35,6 @@ fn summary(d: Device, tenant: String, now: i64, rule: &StatusRule) -> DeviceSumm
     }
 }
 
-/// The device `name` means among `devices`: the one with that id, else the one with that
-/// hostname. A hostname that several devices carry is refused with their ids, so that a
-/// device that renamed itself can never take another device's work.
-pub fn pick<'a>(devices: &'a [Device], name: &str) -> AppResult<&'a Device> {
-    if let Some(d) = devices.iter().find(|d| d.id == name) {
-        return Ok(d);
-    }
-    let named: Vec<&Device> = devices.iter().filter(|d| d.hostname == name).collect();
-    match named[..] {
-        [] => Err(AppError::not_found(format!("no device {name}"))),
-        [d] => Ok(d),
-        _ => Err(AppError::invalid(
-            "device",
-            format!(
-                "{} devices are named {name:?} ({}): name the device by its id",
-                named.len(),
-                named
-                    .iter()
-                    .map(|d| d.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
-}
-
 pub async fn list(state: &App, op: &Actor) -> AppResult<Vec<DeviceSummary>> {
     op.require_scoped(Permission::View)?;
     let names = tenant_names(state).await?;
@@ -80,33 +50,11 @@ pub async fn list(state: &App, op: &Actor) -> AppResult<Vec<DeviceSummary>> {
         .collect())
 }
 
-/// A device the caller may see (another tenant's is not found, as if it did not exist).
-pub async fn visible(state: &App, op: &Actor, id: &str) -> AppResult<Device> {
-    match state.store.device(id).await? {
-        Some(d) if op.can_access(&d.tenant_id) => Ok(d),
-        _ => Err(AppError::not_found(format!("no device {id}"))),
-    }
-}
-
-/// The device's last inventory (`None` before the first, or when it cannot be read: logged).
-pub(crate) async fn inventory_of(state: &App, id: &str) -> AppResult<Option<Inventory>> {
-    match state.store.device_inventory_json(id).await? {
-        None => Ok(None),
-        Some(json) => match serde_json::from_str(&json) {
-            Ok(inv) => Ok(Some(inv)),
-            Err(e) => {
-                tracing::error!(device = %id, error = %e, "stored inventory does not parse");
-                Ok(None)
-            }
-        },
-    }
-}
-
 pub async fn get(state: &App, op: &Actor, id: &str) -> AppResult<DeviceDetail> {
-    let device = visible(state, op, id).await?;
+    let device = crate::scope::visible_device(state, op, id).await?;
     op.require(Permission::View, &device.tenant_id)?;
-    let tenant = crate::tenants::tenant_name(state, &device.tenant_id).await?;
-    let inventory = inventory_of(state, id).await?;
+    let tenant = crate::scope::tenant_name(state, &device.tenant_id).await?;
+    let inventory = crate::inventory::inventory_of(state, id).await?;
     let history = state
         .store
         .attempts_of_device(id, 200)
@@ -143,7 +91,7 @@ pub async fn set_labels(
     id: &str,
     req: DeviceLabels,
 ) -> AppResult<DeviceLabels> {
-    let device = visible(state, op, id).await?;
+    let device = crate::scope::visible_device(state, op, id).await?;
     op.require(Permission::ManagePolicies, &device.tenant_id)?;
     for (k, v) in &req.labels {
         let ok = |s: &str| {
@@ -171,77 +119,4 @@ pub async fn set_labels(
         .await?;
     tracing::info!(device = %device.id, by = %op.name(), "device labels set");
     Ok(req)
-}
-
-/// The device's time zone: a `timezone` label (per device, or its group's) overrides what
-/// the agent reports in its inventory; UTC when unknown or not a zone name.
-pub(crate) async fn zone(state: &App, device_id: &str) -> jiff::tz::TimeZone {
-    let zone = async {
-        if let Some(tz) = state
-            .store
-            .device(device_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.labels.get(TIMEZONE_LABEL).cloned())
-            .and_then(|z| patchwarden_core::schedule::zone(&z).ok())
-        {
-            return Some(tz);
-        }
-        let json = state.store.device_inventory_json(device_id).await.ok()??;
-        let inv: Inventory = serde_json::from_str(&json).ok()?;
-        patchwarden_core::schedule::zone(inv.timezone.as_deref()?).ok()
-    };
-    zone.await.unwrap_or(jiff::tz::TimeZone::UTC)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn device(id: &str, hostname: &str) -> Device {
-        Device {
-            id: id.into(),
-            tenant_id: "t".into(),
-            hostname: hostname.into(),
-            machine_id: String::new(),
-            labels: Default::default(),
-            secret_hash: String::new(),
-            enroll_token_id: None,
-            enrolled_at: 0,
-            last_seen: None,
-            agent_version: String::new(),
-            checkin_interval_secs: 60,
-            inventory_hash: None,
-            inventory_at: None,
-            summary: Default::default(),
-        }
-    }
-
-    #[test]
-    fn ids_first_then_one_hostname() {
-        // dev_b renamed itself to dev_a's id-looking hostname: the id still wins.
-        let devices = vec![
-            device("dev_a", "web1"),
-            device("dev_b", "dev_a"),
-            device("dev_c", "db"),
-            device("dev_d", "db"),
-        ];
-        let cases: &[(&str, Result<&str, &str>)] = &[
-            ("dev_a", Ok("dev_a")),
-            ("web1", Ok("dev_a")),
-            ("dev_c", Ok("dev_c")),
-            ("nope", Err("no device nope")),
-            (
-                "db",
-                Err("2 devices are named \"db\" (dev_c, dev_d): name the device by its id"),
-            ),
-        ];
-        for (name, want) in cases {
-            let got = pick(&devices, name)
-                .map(|d| d.id.as_str())
-                .map_err(|e| e.to_string());
-            assert_eq!(got, want.map_err(str::to_owned), "{name}");
-        }
-    }
 }

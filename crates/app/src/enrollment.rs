@@ -7,7 +7,7 @@ use crate::actor::{
 };
 use crate::authz::Permission;
 use crate::error::{AppError, AppResult, Credential};
-use crate::tenants::{resolve_tenant, tenant_names};
+use crate::scope::{resolve_tenant, tenant_names};
 use crate::{rfc3339, App};
 use patchwarden_store::{Device, DeviceInventorySummary, EnrollRefusal, EnrollToken};
 use patchwarden_wire::agent::{EnrollRequest, EnrollResponse};
@@ -157,7 +157,7 @@ pub async fn enroll(state: &App, req: &EnrollRequest) -> AppResult<EnrollRespons
             return Err(AppError::unauthenticated(Credential::EnrollToken, message));
         }
     };
-    let tenant = crate::tenants::tenant_name(state, &device.tenant_id).await?;
+    let tenant = crate::scope::tenant_name(state, &device.tenant_id).await?;
     tracing::info!(device = %device.id, hostname = %device.hostname, tenant = %tenant, "device enrolled");
     Ok(EnrollResponse {
         device_id: device.id,

@@ -28,36 +28,10 @@ pub fn attempt_view(a: Attempt) -> AttemptView {
     }
 }
 
-pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
-    FailureRow {
-        device: a.device_id,
-        hostname,
-        package: a.package,
-        deployment: a.deployment_id,
-        // A current failure without a class is one the agent could not explain.
-        class: a.class.unwrap_or(FailureClass::Unknown),
-        at: rfc3339(a.at),
-        installed_version: a.installed_version,
-        evidence: a.evidence,
-        exit_code: a.exit_code.map(|c| c as i32),
-        // Triage, age and deadline: filled in by `crate::triage::annotate`.
-        assignee: None,
-        status: Default::default(),
-        reason: None,
-        accepted_until: None,
-        first_failed_at: None,
-        age_secs: 0,
-        attempts: 0,
-        deadline: None,
-        deadline_basis: None,
-        breached: false,
-    }
-}
-
 /// Clears a device's current failures (kept in the history, with who did it), and its
 /// reboot loop flags.
 pub async fn reset_failures(state: &App, op: &Actor, id: &str) -> AppResult<ResetFailures> {
-    let device = crate::devices::visible(state, op, id).await?;
+    let device = crate::scope::visible_device(state, op, id).await?;
     op.require(Permission::Remediate, &device.tenant_id)?;
     let action = format!("failures reset by {}", op.name());
     let reset = state
@@ -89,7 +63,7 @@ pub async fn failures(state: &App, op: &Actor, q: &FailuresQuery) -> AppResult<F
     let devices = state.store.list_devices(op.tenant_scope()).await?;
     let device_id = match &q.device {
         None => None,
-        Some(d) => Some(crate::devices::pick(&devices, d)?.id.clone()),
+        Some(d) => Some(crate::scope::pick_device(&devices, d)?.id.clone()),
     };
     let filter = FailureFilter {
         tenant_id: op.tenant_scope().map(str::to_owned),

@@ -4,7 +4,8 @@
 //! token acts, and typed inputs, and answer typed results or an [`AppError`].
 //!
 //! Where is …
-//! - a deployment planned? [`deployments::create`] (the pure part: [`deployments::engine`]).
+//! - a deployment planned? [`deployments::create`] (the pure part: [`engine`], the stored
+//!   rollout options: [`plan`]).
 //! - a halt, an approval, a cancel? [`deployments::actions`], the deployment state machine.
 //! - a role checked? [`actor::Actor::require`], backed by the roles table in [`authz`].
 //! - the rollout moved forward? [`orchestrator::tick`].
@@ -16,20 +17,23 @@ pub mod authz;
 pub mod dashboard;
 pub mod deployments;
 pub mod devices;
+pub mod engine;
 pub mod enrollment;
 pub mod error;
 pub mod history;
+pub mod inventory;
 pub mod notify;
 pub mod orchestrator;
 pub mod people;
+pub mod plan;
 pub mod policies;
 pub mod preflight;
 pub mod reboots;
 pub mod reports;
+pub mod scope;
 pub mod sessions;
 pub mod sla;
 pub mod snapshots;
-pub mod tenants;
 pub mod triage;
 pub mod vulns;
 
@@ -185,4 +189,14 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// JSON of a value the application made itself (these types always serialise).
+pub(crate) fn to_json(v: &impl serde::Serialize) -> AppResult<String> {
+    serde_json::to_string(v).map_err(|e| AppError::internal(format!("serialising: {e}")))
+}
+
+/// A timestamp of unix milliseconds.
+pub(crate) fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }

@@ -3,10 +3,10 @@
 //! trips. The decisions are core's pure functions (`core::rings`); this module reads the
 //! state from the store, applies them, and records why.
 
-use crate::deployments::plan::{retry_policy, Plan};
-use crate::devices::zone as device_zone;
-use crate::App;
-use jiff::{SignedDuration, Timestamp};
+use crate::inventory::zone as device_zone;
+use crate::plan::{retry_policy, Plan};
+use crate::{ts, App};
+use jiff::SignedDuration;
 use patchwarden_core::rings::{
     breaker_trips, concurrency_limit, gate_decision, GateDecision, RingTally,
 };
@@ -94,10 +94,6 @@ pub async fn requeue_window_refusal(state: &App, job_id: &str) -> Result<bool, S
         tracing::warn!(deployment = %d.id, device = %job.device_id, window_end = %crate::rfc3339(end), "the device found the window closed; it catches up in its next window");
     }
     Ok(requeued)
-}
-
-pub(crate) fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// Per-ring progress, from the jobs and their package rows.

@@ -46,7 +46,7 @@ async fn target_tenant(state: &App, op: &Actor, name: Option<&str>) -> AppResult
                 (None, None) => {
                     // A provider admin may name a new tenant (as with deployments).
                     op.require_provider(Permission::Administer)?;
-                    crate::tenants::check_tenant_name(name)?;
+                    crate::scope::check_tenant_name(name)?;
                     state
                         .store
                         .ensure_tenant(name, state.clock.now_ms())
@@ -327,7 +327,7 @@ pub async fn bootstrap_admin_token(
         .await?;
     state
         .store
-        .ensure_tenant(crate::tenants::DEFAULT_TENANT, now)
+        .ensure_tenant(crate::scope::DEFAULT_TENANT, now)
         .await?;
     Ok(true)
 }

@@ -6,17 +6,15 @@
 
 use crate::actor::{new_id, Actor};
 use crate::authz::Permission;
-use crate::deployments::plan::{validate_plan, validate_severity};
 use crate::deployments::{create_planned, target_devices};
 use crate::error::{AppError, AppResult};
-use crate::orchestrator::ts;
-use crate::tenants::{list_scope, resolve_tenant, tenant_names};
+use crate::plan::{validate_plan, validate_severity};
+use crate::scope::{list_scope, resolve_tenant, tenant_names};
+use crate::ts;
 use crate::{rfc3339, App};
 use jiff::SignedDuration;
 use patchwarden_core::schedule::{Recurrence, WindowSpec};
-use patchwarden_store::{
-    ExposureFilter, Policy, PolicyProblem, RejectedUpdate, StoreError, Tenant,
-};
+use patchwarden_store::{ExposureFilter, Policy, PolicyProblem, StoreError, Tenant};
 use patchwarden_wire::api::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
@@ -103,8 +101,7 @@ pub fn validate_spec(spec: &PolicySpec) -> AppResult<()> {
         );
     }
     if let Selection::Packages { packages } = &spec.what {
-        crate::deployments::engine::validate_packages(packages)
-            .map_err(|e| AppError::invalid("what", e))?;
+        crate::engine::validate_packages(packages).map_err(|e| AppError::invalid("what", e))?;
     }
     for p in &spec.exclude {
         patchwarden_core::policy::NamePattern::parse(p)
@@ -165,7 +162,7 @@ fn spec_of(p: &Policy) -> Result<PolicySpec, StoreError> {
 }
 
 fn window_spec(spec: &PolicySpec) -> Option<WindowSpec> {
-    crate::deployments::plan::window_spec(spec.schedule.as_deref(), spec.window_duration_secs)
+    crate::plan::window_spec(spec.schedule.as_deref(), spec.window_duration_secs)
 }
 
 /// The zones of the devices a policy targets (UTC for a device without one).
@@ -176,7 +173,7 @@ async fn zones_of(
 ) -> AppResult<Vec<jiff::tz::TimeZone>> {
     let mut names = BTreeSet::new();
     for d in target_devices(state, tenant, &spec.target).await? {
-        let zone = crate::devices::zone(state, &d.id).await;
+        let zone = crate::inventory::zone(state, &d.id).await;
         names.insert(zone.iana_name().unwrap_or("UTC").to_owned());
     }
     Ok(names
@@ -242,7 +239,7 @@ async fn upsert(
     let tenant = resolve_tenant(state, op, spec.tenant.as_deref()).await?;
     op.require(Permission::ManagePolicies, &tenant.id)?;
     spec.tenant = Some(tenant.name.clone());
-    let json = crate::deployments::to_json(&spec)?;
+    let json = crate::to_json(&spec)?;
     let now = state.clock.now_ms();
     let existing = match id {
         Some(id) => Some(
@@ -354,7 +351,7 @@ pub async fn get(
 ) -> AppResult<PolicyView> {
     let p = find(state, op, key, tenant).await?;
     op.require(Permission::View, &p.tenant_id)?;
-    let t = crate::tenants::tenant_name(state, &p.tenant_id).await?;
+    let t = crate::scope::tenant_name(state, &p.tenant_id).await?;
     view(state, p, t).await
 }
 
@@ -473,39 +470,6 @@ pub async fn unreject(
     }
     tracing::info!(package = %req.package, lifted, by = %op.name(), "update un-rejected");
     Ok(UnrejectOutcome { lifted })
-}
-
-/// Records the updates of a rejected deployment: no deployment installs them until
-/// un-rejected.
-pub async fn record_rejection(
-    state: &App,
-    deployment_id: &str,
-    by: &str,
-    reason: Option<&str>,
-) -> Result<(), StoreError> {
-    let Some(d) = state.store.deployment(deployment_id).await? else {
-        return Ok(());
-    };
-    let now = state.clock.now_ms();
-    let mut seen = BTreeSet::new();
-    let mut rows = Vec::new();
-    for p in state.store.packages_of_deployment(deployment_id).await? {
-        let Some(version) = p.to_version else {
-            continue;
-        };
-        if seen.insert((p.package.clone(), version.clone())) {
-            rows.push(RejectedUpdate {
-                tenant_id: d.tenant_id.clone(),
-                package: p.package,
-                version,
-                deployment_id: Some(deployment_id.to_owned()),
-                rejected_by: by.to_owned(),
-                reason: reason.map(str::to_owned),
-                rejected_at: now,
-            });
-        }
-    }
-    state.store.reject_updates(&rows).await
 }
 
 /// The open exposures of the policy's devices that an available update fixes.

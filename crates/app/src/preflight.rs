@@ -27,7 +27,7 @@ pub fn is_preflight_job(job_id: &str) -> bool {
 /// Queues a pre-flight check of every device of deployment `id` (those already checked are
 /// left alone).
 pub async fn start(state: &App, op: &Actor, id: &str) -> AppResult<PreflightStarted> {
-    let d = crate::deployments::visible(state, op, id).await?;
+    let d = crate::scope::visible_deployment(state, op, id).await?;
     op.require(Permission::Deploy, &d.tenant_id)?;
     if d.status.is_final() {
         return Err(AppError::invalid_state(format!(
@@ -59,7 +59,7 @@ pub async fn queue(state: &App, install_jobs: Vec<Job>) -> AppResult<(u32, u32)>
         else {
             continue;
         };
-        let payload = crate::deployments::to_json(&Operation::Preflight {
+        let payload = crate::to_json(&Operation::Preflight {
             deployment_id,
             packages,
             respect_holds,
@@ -121,7 +121,7 @@ pub async fn store_result(
     job_id: &str,
     result: &JobResult,
 ) -> AppResult<bool> {
-    let raw = crate::deployments::to_json(result)?;
+    let raw = crate::to_json(result)?;
     let now = state.clock.now_ms();
     let mut predictions: Vec<Prediction> = result
         .packages

@@ -8,7 +8,7 @@
 //! result makes the agent reboot: same rule as the agent, `reboot_after_install`) or `none`,
 //! then `back`, `loop` or `late`.
 
-use crate::deployments::Plan;
+use crate::plan::Plan;
 use crate::App;
 use patchwarden_core::reboot::{
     guard, reboot_after_install, still_requiring, GuardDecision, GuardInput, Mode,
@@ -23,25 +23,6 @@ pub const DEFAULT_MAX_PER_DAY: u32 = 2;
 /// Come-back budget default.
 pub const DEFAULT_COME_BACK_SECS: u64 = 900;
 const DAY_MS: i64 = 24 * 3600 * 1000;
-
-/// Checks a deployment's reboot request: `max_per_day` 1 to 10, `come_back_secs` 60 to 86400.
-pub fn validate(r: &RebootRequest) -> Result<(), String> {
-    if let Some(k) = r.max_per_day {
-        if !(1..=10).contains(&k) {
-            return Err(format!(
-                "reboot max_per_day must be between 1 and 10 (got {k})"
-            ));
-        }
-    }
-    if let Some(s) = r.come_back_secs {
-        if !(60..=86_400).contains(&s) {
-            return Err(format!(
-                "reboot come_back_secs must be between 60 and 86400 (got {s})"
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// "when_required (at most 2 a day, back within 900 s)" for views; `None` for never.
 pub fn describe(r: Option<&RebootRequest>) -> Option<String> {
@@ -395,6 +376,7 @@ pub async fn tick(state: &App) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::validate_reboot as validate;
 
     #[test]
     fn reboot_request_bounds() {

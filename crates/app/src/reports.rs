@@ -152,7 +152,7 @@ pub async fn compliance(
         if e.tenant_id != tenant.id {
             continue;
         }
-        let clock = crate::vulns::sla_of(&policy, e, end_t);
+        let clock = crate::sla::sla_of(&policy, e, end_t);
         let deadline = clock.due.map(|d| d.unix_timestamp() * 1000);
         if let Some(dl) = deadline.filter(|dl| *dl >= start && *dl < end) {
             due += 1;

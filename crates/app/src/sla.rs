@@ -5,7 +5,7 @@ use crate::actor::Actor;
 use crate::authz::Permission;
 use crate::error::{AppError, AppResult};
 use crate::{rfc3339, App};
-use patchwarden_store::{SlaPolicyRecord, Tenant};
+use patchwarden_store::{ExposureRecord, SlaPolicyRecord, Tenant};
 use patchwarden_vuln::SlaPolicy;
 use patchwarden_wire::api::{SlaPolicyUpdate, SlaPolicyView};
 use std::collections::HashMap;
@@ -169,7 +169,7 @@ async fn named_tenant(
         }
     }
     let name = name.unwrap_or("default");
-    crate::tenants::check_tenant_name(name)?;
+    crate::scope::check_tenant_name(name)?;
     let found = state
         .store
         .list_tenants()
@@ -181,7 +181,7 @@ async fn named_tenant(
         None if op.tenant_scope().is_some() => Err(AppError::forbidden(format!(
             "this token may not act on tenant {name:?}"
         ))),
-        None if create => crate::tenants::resolve_tenant(state, op, Some(name)).await,
+        None if create => crate::scope::resolve_tenant(state, op, Some(name)).await,
         None => Err(AppError::not_found(format!("no tenant named {name:?}"))),
     }
 }
@@ -250,13 +250,13 @@ pub async fn exposure_stats(
     scope: &patchwarden_store::TenantScope,
     now: i64,
 ) -> Result<Vec<patchwarden_store::ExposureStats>, patchwarden_store::StoreError> {
-    let default = crate::vulns::sla_days(&SlaPolicy::default());
+    let default = sla_days(&SlaPolicy::default());
     let mut stats = state.store.exposure_stats(scope, now, &default).await?;
     for r in state.store.list_sla_policies().await? {
         if scope.as_ref().is_some_and(|s| !s.contains(&r.tenant_id)) {
             continue;
         }
-        let own = crate::vulns::sla_days(&to_policy(&r));
+        let own = sla_days(&to_policy(&r));
         let one = Some(vec![r.tenant_id.clone()]);
         let theirs = state.store.exposure_stats(&one, now, &own).await?;
         stats.retain(|s| s.tenant_id != r.tenant_id);
@@ -264,6 +264,82 @@ pub async fn exposure_stats(
     }
     stats.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
     Ok(stats)
+}
+
+/// The API's name of an SLA state.
+pub fn sla_state_name(s: &patchwarden_vuln::SlaState) -> &'static str {
+    use patchwarden_vuln::SlaState;
+    match s {
+        SlaState::NoDeadline => "no_deadline",
+        SlaState::OnTrack { .. } => "on_track",
+        SlaState::Breached { .. } => "breached",
+        SlaState::Met => "met",
+        SlaState::ClosedLate { .. } => "closed_late",
+    }
+}
+
+/// Seconds left before an open exposure's deadline (negative when overdue).
+pub fn sla_seconds_left(s: &patchwarden_vuln::SlaState) -> Option<i64> {
+    use patchwarden_vuln::SlaState;
+    match s {
+        SlaState::OnTrack { remaining } => Some(remaining.whole_seconds()),
+        SlaState::Breached { overdue } => Some(-overdue.whole_seconds()),
+        _ => None,
+    }
+}
+
+fn at(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The SLA clock of a stored exposure at `now` (deadline, state, basis).
+pub fn sla_of(
+    policy: &SlaPolicy,
+    e: &ExposureRecord,
+    now: time::OffsetDateTime,
+) -> patchwarden_vuln::SlaClock {
+    let rating = match e.rating.as_str() {
+        "critical" => patchwarden_vuln::Rating::Critical,
+        "high" => patchwarden_vuln::Rating::High,
+        "medium" => patchwarden_vuln::Rating::Medium,
+        "low" => patchwarden_vuln::Rating::Low,
+        "none" => patchwarden_vuln::Rating::None,
+        _ => patchwarden_vuln::Rating::Unknown,
+    };
+    let kev_entry = e.kev.then(|| patchwarden_vuln::feeds::KevEntry {
+        cve: e.cve.clone(),
+        vendor_project: String::new(),
+        product: String::new(),
+        vulnerability_name: String::new(),
+        date_added: now.date(),
+        due_date: e.kev_due.as_deref().and_then(|d| {
+            time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+        }),
+        known_ransomware: e.ransomware,
+    });
+    patchwarden_vuln::sla_clock(
+        policy,
+        rating,
+        kev_entry.as_ref(),
+        at(e.first_seen),
+        e.closed_at.map(at),
+        now,
+    )
+}
+
+/// The policy's deadlines for the store's SQL figures.
+pub fn sla_days(policy: &SlaPolicy) -> patchwarden_store::SlaDays {
+    let d = |x: Option<u32>| x.map(i64::from);
+    patchwarden_store::SlaDays {
+        critical: d(policy.critical_days),
+        high: d(policy.high_days),
+        medium: d(policy.medium_days),
+        low: d(policy.low_days),
+        none: d(policy.none_days),
+        unknown: d(policy.unknown_days),
+        kev: i64::from(policy.kev_days),
+        honor_kev_due_date: policy.honor_kev_due_date,
+    }
 }
 
 #[cfg(test)]

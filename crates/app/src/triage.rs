@@ -15,6 +15,7 @@ use crate::actor::Actor;
 use crate::authz::Permission;
 use crate::error::{AppError, AppResult};
 use crate::{rfc3339, App};
+use patchwarden_core::FailureClass;
 use patchwarden_store::{Attempt, Device, ExposureFilter, FailureFilter, Triage, TriageDecision};
 use patchwarden_wire::agent::PackageTarget;
 use patchwarden_wire::api::{
@@ -94,7 +95,7 @@ pub async fn annotate(
                     && e.binaries.iter().any(|b| b == &a.package)
             })
             .filter_map(|e| {
-                let due = crate::vulns::sla_of(policy, e, now_t).due?;
+                let due = crate::sla::sla_of(policy, e, now_t).due?;
                 Some(((due.unix_timestamp() * 1000), e.cve.clone()))
             })
             .min();
@@ -109,7 +110,7 @@ pub async fn annotate(
             .get(a.device_id.as_str())
             .map(|h| (*h).to_owned())
             .unwrap_or_default();
-        let mut row = crate::history::failure_row(a, hostname);
+        let mut row = failure_row(a, hostname);
         row.assignee = t.and_then(|t| t.assignee.clone());
         row.status = status;
         if status != TriageStatus::Open {
@@ -127,6 +128,33 @@ pub async fn annotate(
     Ok(rows)
 }
 
+/// A current failure as a queue row (triage, age and deadline filled in by [`annotate`]).
+pub fn failure_row(a: Attempt, hostname: String) -> FailureRow {
+    FailureRow {
+        device: a.device_id,
+        hostname,
+        package: a.package,
+        deployment: a.deployment_id,
+        // A current failure without a class is one the agent could not explain.
+        class: a.class.unwrap_or(FailureClass::Unknown),
+        at: rfc3339(a.at),
+        installed_version: a.installed_version,
+        evidence: a.evidence,
+        exit_code: a.exit_code.map(|c| c as i32),
+        // Triage, age and deadline: filled in by `crate::triage::annotate`.
+        assignee: None,
+        status: Default::default(),
+        reason: None,
+        accepted_until: None,
+        first_failed_at: None,
+        age_secs: 0,
+        attempts: 0,
+        deadline: None,
+        deadline_basis: None,
+        breached: false,
+    }
+}
+
 /// The device a request names (id or hostname) among those the caller may see: 404 otherwise
 /// (another tenant's device is not found either).
 async fn find_device(state: &App, op: &Actor, name: &str) -> AppResult<Device> {
@@ -138,7 +166,7 @@ async fn find_device(state: &App, op: &Actor, name: &str) -> AppResult<Device> {
         ));
     }
     let visible = state.store.list_devices(op.tenant_scope()).await?;
-    crate::devices::pick(&visible, name).cloned()
+    crate::scope::pick_device(&visible, name).cloned()
 }
 
 /// The current failure of this package on this device.

@@ -13,7 +13,7 @@ use patchwarden_vuln::feeds::{
 };
 use patchwarden_vuln::{
     feeds::EpssScores, feeds::KevCatalog, AdvisoryIndex, DeviceFacts, Exposure, Fix, Matcher,
-    PackageAdvisory, SlaPolicy,
+    PackageAdvisory,
 };
 use patchwarden_wire::agent::Inventory;
 use patchwarden_wire::api::{FeedImportRequest, FeedStatus, VulnQuery, VulnRow};
@@ -426,28 +426,6 @@ pub async fn list_feeds(state: &App, op: &Actor) -> AppResult<Vec<FeedStatus>> {
         .collect())
 }
 
-/// The API's name of an SLA state.
-pub fn sla_state_name(s: &patchwarden_vuln::SlaState) -> &'static str {
-    use patchwarden_vuln::SlaState;
-    match s {
-        SlaState::NoDeadline => "no_deadline",
-        SlaState::OnTrack { .. } => "on_track",
-        SlaState::Breached { .. } => "breached",
-        SlaState::Met => "met",
-        SlaState::ClosedLate { .. } => "closed_late",
-    }
-}
-
-/// Seconds left before an open exposure's deadline (negative when overdue).
-pub fn sla_seconds_left(s: &patchwarden_vuln::SlaState) -> Option<i64> {
-    use patchwarden_vuln::SlaState;
-    match s {
-        SlaState::OnTrack { remaining } => Some(remaining.whole_seconds()),
-        SlaState::Breached { overdue } => Some(-overdue.whole_seconds()),
-        _ => None,
-    }
-}
-
 fn rating_rank(r: &str) -> u8 {
     match r {
         "critical" => 5,
@@ -456,60 +434,6 @@ fn rating_rank(r: &str) -> u8 {
         "low" => 2,
         "none" => 1,
         _ => 0,
-    }
-}
-
-fn at(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-/// The SLA clock of a stored exposure at `now` (deadline, state, basis).
-pub fn sla_of(
-    policy: &SlaPolicy,
-    e: &ExposureRecord,
-    now: time::OffsetDateTime,
-) -> patchwarden_vuln::SlaClock {
-    let rating = match e.rating.as_str() {
-        "critical" => patchwarden_vuln::Rating::Critical,
-        "high" => patchwarden_vuln::Rating::High,
-        "medium" => patchwarden_vuln::Rating::Medium,
-        "low" => patchwarden_vuln::Rating::Low,
-        "none" => patchwarden_vuln::Rating::None,
-        _ => patchwarden_vuln::Rating::Unknown,
-    };
-    let kev_entry = e.kev.then(|| patchwarden_vuln::feeds::KevEntry {
-        cve: e.cve.clone(),
-        vendor_project: String::new(),
-        product: String::new(),
-        vulnerability_name: String::new(),
-        date_added: now.date(),
-        due_date: e.kev_due.as_deref().and_then(|d| {
-            time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
-        }),
-        known_ransomware: e.ransomware,
-    });
-    patchwarden_vuln::sla_clock(
-        policy,
-        rating,
-        kev_entry.as_ref(),
-        at(e.first_seen),
-        e.closed_at.map(at),
-        now,
-    )
-}
-
-/// The policy's deadlines for the store's SQL figures.
-pub fn sla_days(policy: &SlaPolicy) -> patchwarden_store::SlaDays {
-    let d = |x: Option<u32>| x.map(i64::from);
-    patchwarden_store::SlaDays {
-        critical: d(policy.critical_days),
-        high: d(policy.high_days),
-        medium: d(policy.medium_days),
-        low: d(policy.low_days),
-        none: d(policy.none_days),
-        unknown: d(policy.unknown_days),
-        kev: i64::from(policy.kev_days),
-        honor_kev_due_date: policy.honor_kev_due_date,
     }
 }
 
@@ -547,7 +471,7 @@ async fn rows(
         let Some(device) = devices.get(e.device_id.as_str()) else {
             continue;
         };
-        let clock = sla_of(policy, &e, now);
+        let clock = crate::sla::sla_of(policy, &e, now);
         out.push(VulnRow {
             cve: e.cve,
             device: e.device_id,
@@ -569,8 +493,8 @@ async fn rows(
             first_seen: rfc3339(e.first_seen),
             closed_at: e.closed_at.map(rfc3339),
             sla_due: clock.due.map(|d| d.date().to_string()),
-            sla_state: sla_state_name(&clock.state).to_owned(),
-            sla_seconds_left: sla_seconds_left(&clock.state),
+            sla_state: crate::sla::sla_state_name(&clock.state).to_owned(),
+            sla_seconds_left: crate::sla::sla_seconds_left(&clock.state),
             sla_basis: clock.basis,
             summary: e.summary,
         });
@@ -585,7 +509,7 @@ pub async fn list(state: &App, op: &Actor, q: &VulnQuery) -> AppResult<Vec<VulnR
         None => None,
         Some(d) => {
             let devices = state.store.list_devices(op.tenant_scope()).await?;
-            Some(crate::devices::pick(&devices, d)?.id.clone())
+            Some(crate::scope::pick_device(&devices, d)?.id.clone())
         }
     };
     let filter = ExposureFilter {

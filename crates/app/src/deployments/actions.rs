@@ -8,12 +8,13 @@
 //! use the same call (`crate::orchestrator`).
 
 use crate::actor::Actor;
-use crate::authz::permission_for;
+use crate::authz::Permission;
 use crate::error::{AppError, AppResult};
 use crate::App;
 use patchwarden_core::DeploymentStatus::{self, Cancelled, Halted, PendingApproval, Running};
-use patchwarden_store::Deployment;
+use patchwarden_store::{Deployment, RejectedUpdate, StoreError};
 use patchwarden_wire::api::DeploymentView;
+use std::collections::BTreeSet;
 
 /// What an operator can do to a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,15 @@ impl Action {
         }
     }
 
+    /// The permission it needs: approving and rejecting are the customer's oversight,
+    /// halting, resuming and cancelling are operating the rollout.
+    pub fn permission(self) -> Permission {
+        match self {
+            Action::Approve | Action::Reject => Permission::Approve,
+            Action::Halt | Action::Resume | Action::Cancel => Permission::Operate,
+        }
+    }
+
     /// Whether a deployment in `status` allows this action.
     pub fn allowed_from(self, status: DeploymentStatus) -> bool {
         self.transition().0.contains(&status)
@@ -94,7 +104,7 @@ pub async fn act(
             _ => return Err(AppError::not_found(format!("no deployment {id}"))),
         };
         if !checked {
-            op.require(permission_for(action), &d.tenant_id)?;
+            op.require(action.permission(), &d.tenant_id)?;
             if let Some(r) = &reason {
                 op.audit().detail(r);
             }
@@ -130,7 +140,7 @@ pub async fn act(
             continue;
         }
         if action == Action::Reject {
-            crate::policies::record_rejection(state, &d.id, op.name(), reason.as_deref()).await?;
+            record_rejection(state, &d.id, op.name(), reason.as_deref()).await?;
         }
         tracing::info!(deployment = %d.id, action = action.as_str(), by = %op.name(), "deployment action");
         crate::orchestrator::tick(state, &d.id).await?;
@@ -139,13 +149,46 @@ pub async fn act(
             .deployment(&d.id)
             .await?
             .ok_or_else(|| AppError::not_found(format!("no deployment {id}")))?;
-        let tenant = crate::tenants::tenant_name(state, &d.tenant_id).await?;
+        let tenant = crate::scope::tenant_name(state, &d.tenant_id).await?;
         return super::view(state, d, tenant).await;
     }
     Err(AppError::invalid_state(format!(
         "deployment {id} keeps changing; try to {} it again",
         action.as_str()
     )))
+}
+
+/// Records the updates of a rejected deployment: no deployment installs them until
+/// un-rejected.
+async fn record_rejection(
+    state: &App,
+    deployment_id: &str,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(d) = state.store.deployment(deployment_id).await? else {
+        return Ok(());
+    };
+    let now = state.clock.now_ms();
+    let mut seen = BTreeSet::new();
+    let mut rows = Vec::new();
+    for p in state.store.packages_of_deployment(deployment_id).await? {
+        let Some(version) = p.to_version else {
+            continue;
+        };
+        if seen.insert((p.package.clone(), version.clone())) {
+            rows.push(RejectedUpdate {
+                tenant_id: d.tenant_id.clone(),
+                package: p.package,
+                version,
+                deployment_id: Some(deployment_id.to_owned()),
+                rejected_by: by.to_owned(),
+                reason: reason.map(str::to_owned),
+                rejected_at: now,
+            });
+        }
+    }
+    state.store.reject_updates(&rows).await
 }
 
 /// The deployment after `action` by `who` (its status allows the action).

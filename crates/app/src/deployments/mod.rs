@@ -4,21 +4,19 @@
 //! moving a rollout forward is `crate::orchestrator`.
 
 pub mod actions;
-pub mod engine;
-pub mod plan;
 
 use crate::actor::{new_id, Actor};
 use crate::authz::Permission;
+use crate::engine::{plan_device, validate_packages};
 use crate::error::{AppError, AppResult};
-use crate::tenants::{resolve_tenant, tenant_names};
+pub use crate::plan::Plan;
+use crate::plan::{selection_of, validate_plan, validate_severity};
+use crate::scope::{resolve_tenant, tenant_names};
 use crate::{rfc3339, App};
-use engine::{plan_device, validate_packages};
 use patchwarden_core::{DeploymentStatus, JobPhase, PackageState};
 use patchwarden_store::{Deployment, Device, Job, JobPackage, JobStatus, Tenant};
 use patchwarden_wire::agent::Operation;
 use patchwarden_wire::api::*;
-pub use plan::Plan;
-use plan::{selection_of, validate_plan, validate_severity};
 use std::collections::HashMap;
 
 const DEFAULT_JOB_TIMEOUT_SECS: u64 = 1800;
@@ -58,7 +56,7 @@ pub(crate) async fn target_devices(
         let mut chosen: Vec<Device> = Vec::new();
         for name in &target.devices {
             // Ids first; a hostname only when exactly one device carries it.
-            let d = crate::devices::pick(&all, name).map_err(|e| match e {
+            let d = crate::scope::pick_device(&all, name).map_err(|e| match e {
                 AppError::NotFound(_) => AppError::invalid(
                     "target",
                     format!("no device {name:?} in tenant {:?}", tenant.name),
@@ -135,7 +133,7 @@ pub(crate) async fn create_planned(
         tenant_id: tenant.id.clone(),
         created_at: now,
         created_by: created_by.to_owned(),
-        selection_json: to_json(&req.selection)?,
+        selection_json: crate::to_json(&req.selection)?,
         timeout_secs: timeout_secs as i64,
         status: if req.require_approval {
             DeploymentStatus::PendingApproval
@@ -145,7 +143,7 @@ pub(crate) async fn create_planned(
         status_reason: req
             .require_approval
             .then(|| "waiting for an approver".to_owned()),
-        plan_json: to_json(&plan.0)?,
+        plan_json: crate::to_json(&plan.0)?,
         current_ring: 0,
         approved_by: None,
         approved_at: None,
@@ -158,7 +156,7 @@ pub(crate) async fn create_planned(
     let mut without_work = 0u32;
     let mut blocked = Vec::new();
     for device in &targets {
-        let inventory = crate::devices::inventory_of(state, &device.id).await?;
+        let inventory = crate::inventory::inventory_of(state, &device.id).await?;
         let exposures = if needs_exposures {
             state
                 .store
@@ -220,7 +218,7 @@ pub(crate) async fn create_planned(
             tenant_id: tenant.id.clone(),
             deployment_id: deployment.id.clone(),
             device_id: device.id.clone(),
-            payload: to_json(&op_payload)?,
+            payload: crate::to_json(&op_payload)?,
             status: JobStatus::Queued,
             created_at: now,
             started_at: None,
@@ -305,11 +303,6 @@ pub(crate) async fn create_planned(
         devices: jobs.len() as u32,
         devices_without_work: without_work,
     }))
-}
-
-/// JSON of a value the application made itself (cannot fail for these types).
-pub(crate) fn to_json(v: &impl serde::Serialize) -> AppResult<String> {
-    serde_json::to_string(v).map_err(|e| AppError::internal(format!("serialising: {e}")))
 }
 
 pub(crate) async fn view(state: &App, d: Deployment, tenant: String) -> AppResult<DeploymentView> {
@@ -397,18 +390,10 @@ pub(crate) async fn view(state: &App, d: Deployment, tenant: String) -> AppResul
     })
 }
 
-/// One deployment the caller may see (another tenant's is not found).
-pub async fn visible(state: &App, op: &Actor, id: &str) -> AppResult<Deployment> {
-    match state.store.deployment(id).await? {
-        Some(d) if op.can_access(&d.tenant_id) => Ok(d),
-        _ => Err(AppError::not_found(format!("no deployment {id}"))),
-    }
-}
-
 pub async fn get(state: &App, op: &Actor, id: &str) -> AppResult<DeploymentView> {
-    let d = visible(state, op, id).await?;
+    let d = crate::scope::visible_deployment(state, op, id).await?;
     op.require(Permission::View, &d.tenant_id)?;
-    let tenant = crate::tenants::tenant_name(state, &d.tenant_id).await?;
+    let tenant = crate::scope::tenant_name(state, &d.tenant_id).await?;
     view(state, d, tenant).await
 }
 

@@ -8,9 +8,10 @@ use super::session::WebUser;
 use super::{page_error, render, Nav, WebError, WebState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use patchwarden_app::records::{DevicePageQuery, ExposureStats, TenantScope};
-use patchwarden_app::reports::{self, ComplianceReport, ReportQuery};
+use patchwarden_app::reports::{self, ComplianceReport, Format, ReportQuery};
 use patchwarden_app::snapshots::day_of;
 use patchwarden_app::{dashboard, vulns};
 use patchwarden_wire::api::{VulnQuery, VulnRow};
@@ -469,7 +470,7 @@ pub async fn reports_page(
         None => None,
     };
     if let (Some(f), Some(r)) = (format, &report) {
-        return Ok(crate::api::reports::respond(r, f));
+        return Ok(report_response(r, f));
     }
     let (from, to) = (period.from.to_string(), period.to.to_string());
     let links = match &report {
@@ -496,4 +497,27 @@ pub async fn reports_page(
         r: report,
         links,
     }))
+}
+
+/// A report in the format asked for: JSON, a download (CSV, PDF), or the printable page
+/// (the API's `format=` and the dashboard's download links).
+pub fn report_response(r: &ComplianceReport, f: Format) -> Response {
+    match f {
+        Format::Json => axum::Json(r).into_response(),
+        Format::Html => report_document(r),
+        Format::Csv | Format::Pdf => match reports::download(r, f) {
+            Some((content_type, name, bytes)) => (
+                [
+                    (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}\""),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            None => axum::Json(r).into_response(),
+        },
+    }
 }

@@ -21,7 +21,7 @@ use patchwarden_app::sessions::{hash_password, random_password, LoginLimiter};
 use patchwarden_app::{App, AppError};
 use std::sync::Arc;
 
-pub use insight::report_document;
+pub use insight::{report_document, report_response};
 
 /// Name of the file, in the data directory, holding the first administrator's password.
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";

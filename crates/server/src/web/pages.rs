@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use patchwarden_app::authz::{permission_for, Permission};
+use patchwarden_app::authz::Permission;
 use patchwarden_app::deployments::actions::{self, Action};
 use patchwarden_app::devices::device_status;
 use patchwarden_app::records::{
@@ -540,7 +540,7 @@ pub(super) async fn visible_device(
     user: &WebUser,
     id: &str,
 ) -> Result<patchwarden_app::records::Device, WebError> {
-    devices::visible(&state.app, &user.actor(None), id)
+    patchwarden_app::scope::visible_device(&state.app, &user.actor(None), id)
         .await
         .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No device {id}.")))
 }
@@ -552,7 +552,7 @@ async fn visible_deployment(
     user: &WebUser,
     id: &str,
 ) -> Result<(DeploymentView, String), WebError> {
-    let d = deployments::visible(&state.app, &user.actor(None), id)
+    let d = patchwarden_app::scope::visible_deployment(&state.app, &user.actor(None), id)
         .await
         .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
     let v = deployments::get(&state.app, &user.actor(Some(&d.tenant_id)), id).await?;
@@ -573,8 +573,7 @@ pub async fn deployment(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let (v, tenant_id) = visible_deployment(&state, &user, &id).await?;
-    let may =
-        |a: Action| user.access.can(&tenant_id, permission_for(a)) && a.allowed_from(v.status);
+    let may = |a: Action| user.access.can(&tenant_id, a.permission()) && a.allowed_from(v.status);
     Ok(render(&DeploymentPage {
         nav: Nav::new(&user, "deployments"),
         id: v.id.clone(),
@@ -620,11 +619,11 @@ pub async fn deployment_action(
         return Err(page_error(StatusCode::NOT_FOUND, "No such action."));
     };
     user.check_csrf(&form.csrf)?;
-    let d = deployments::visible(&state.app, &user.actor(None), &id)
+    let d = patchwarden_app::scope::visible_deployment(&state.app, &user.actor(None), &id)
         .await
         .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
     user.audit.tenant(Some(&d.tenant_id));
-    if !user.access.can(&d.tenant_id, permission_for(action)) {
+    if !user.access.can(&d.tenant_id, action.permission()) {
         user.audit
             .detail(&format!("role does not allow {action:?}"));
         tracing::warn!(user = %user.user.login, deployment = %id, ?action, "action refused: role");
@@ -720,7 +719,10 @@ pub async fn failures(
     let mut tenant_of: BTreeMap<String, String> = BTreeMap::new();
     for f in groups.values().flatten() {
         if !tenant_of.contains_key(&f.device) {
-            if let Ok(d) = devices::visible(&state.app, &user.actor(None), &f.device).await {
+            if let Ok(d) =
+                patchwarden_app::scope::visible_device(&state.app, &user.actor(None), &f.device)
+                    .await
+            {
                 tenant_of.insert(d.id, d.tenant_id);
             }
         }

@@ -9,7 +9,7 @@ use patchwarden_core::rings::{Breaker, Concurrency, Gate, RingMembers, RingSpec}
 use patchwarden_core::schedule::WindowSpec;
 use patchwarden_core::FailureClass;
 use patchwarden_store::{Deployment, StoreError};
-use patchwarden_wire::api::{CreateDeploymentRequest, GateRequest, Selection};
+use patchwarden_wire::api::{CreateDeploymentRequest, GateRequest, RebootRequest, Selection};
 use serde::{Deserialize, Serialize};
 
 /// What a deployment was asked to do beyond its selection; stored as JSON with it.
@@ -174,6 +174,25 @@ pub fn selection_of(d: &Deployment) -> Result<Selection, StoreError> {
     })
 }
 
+/// Checks a deployment's reboot request: `max_per_day` 1 to 10, `come_back_secs` 60 to 86400.
+pub fn validate_reboot(r: &RebootRequest) -> Result<(), String> {
+    if let Some(k) = r.max_per_day {
+        if !(1..=10).contains(&k) {
+            return Err(format!(
+                "reboot max_per_day must be between 1 and 10 (got {k})"
+            ));
+        }
+    }
+    if let Some(s) = r.come_back_secs {
+        if !(60..=86_400).contains(&s) {
+            return Err(format!(
+                "reboot come_back_secs must be between 60 and 86400 (got {s})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `low`, `medium`, `high` or `critical` (or absent).
 pub(crate) fn validate_severity(field: &'static str, s: Option<&str>) -> AppResult<()> {
     match s {
@@ -262,7 +281,7 @@ pub(crate) fn validate_plan(req: &CreateDeploymentRequest) -> AppResult<(Plan, V
         }
     }
     if let Some(r) = &req.reboot {
-        crate::reboots::validate(r).map_err(|e| AppError::invalid("reboot", e))?;
+        validate_reboot(r).map_err(|e| AppError::invalid("reboot", e))?;
     }
     match req.offline.as_deref() {
         None | Some("next_window") | Some("immediately") => {}
