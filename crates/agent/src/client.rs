@@ -4,7 +4,7 @@
 use patchwarden_wire::agent::{
     CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, JobResult, WorkResponse,
 };
-use patchwarden_wire::{ErrorBody, API_PREFIX};
+use patchwarden_wire::{ErrorBody, WorkId, API_PREFIX};
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,18 +93,23 @@ impl Client {
         )
     }
 
-    pub fn job_started(&self, job_id: &str) -> Result<(), ClientError> {
-        empty(
-            self.request("POST", &format!("/agent/jobs/{job_id}/start"), CALL_TIMEOUT)
-                .call(),
-        )
-    }
-
-    pub fn job_result(&self, job_id: &str, result: &JobResult) -> Result<(), ClientError> {
+    /// `POST jobs/{id}/start`: asks the server to confirm that the work may run now.
+    pub fn job_started(&self, work_id: &WorkId) -> Result<(), ClientError> {
         empty(
             self.request(
                 "POST",
-                &format!("/agent/jobs/{job_id}/result"),
+                &format!("/agent/jobs/{work_id}/start"),
+                CALL_TIMEOUT,
+            )
+            .call(),
+        )
+    }
+
+    pub fn job_result(&self, work_id: &WorkId, result: &JobResult) -> Result<(), ClientError> {
+        empty(
+            self.request(
+                "POST",
+                &format!("/agent/jobs/{work_id}/result"),
                 CALL_TIMEOUT,
             )
             .send_json(result),

@@ -5,9 +5,9 @@ use crate::client::{Client, ClientError};
 use crate::inventory::{current_boot_id, HostPaths};
 use crate::jobs::{execute, WorkVerifier};
 use crate::pkg::PackageManager;
-use crate::state::{checked_job_id, State, StateDir, StateError};
+use crate::state::{State, StateDir, StateError};
 use patchwarden_wire::agent::{CheckinRequest, CheckinResponse, JobResult, WorkEnvelope};
-use patchwarden_wire::PROTOCOL_VERSION;
+use patchwarden_wire::{WorkId, PROTOCOL_VERSION};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -54,6 +54,32 @@ pub struct Agent {
 /// What a cycle asks of the check-in loop.
 enum Wake {
     CheckinNow,
+}
+
+/// What became of one offered work item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Run now; its result is in the outbox and was offered to the server.
+    Ran,
+    /// Run before: its stored result was sent again instead.
+    Resent,
+    /// The server took the offer back when asked to confirm the start (409): not run.
+    Withdrawn,
+    /// Not run, and left on offer: the agent cannot take it now (a work id it cannot use,
+    /// a start the server did not confirm). It comes back in a later offer, after a pause.
+    Declined,
+}
+
+/// How long to wait before asking for work again after a round whose items were `handled`:
+/// none after a round that ran something (or had nothing to do: the long poll is the
+/// pause), else the next delay of `backoff`, so that an item the agent cannot take never
+/// makes it ask again at once.
+pub fn pause_after_round(handled: &[Handled], backoff: &mut Backoff) -> Option<Duration> {
+    if handled.is_empty() || handled.contains(&Handled::Ran) {
+        backoff.reset();
+        return None;
+    }
+    Some(backoff.next_delay())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,22 +173,22 @@ impl Agent {
     /// Uploads every stored result. Connection errors are retried with bounded backoff; the
     /// results stay in the outbox when the server stays away.
     pub fn flush_outbox(&self) -> Result<(), AgentError> {
-        for (job_id, result) in self.dir.outbox_pending()? {
-            self.upload(&job_id, &result)?;
+        for (work_id, result) in self.dir.outbox_pending()? {
+            self.upload(&work_id, &result)?;
         }
         self.dir.prune_done();
         Ok(())
     }
 
-    fn upload(&self, job_id: &str, result: &JobResult) -> Result<(), AgentError> {
+    fn upload(&self, work_id: &WorkId, result: &JobResult) -> Result<(), AgentError> {
         let mut delay = Duration::from_secs(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.client.job_result(job_id, result) {
+            match self.client.job_result(work_id, result) {
                 Ok(()) => {
-                    self.dir.outbox_acked(job_id)?;
-                    info!(job = %job_id, "result delivered");
+                    self.dir.outbox_acked(work_id)?;
+                    info!(job = %work_id, "result delivered");
                     return Ok(());
                 }
                 Err(ClientError::Rejected {
@@ -172,12 +198,12 @@ impl Agent {
                 }) => {
                     // The server will never take it (unknown job, not this device's): stop
                     // retrying, keep it in done/ for the record.
-                    warn!(job = %job_id, status, error = %error, message = %message, "result refused; dropping it from the outbox");
-                    self.dir.outbox_acked(job_id)?;
+                    warn!(job = %work_id, status, error = %error, message = %message, "result refused; dropping it from the outbox");
+                    self.dir.outbox_acked(work_id)?;
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() && attempt < UPLOAD_ATTEMPTS => {
-                    warn!(job = %job_id, attempt, error = %e, "result upload failed; retrying");
+                    warn!(job = %work_id, attempt, error = %e, "result upload failed; retrying");
                     thread::sleep(delay);
                     delay = (delay * 2).min(UPLOAD_MAX_DELAY);
                 }
@@ -186,35 +212,26 @@ impl Agent {
         }
     }
 
-    /// Handles one work item: re-sends a known result, or runs the job and stores its result
-    /// before uploading it.
-    pub fn handle(&self, envelope: &WorkEnvelope) -> Result<(), AgentError> {
-        let job_id = envelope.job_id.as_str();
-        if let Err(e) = checked_job_id(job_id) {
-            error!(error = %e, "ignoring work item");
-            return Ok(());
-        }
-        if let Some(result) = self.dir.known_result(job_id)? {
-            info!(job = %job_id, "job offered again; re-sending its stored result instead of running it twice");
-            return self.upload(job_id, &result);
-        }
-        match self.client.job_started(job_id) {
-            Ok(()) => {}
-            // The server took the offer back (its window closed, the deployment was halted):
-            // starting now would install outside what the operator allowed.
-            Err(ClientError::Rejected {
-                status: 409,
-                message,
-                ..
-            }) => {
-                info!(job = %job_id, reason = %message, "the server no longer offers this job; not running it");
-                return Ok(());
-            }
+    /// Handles one work item: re-sends a known result, or, once the server confirmed the
+    /// start, runs the job and stores its result before uploading it. Only a rejected
+    /// credential or a state directory that cannot be written is an error.
+    pub fn handle(&self, envelope: &WorkEnvelope) -> Result<Handled, AgentError> {
+        let work_id = match WorkId::parse(&envelope.job_id) {
+            Ok(id) => id,
             Err(e) => {
-                warn!(job = %job_id, error = %e, "could not report the job as started; running it anyway");
+                error!(error = %e, "cannot take this work item; asking again after a pause");
+                return Ok(Handled::Declined);
             }
+        };
+        if let Some(result) = self.dir.known_result(&work_id)? {
+            info!(job = %work_id, "job offered again; re-sending its stored result instead of running it twice");
+            self.upload(&work_id, &result)?;
+            return Ok(Handled::Resent);
         }
-        info!(job = %job_id, "running job");
+        if let Some(declined) = self.confirm_start(&work_id)? {
+            return Ok(declined);
+        }
+        info!(job = %work_id, attempt = work_id.attempt(), "running job");
         let mut result = {
             let _pm = lock(&self.pm_lock);
             execute(
@@ -229,13 +246,37 @@ impl Agent {
         if result.boot_id.is_none() {
             result.boot_id = current_boot_id(&HostPaths::default());
         }
-        info!(job = %job_id, exit_code = ?result.exit_code, error = ?result.error,
+        info!(job = %work_id, exit_code = ?result.exit_code, error = ?result.error,
             states = ?result.packages.iter().map(|p| (p.package.as_str(), p.state.as_str())).collect::<Vec<_>>(), "job finished");
-        self.dir.outbox_put(job_id, &result)?;
-        let delivered = self.upload(job_id, &result);
+        self.dir.outbox_put(&work_id, &result)?;
+        let delivered = self.upload(&work_id, &result);
         // The result is in the outbox (and was offered to the server): a reboot loses nothing.
-        self.reboot_if_due(job_id, &envelope.payload, &result)?;
-        delivered
+        self.reboot_if_due(work_id.as_str(), &envelope.payload, &result)?;
+        delivered.map(|()| Handled::Ran)
+    }
+
+    /// Asks the server to confirm the start (`POST jobs/{id}/start`). `None`: confirmed, run
+    /// it. Anything else means do not run: the server took the offer back (its window
+    /// closed, the deployment was halted: starting now would install outside what the
+    /// operator allowed), or the server's answer never came (unreachable, 5xx, another
+    /// refusal), and work the server did not confirm is never run.
+    fn confirm_start(&self, work_id: &WorkId) -> Result<Option<Handled>, AgentError> {
+        match self.client.job_started(work_id) {
+            Ok(()) => Ok(None),
+            Err(ClientError::Rejected {
+                status: 409,
+                message,
+                ..
+            }) => {
+                info!(job = %work_id, reason = %message, "the server no longer offers this job; not running it");
+                Ok(Some(Handled::Withdrawn))
+            }
+            Err(e @ ClientError::Unauthorized { .. }) => Err(e.into()),
+            Err(e) => {
+                warn!(job = %work_id, error = %e, "the server did not confirm the start; not running the job now, it stays on offer");
+                Ok(Some(Handled::Declined))
+            }
+        }
     }
 
     /// Reboots the device when the job's reboot policy asks for it, once per job: the job is
@@ -273,21 +314,19 @@ impl Agent {
         Ok(())
     }
 
-    /// Fetches and runs the queued work; returns how many items there were.
-    fn work_once(&self, wait_secs: u64) -> Result<usize, AgentError> {
+    /// Fetches the queued work and handles each item; says what became of each.
+    fn work_once(&self, wait_secs: u64) -> Result<Vec<Handled>, AgentError> {
         let work = self.client.work(wait_secs)?;
-        for item in &work.items {
-            self.handle(item)?;
-        }
-        Ok(work.items.len())
+        work.items.iter().map(|item| self.handle(item)).collect()
     }
 
-    /// `run --once`: deliver, report, work, report again.
+    /// `run --once`: deliver, report, work, report again. Work it could not take stays on
+    /// offer for the next run.
     pub fn run_once(&self) -> Result<(), AgentError> {
         self.flush_outbox()?;
         self.checkin(false)?;
-        let n = self.work_once(0)?;
-        if n > 0 {
+        let handled = self.work_once(0)?;
+        if handled.contains(&Handled::Ran) {
             self.checkin(false)?;
         }
         Ok(())
@@ -352,13 +391,24 @@ impl Agent {
 
     fn poll_loop(&self, wake: Sender<Wake>) -> Result<(), AgentError> {
         let mut backoff = Backoff::default();
+        // Separate from the error backoff: the server answers, the agent cannot take an item.
+        let mut declined = Backoff::default();
         loop {
             match self.work_once(POLL_WAIT_SECS) {
-                Ok(0) => backoff.reset(),
-                Ok(_) => {
+                Ok(handled) => {
                     backoff.reset();
-                    // Let the server see the new versions now, not at the next interval.
-                    let _ = wake.send(Wake::CheckinNow);
+                    if handled.contains(&Handled::Ran) {
+                        // Let the server see the new versions now, not at the next interval.
+                        let _ = wake.send(Wake::CheckinNow);
+                    }
+                    if let Some(d) = pause_after_round(&handled, &mut declined) {
+                        info!(
+                            items = handled.len(),
+                            retry_in_ms = d.as_millis() as u64,
+                            "no offered work could be taken; pausing before asking again"
+                        );
+                        thread::sleep(d);
+                    }
                 }
                 Err(AgentError::Client(e @ ClientError::Unauthorized { .. })) => {
                     error!(error = %e, "the server rejected this device's credential; work loop stopping");
@@ -401,6 +451,306 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::AcceptUnsigned;
+    use crate::pkg::InstallOptions;
+    use patchwarden_wire::agent::{Inventory, PackageResult, PackageTarget};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// How the fake server answers one request: a status, or a connection closed unanswered.
+    #[derive(Clone, Copy)]
+    enum Reply {
+        Status(u16),
+        Disconnect,
+    }
+
+    /// A real HTTP server on loopback that answers the agent's calls from a table (the first
+    /// route whose marker is in the request line) and records every request line.
+    struct FakeServer {
+        url: String,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeServer {
+        fn start(routes: Vec<(&'static str, Reply)>) -> FakeServer {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { return };
+                    let line = answer(conn, &routes);
+                    lock(&log).push(line);
+                }
+            });
+            FakeServer { url, seen }
+        }
+
+        fn seen(&self) -> Vec<String> {
+            lock(&self.seen).clone()
+        }
+    }
+
+    /// Reads one request, answers it per `routes`; returns its request line.
+    fn answer(conn: TcpStream, routes: &[(&'static str, Reply)]) -> String {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut head = String::new();
+        loop {
+            let mut l = String::new();
+            if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                break;
+            }
+            head.push_str(&l);
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0usize);
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let line = head.lines().next().unwrap_or_default().to_owned();
+        let reply = routes
+            .iter()
+            .find(|(marker, _)| line.contains(marker))
+            .map(|(_, r)| *r)
+            .unwrap_or(Reply::Status(404));
+        let mut conn = conn;
+        if let Reply::Status(status) = reply {
+            let body = match status {
+                200 => r#"{"items":[]}"#.to_owned(),
+                204 => String::new(),
+                _ => format!(r#"{{"error":"e{status}","message":"fake {status}"}}"#),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        line
+    }
+
+    /// Counts installs instead of installing.
+    #[derive(Clone, Default)]
+    struct CountingPm(Arc<AtomicUsize>);
+
+    impl PackageManager for CountingPm {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn collect_inventory(&self) -> Inventory {
+            Inventory::default()
+        }
+        fn install(&self, targets: &[PackageTarget], _: Duration, _: InstallOptions) -> JobResult {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut r = crate::jobs::error_result(String::new());
+            r.error = None;
+            r.packages = targets
+                .iter()
+                .map(|t| PackageResult {
+                    package: t.name.clone(),
+                    state: patchwarden_core::PackageState::Verified,
+                    class: None,
+                    from_version: Some("1.0".into()),
+                    to_version: t.version.clone(),
+                    installed_version: t.version.clone(),
+                    evidence: vec![],
+                })
+                .collect();
+            r
+        }
+    }
+
+    fn agent(server: &FakeServer) -> (Agent, CountingPm, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = StateDir::open(tmp.path()).expect("state dir");
+        dir.save(&State {
+            server_url: server.url.clone(),
+            device_id: "dev_1".into(),
+            device_secret: "secret".into(),
+            tenant: "acme".into(),
+            checkin_interval_secs: 60,
+            last_acked_inventory_hash: None,
+            work_signing_key: None,
+            rebooted_for_jobs: vec![],
+        })
+        .expect("save");
+        let pm = CountingPm::default();
+        let agent = Agent::new(
+            dir,
+            Box::new(pm.clone()),
+            Box::new(AcceptUnsigned),
+            Options {
+                report_only: false,
+                checkin_interval: None,
+            },
+        )
+        .expect("agent");
+        (agent, pm, tmp)
+    }
+
+    fn install_item(job_id: &str) -> WorkEnvelope {
+        WorkEnvelope {
+            job_id: job_id.into(),
+            payload: r#"{"type":"install","deployment_id":"d1","packages":[{"name":"pw-ok","version":"2.0"}],"timeout_secs":600}"#.into(),
+            signature: None,
+            key_id: None,
+        }
+    }
+
+    #[test]
+    fn work_is_run_only_once_the_server_confirmed_its_start() {
+        // (how the server answers the start, what the agent makes of the item)
+        let cases = [
+            (Reply::Status(204), Handled::Ran),
+            (Reply::Status(409), Handled::Withdrawn),
+            (Reply::Status(500), Handled::Declined),
+            (Reply::Status(503), Handled::Declined),
+            (Reply::Status(404), Handled::Declined),
+            (Reply::Status(400), Handled::Declined),
+            (Reply::Disconnect, Handled::Declined),
+        ];
+        for (start, want) in cases {
+            let server =
+                FakeServer::start(vec![("/start ", start), ("/result ", Reply::Status(204))]);
+            let (agent, pm, tmp) = agent(&server);
+            let got = agent.handle(&install_item("job_abc")).expect("handled");
+            assert_eq!(got, want);
+            let ran = want == Handled::Ran;
+            assert_eq!(
+                pm.0.load(Ordering::SeqCst),
+                usize::from(ran),
+                "installs ({want:?})"
+            );
+            let posted = server.seen().iter().any(|l| l.contains("/result "));
+            assert_eq!(
+                posted,
+                ran,
+                "a result only for work that ran: {:?}",
+                server.seen()
+            );
+            let done = tmp.path().join("done/job_abc.json").is_file();
+            assert_eq!(done, ran);
+        }
+    }
+
+    #[test]
+    fn a_start_refused_for_the_credential_stops_the_agent() {
+        let server = FakeServer::start(vec![("/start ", Reply::Status(401))]);
+        let (agent, pm, _tmp) = agent(&server);
+        let got = agent.handle(&install_item("job_abc"));
+        assert!(
+            matches!(
+                got,
+                Err(AgentError::Client(ClientError::Unauthorized { .. }))
+            ),
+            "{got:?}"
+        );
+        assert_eq!(pm.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_retry_runs_under_its_own_work_id() {
+        let server = FakeServer::start(vec![
+            ("/start ", Reply::Status(204)),
+            ("/result ", Reply::Status(204)),
+        ]);
+        let (agent, pm, _tmp) = agent(&server);
+        assert_eq!(
+            agent.handle(&install_item("job_abc")).expect("first"),
+            Handled::Ran
+        );
+        // Offered again under the same id: its stored result is re-sent, nothing re-runs.
+        assert_eq!(
+            agent.handle(&install_item("job_abc")).expect("again"),
+            Handled::Resent
+        );
+        assert_eq!(
+            agent.handle(&install_item("job_abc~2")).expect("retry"),
+            Handled::Ran
+        );
+        assert_eq!(
+            agent.handle(&install_item("job_abc~3")).expect("retry"),
+            Handled::Ran
+        );
+        assert_eq!(pm.0.load(Ordering::SeqCst), 3);
+        let starts: Vec<String> = server
+            .seen()
+            .into_iter()
+            .filter(|l| l.contains("/start "))
+            .collect();
+        assert_eq!(starts.len(), 3, "{starts:?}");
+        assert!(
+            starts[1].contains("/agent/jobs/job_abc~2/start"),
+            "{starts:?}"
+        );
+    }
+
+    #[test]
+    fn an_item_with_an_unusable_id_is_declined_without_a_call() {
+        let server = FakeServer::start(vec![("/start ", Reply::Status(204))]);
+        let (agent, pm, tmp) = agent(&server);
+        for bad in [
+            "",
+            "j1",
+            "job_../../etc/passwd",
+            "job_a/b",
+            "job_abc~1",
+            "job_abc~x",
+            &format!("job_{}", "a".repeat(200)),
+        ] {
+            assert_eq!(
+                agent.handle(&install_item(bad)).expect("handled"),
+                Handled::Declined,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(pm.0.load(Ordering::SeqCst), 0);
+        assert!(server.seen().is_empty(), "{:?}", server.seen());
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("outbox"))
+                .expect("outbox")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_round_that_runs_nothing_pauses_before_the_next_poll() {
+        use Handled::*;
+        let mut b = Backoff::default();
+        // Nothing offered: the long poll itself waited; something ran: ask again at once.
+        assert_eq!(pause_after_round(&[], &mut b), None);
+        assert_eq!(pause_after_round(&[Ran], &mut b), None);
+        assert_eq!(pause_after_round(&[Declined, Ran], &mut b), None);
+        // Offers the agent cannot take, the same again and again: a growing pause, bounded.
+        let pauses: Vec<Duration> = (0..10)
+            .map(|_| pause_after_round(&[Declined], &mut b).expect("a pause"))
+            .collect();
+        assert!(pauses[0] >= Duration::from_millis(900), "{pauses:?}");
+        assert!(pauses[3] >= Duration::from_millis(7200), "{pauses:?}");
+        assert!(
+            pauses.iter().all(|d| *d <= Duration::from_secs(66)),
+            "{pauses:?}"
+        );
+        for round in [&[Withdrawn][..], &[Resent], &[Declined, Withdrawn]] {
+            assert!(pause_after_round(round, &mut b).is_some(), "{round:?}");
+        }
+        // Progress resets it.
+        assert_eq!(pause_after_round(&[Ran], &mut b), None);
+        let p = pause_after_round(&[Declined], &mut b).expect("a pause");
+        assert!(
+            p >= Duration::from_millis(900) && p <= Duration::from_millis(1100),
+            "{p:?}"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_bounded() {

@@ -3,7 +3,8 @@
 //! runtime, no database, no server code.
 //!
 //! Map: [`cli`] arguments, [`enroll`], [`daemon`] (loops, check-in, outbox delivery), [`jobs`]
-//! (work item to result), [`pkg`] (package managers, apt first), [`inventory`] (host facts,
+//! (work item to result), [`pkg`] (package managers: apt and dnf backends, their install and
+//! pre-flight steps, and what they share in `pkg::common`), [`inventory`] (host facts,
 //! hash), [`exec`] (commands under a time budget), [`client`] (HTTP), [`state`] (files).
 
 pub mod cli;

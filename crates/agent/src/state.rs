@@ -1,8 +1,10 @@
 //! The agent's durable state: its identity (`state.json`) and the results it still owes the
 //! server (`outbox/`), plus markers of jobs it already finished (`done/`). Every file is
-//! written atomically (temporary file, fsync, rename) and readable by root only.
+//! written atomically (temporary file, fsync, rename) and readable by root only. Outbox and
+//! done files are named by [`WorkId`], whose alphabet makes them safe file names.
 
 use patchwarden_wire::agent::JobResult;
+use patchwarden_wire::WorkId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -27,8 +29,6 @@ pub enum StateError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("job id {0:?} is not a safe file name (expected letters, digits, '-' and '_')")]
-    BadJobId(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -111,13 +111,13 @@ impl StateDir {
     }
 
     /// Persists a result before it is uploaded.
-    pub fn outbox_put(&self, job_id: &str, result: &JobResult) -> Result<(), StateError> {
-        write_json(&self.outbox_path(job_id)?, result)
+    pub fn outbox_put(&self, work_id: &WorkId, result: &JobResult) -> Result<(), StateError> {
+        write_json(&self.outbox_path(work_id), result)
     }
 
-    /// Results still to upload, oldest job id first (ids sort by name; order does not matter
-    /// for correctness).
-    pub fn outbox_pending(&self) -> Result<Vec<(String, JobResult)>, StateError> {
+    /// Results still to upload, oldest work id first (ids sort by name; order does not matter
+    /// for correctness). A file whose name is not a work id is left alone (and logged).
+    pub fn outbox_pending(&self) -> Result<Vec<(WorkId, JobResult)>, StateError> {
         let dir = self.root.join("outbox");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
@@ -129,8 +129,15 @@ impl StateDir {
             else {
                 continue; // temporary files of an interrupted write
             };
+            let id = match WorkId::parse(id) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "not a result file; left in the outbox");
+                    continue;
+                }
+            };
             if let Some(result) = read_json(&path)? {
-                out.push((id.to_owned(), result));
+                out.push((id, result));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -138,9 +145,9 @@ impl StateDir {
     }
 
     /// The server acknowledged the result: keep it as a `done/` marker, drop it from the outbox.
-    pub fn outbox_acked(&self, job_id: &str) -> Result<(), StateError> {
-        let from = self.outbox_path(job_id)?;
-        let to = self.done_path(job_id)?;
+    pub fn outbox_acked(&self, work_id: &WorkId) -> Result<(), StateError> {
+        let from = self.outbox_path(work_id);
+        let to = self.done_path(work_id);
         fs::rename(&from, &to)
             .or_else(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
@@ -156,11 +163,11 @@ impl StateDir {
 
     /// The result of a job this agent already ran (whether or not the server has it yet), so
     /// a job offered again after a crash or a lost acknowledgement is re-sent, never re-run.
-    pub fn known_result(&self, job_id: &str) -> Result<Option<JobResult>, StateError> {
-        if let Some(r) = read_json(&self.outbox_path(job_id)?)? {
+    pub fn known_result(&self, work_id: &WorkId) -> Result<Option<JobResult>, StateError> {
+        if let Some(r) = read_json(&self.outbox_path(work_id))? {
             return Ok(Some(r));
         }
-        read_json(&self.done_path(job_id)?)
+        read_json(&self.done_path(work_id))
     }
 
     /// Removes `done/` markers older than the retention period.
@@ -183,32 +190,12 @@ impl StateDir {
         }
     }
 
-    fn outbox_path(&self, job_id: &str) -> Result<PathBuf, StateError> {
-        Ok(self
-            .root
-            .join("outbox")
-            .join(format!("{}.json", checked_job_id(job_id)?)))
+    fn outbox_path(&self, work_id: &WorkId) -> PathBuf {
+        self.root.join("outbox").join(format!("{work_id}.json"))
     }
 
-    fn done_path(&self, job_id: &str) -> Result<PathBuf, StateError> {
-        Ok(self
-            .root
-            .join("done")
-            .join(format!("{}.json", checked_job_id(job_id)?)))
-    }
-}
-
-/// Job ids become file names and URL path segments: only a conservative alphabet is allowed.
-pub fn checked_job_id(job_id: &str) -> Result<&str, StateError> {
-    let ok = !job_id.is_empty()
-        && job_id.len() <= 128
-        && job_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(job_id)
-    } else {
-        Err(StateError::BadJobId(job_id.to_owned()))
+    fn done_path(&self, work_id: &WorkId) -> PathBuf {
+        self.root.join("done").join(format!("{work_id}.json"))
     }
 }
 
@@ -329,48 +316,65 @@ mod tests {
         assert!(matches!(dir.load(), Err(StateError::Corrupt { .. })));
     }
 
+    fn id(s: &str) -> WorkId {
+        WorkId::parse(s).expect("work id")
+    }
+
+    fn pending_ids(dir: &StateDir) -> Vec<String> {
+        dir.outbox_pending()
+            .expect("pending")
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     #[test]
     fn outbox_then_ack_then_known() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = StateDir::open(tmp.path()).expect("open");
-        assert_eq!(dir.known_result("job-1").expect("known"), None);
-        dir.outbox_put("job-1", &result()).expect("put");
-        dir.outbox_put("job-2", &result()).expect("put");
-        assert_eq!(mode(&tmp.path().join("outbox/job-1.json")), 0o600);
-        let pending: Vec<_> = dir
-            .outbox_pending()
-            .expect("pending")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(pending, ["job-1", "job-2"]);
-        assert_eq!(dir.known_result("job-1").expect("known"), Some(result()));
-        dir.outbox_acked("job-1").expect("ack");
-        dir.outbox_acked("job-1").expect("a second ack is harmless");
-        let pending: Vec<_> = dir
-            .outbox_pending()
-            .expect("pending")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(pending, ["job-2"]);
+        assert_eq!(dir.known_result(&id("job_1")).expect("known"), None);
+        dir.outbox_put(&id("job_1"), &result()).expect("put");
+        dir.outbox_put(&id("job_2"), &result()).expect("put");
+        assert_eq!(mode(&tmp.path().join("outbox/job_1.json")), 0o600);
+        assert_eq!(pending_ids(&dir), ["job_1", "job_2"]);
+        assert_eq!(
+            dir.known_result(&id("job_1")).expect("known"),
+            Some(result())
+        );
+        dir.outbox_acked(&id("job_1")).expect("ack");
+        dir.outbox_acked(&id("job_1"))
+            .expect("a second ack is harmless");
+        assert_eq!(pending_ids(&dir), ["job_2"]);
         // Still known after the ack: a re-offered job is answered from `done/`, not re-run.
-        assert_eq!(dir.known_result("job-1").expect("known"), Some(result()));
+        assert_eq!(
+            dir.known_result(&id("job_1")).expect("known"),
+            Some(result())
+        );
         // A reopened directory sees the same thing (what survives a restart).
         let again = StateDir::open(tmp.path()).expect("reopen");
         assert_eq!(again.outbox_pending().expect("pending").len(), 1);
     }
 
     #[test]
-    fn unsafe_job_ids_are_refused() {
+    fn every_attempt_of_a_job_has_its_own_result() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = StateDir::open(tmp.path()).expect("open");
-        for bad in ["", "../etc/passwd", "a/b", "x y", &"a".repeat(200)] {
-            assert!(
-                matches!(dir.outbox_put(bad, &result()), Err(StateError::BadJobId(_))),
-                "{bad:?}"
-            );
-        }
-        assert!(checked_job_id("0193a8e2-7f1c-7b3e-9b1a-5d2c_x").is_ok());
+        dir.outbox_put(&id("job_1"), &result()).expect("put");
+        dir.outbox_acked(&id("job_1")).expect("ack");
+        // The retry is not answered with the first attempt's result: it must run.
+        assert_eq!(dir.known_result(&id("job_1~2")).expect("known"), None);
+        dir.outbox_put(&id("job_1~2"), &result()).expect("put");
+        dir.outbox_put(&id("pf_job_1"), &result()).expect("put");
+        assert_eq!(pending_ids(&dir), ["job_1~2", "pf_job_1"]);
+        assert!(tmp.path().join("outbox/job_1~2.json").is_file());
+    }
+
+    #[test]
+    fn files_that_are_not_work_ids_stay_out_of_the_upload() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = StateDir::open(tmp.path()).expect("open");
+        dir.outbox_put(&id("job_1"), &result()).expect("put");
+        fs::write(tmp.path().join("outbox/not an id.json"), b"{}").expect("write");
+        assert_eq!(pending_ids(&dir), ["job_1"]);
     }
 }

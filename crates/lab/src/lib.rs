@@ -88,7 +88,8 @@ fn probe() -> Option<String> {
     None
 }
 
-/// Skip the current test, printing why, when the lab cannot run here.
+/// Skip the current test, printing why, when the lab cannot run here; under CI (`CI=true`)
+/// fail it instead, so that a green CI run means every lab test ran.
 ///
 /// `require_lab!()` in a test returning `()`, `require_lab!(Ok(()))` in one returning a
 /// `Result`. The reason is written straight to stderr, past libtest's output capture, so a
@@ -107,9 +108,18 @@ macro_rules! require_lab {
 }
 
 /// Print `SKIP: lab unavailable: REASON` to the real stderr (not captured by libtest).
+/// Under CI (`CI=true`) a lab test may not skip: this panics, failing the test.
 pub fn print_skip(reason: &str) {
     use std::io::Write;
+    if in_ci() {
+        panic!("lab unavailable under CI=true (a CI run must run every lab test): {reason}");
+    }
     let _ = writeln!(std::io::stderr(), "SKIP: lab unavailable: {reason}");
+}
+
+/// Whether this runs under CI (`CI=true`, as `.ci/run` sets it).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// Path of a binary built from this workspace (e.g. `patchwarden-agent`).

@@ -3,6 +3,11 @@
 //! connection before the response reaches the client. That is a lost acknowledgement: the
 //! server did the work, the client cannot know, and must retry.
 //!
+//! It can also fail requests outright ([`DroppingProxy::fail`]): while a [`Fault`] is set,
+//! every request whose request line contains its marker is answered by the proxy itself (an
+//! HTTP error status, or a connection closed without a response) and never reaches the server, until
+//! [`DroppingProxy::heal`].
+//!
 //! Framing is by Content-Length only, which is what the Patchwarden server and agent use.
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +16,15 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How [`DroppingProxy::fail`] answers a request instead of forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// An HTTP error status (e.g. 500) with a JSON error body, as a failing server sends.
+    Status(u16),
+    /// The connection closed without any response, as when the server crashes mid-request.
+    Disconnect,
+}
 
 pub struct DroppingProxy {
     port: u16,
@@ -23,7 +37,10 @@ struct ProxyState {
     upstream: String,
     marker: String,
     drops_left: AtomicUsize,
-    /// Request lines seen, in order, with whether the response was dropped.
+    /// Requests the proxy answers itself: (marker, fault).
+    fault: Mutex<Option<(String, Fault)>>,
+    /// Request lines seen, in order, with whether the client did not get the upstream's
+    /// response (dropped, or failed by the proxy).
     log: Mutex<Vec<(String, bool)>>,
 }
 
@@ -42,6 +59,7 @@ impl DroppingProxy {
                 .to_owned(),
             marker: marker.to_owned(),
             drops_left: AtomicUsize::new(drops),
+            fault: Mutex::new(None),
             log: Mutex::new(Vec::new()),
         });
         let (stop2, state2) = (stop.clone(), state.clone());
@@ -70,9 +88,32 @@ impl DroppingProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// (request line, response dropped) for every request seen so far.
+    /// (request line, response dropped or failed) for every request seen so far.
     pub fn requests(&self) -> Vec<(String, bool)> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// How many requests seen so far have a request line containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(line, _)| line.contains(needle))
+            .count()
+    }
+
+    /// From now on, answers every request whose request line contains `marker` with `fault`
+    /// instead of forwarding it: the server never sees those requests.
+    pub fn fail(&self, marker: &str, fault: Fault) {
+        if let Ok(mut f) = self.state.fault.lock() {
+            *f = Some((marker.to_owned(), fault));
+        }
+    }
+
+    /// Forwards every request again (the drops asked for at start still apply).
+    pub fn heal(&self) {
+        if let Ok(mut f) = self.state.fault.lock() {
+            *f = None;
+        }
     }
 }
 
@@ -115,6 +156,23 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Result<Option<(String, Vec
     Ok(Some((head, body)))
 }
 
+/// Answers the client in the proxy's own name, then closes the connection.
+fn answer_with_fault(client: &mut TcpStream, fault: Fault) {
+    if let Fault::Status(status) = fault {
+        let body = format!(
+            r#"{{"error":"injected_fault","message":"the lab proxy failed this request with HTTP {status}"}}"#
+        );
+        let head = format!(
+            "HTTP/1.1 {status} Injected Fault\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = client.write_all(head.as_bytes());
+        let _ = client.write_all(body.as_bytes());
+        let _ = client.flush();
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
 fn serve_connection(client: TcpStream, state: &ProxyState) -> Result<()> {
     client.set_nonblocking(false)?;
     let mut client_reader = BufReader::new(client.try_clone()?);
@@ -124,6 +182,20 @@ fn serve_connection(client: TcpStream, state: &ProxyState) -> Result<()> {
     let mut upstream_writer = upstream;
     while let Some((head, body)) = read_message(&mut client_reader)? {
         let request_line = head.lines().next().unwrap_or_default().to_owned();
+        let fault = state
+            .fault
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .filter(|(marker, _)| request_line.contains(marker.as_str()))
+            .map(|(_, fault)| fault);
+        if let Some(fault) = fault {
+            if let Ok(mut log) = state.log.lock() {
+                log.push((request_line, true));
+            }
+            answer_with_fault(&mut client_writer, fault);
+            return Ok(());
+        }
         upstream_writer.write_all(head.as_bytes())?;
         upstream_writer.write_all(&body)?;
         let Some((resp_head, resp_body)) = read_message(&mut upstream_reader)? else {

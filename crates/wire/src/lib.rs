@@ -8,6 +8,9 @@ pub mod access;
 pub mod agent;
 pub mod api;
 pub mod report;
+pub mod work_id;
+
+pub use work_id::WorkId;
 
 pub use patchwarden_core::{FailureClass, PackageState};
 

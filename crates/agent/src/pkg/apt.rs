@@ -1,39 +1,42 @@
 //! apt/dpkg driven through their command-line tools (never libapt): `dpkg-query`, `apt-get`,
 //! `apt-cache`, `apt-mark`. Parsing and decisions live in `patchwarden_core`.
+//!
+//! Here: the backend, its queries, the inventory and the steps an install and a pre-flight
+//! check share (read the package database, settle targets that need nothing, refuse an
+//! interrupted dpkg, refresh the lists). The install's steps are in [`install`], the
+//! pre-flight check's in [`preflight`]; what apt shares with dnf is in `pkg::common`.
 
+use super::common::{
+    fcntl_lock_holder, last_lines, refresh_failure, refuse_interrupted, run_logged, BackendError,
+    JobRun, RunLog,
+};
 use super::{InstallOptions, PackageManager};
 use crate::exec::{CommandOutput, Runner};
-use crate::inventory::{canonicalize, collect_host_facts, reboot_required_packages, HostPaths};
-use crate::timefmt::now_rfc3339;
+use crate::inventory::{canonicalize, collect_host_facts, HostPaths};
 use patchwarden_core::apt::{
-    is_broken_status, is_present_status, parse_apt_cache_policy, parse_apt_simulation,
-    parse_dpkg_query, parse_showhold, DpkgEntry, DPKG_QUERY_FORMAT,
+    is_broken_status, is_clean_status, is_present_status, parse_apt_cache_policy,
+    parse_apt_simulation, parse_dpkg_query, parse_showhold, DpkgEntry, DPKG_QUERY_FORMAT,
 };
 use patchwarden_core::classify::{classify_apt, primary};
-use patchwarden_core::outcome::{decide_with_findings, PkgDb, RunEvidence, MAX_EVIDENCE_LINES};
+use patchwarden_core::outcome::{PkgDb, MAX_EVIDENCE_LINES};
 use patchwarden_core::version::compare_deb;
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_wire::agent::{
-    InstalledPackage, Inventory, JobResult, PackageManagerHealth, PackageResult, PackageTarget,
-    UpgradablePackage,
+    InstalledPackage, Inventory, JobResult, PackageManagerHealth, PackageTarget, UpgradablePackage,
 };
-use patchwarden_wire::{bound_output, MAX_OUTPUT_BYTES};
-use rustix::process::{fcntl_getlk, Flock, FlockType};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::warn;
 
+mod install;
 mod preflight;
 
 /// Budget of each inventory command.
 const INVENTORY_COMMAND_BUDGET: Duration = Duration::from_secs(120);
-/// Budget of the commands that inspect dpkg after an install, even when the job's budget ran out.
-const INSPECT_BUDGET: Duration = Duration::from_secs(60);
 
 const DPKG_OPTIONS: [&str; 4] = [
     "-o",
@@ -60,8 +63,6 @@ const LOCK_FILES: [&str; 4] = [
     "/var/lib/apt/lists/lock",
     "/var/cache/apt/archives/lock",
 ];
-/// How often a held lock is probed again.
-const LOCK_POLL: Duration = Duration::from_millis(250);
 /// dpkg's journal: files named by digits only, merged into `status` when dpkg exits cleanly.
 const DPKG_JOURNAL: &str = "/var/lib/dpkg/updates";
 
@@ -79,6 +80,13 @@ const SIMULATION_INPUTS: [&str; 7] = [
 
 type FileStamp = (PathBuf, Option<SystemTime>, u64);
 
+/// The targets a run must still act on, once those that need nothing are settled.
+struct Todo<'t> {
+    remaining: Vec<&'t PackageTarget>,
+    /// Held targets the deployment overrides (`respect_holds: false`).
+    overridden: Vec<&'t str>,
+}
+
 impl<R: Runner> Apt<R> {
     pub fn new(runner: R, paths: HostPaths) -> Self {
         Apt {
@@ -95,63 +103,29 @@ impl<R: Runner> Apt<R> {
         self
     }
 
-    /// The first held package-manager lock, described (`None`: all free). Uses `F_GETLK`,
-    /// which tests without taking the lock, so a probe never makes an administrator's apt fail.
+    /// The first held package-manager lock, described (`None`: all free). Never takes a
+    /// lock, so a probe never makes an administrator's apt fail.
     fn held_lock(&self) -> Option<String> {
-        LOCK_FILES.iter().find_map(|path| {
-            let file = fs::File::open(self.paths.at(path)).ok()?;
-            let probe = Flock::from(FlockType::WriteLock);
-            let holder = fcntl_getlk(&file, &probe).ok()??;
-            if holder.typ == FlockType::Unlocked {
-                return None;
-            }
-            // The pid is 0 (None) when the holder is in another PID namespace.
-            Some(match holder.pid {
-                Some(pid) => {
-                    let comm = fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero()))
-                        .map(|c| c.trim().to_owned())
-                        .unwrap_or_else(|_| "?".into());
-                    format!(
-                        "{path} is locked by process {} ({comm})",
-                        pid.as_raw_nonzero()
-                    )
-                }
-                None => format!("{path} is locked by another process"),
-            })
-        })
+        LOCK_FILES
+            .iter()
+            .find_map(|path| fcntl_lock_holder(&self.paths.at(path), path, true))
     }
 
-    /// Waits until no package-manager lock is held, for at most the lock wait (and never past
-    /// `deadline`). `Err` carries the evidence when a lock is still held.
-    fn wait_for_locks(&self, deadline: Instant, log: &mut RunLog) -> Result<(), Vec<String>> {
-        let start = Instant::now();
-        let until = (start + self.lock_wait).min(deadline);
-        let mut first: Option<String> = None;
-        loop {
-            let Some(held) = self.held_lock() else {
-                if let Some(first) = first {
-                    let waited = start.elapsed().as_secs_f32();
-                    log.note(&format!("{first}; it was released after {waited:.1} s"));
-                    info!(waited_secs = waited, "package-manager lock released");
-                }
-                return Ok(());
-            };
-            if first.is_none() {
-                info!(lock = %held, wait_secs = self.lock_wait.as_secs(), "waiting for the package-manager lock");
-                first = Some(held.clone());
-            }
-            if Instant::now() >= until {
-                let waited = start.elapsed().as_secs();
-                let line = format!(
-                    "{held}: still held after waiting {waited} s (lock wait {} s); nothing was installed",
-                    self.lock_wait.as_secs()
-                );
-                log.note(&line);
-                warn!(class = "lock_held", lock = %held, waited_secs = waited, "giving up on the package-manager lock");
-                return Err(vec![line]);
-            }
-            std::thread::sleep(LOCK_POLL);
-        }
+    /// Waits (bounded by `wait` and the job's deadline) until no apt or dpkg lock is held;
+    /// a lock still held stops the run with `consequence` as its last words.
+    fn wait_for_locks(
+        &self,
+        job: &mut JobRun,
+        wait: Duration,
+        consequence: &str,
+    ) -> Result<(), BackendError> {
+        super::common::wait_for_locks(
+            || self.held_lock(),
+            wait,
+            job.deadline,
+            &mut job.log,
+            consequence,
+        )
     }
 
     /// Evidence that dpkg was interrupted: journal entries left in /var/lib/dpkg/updates (apt
@@ -224,17 +198,7 @@ impl<R: Runner> Apt<R> {
     }
 
     fn run(&self, argv: &[&str], deadline: Instant, log: &mut RunLog) -> CommandOutput {
-        let out = match self.runner.run(argv, Some(deadline)) {
-            Ok(out) => out,
-            Err(e) => CommandOutput {
-                command: argv.join(" "),
-                exit_code: None,
-                stderr: format!("could not start {}: {e}", argv[0]),
-                ..Default::default()
-            },
-        };
-        log.record(&out);
-        out
+        run_logged(&self.runner, argv, deadline, log)
     }
 
     /// dpkg's view of `names` (all packages when empty). dpkg-query exits 1 when some name is
@@ -244,21 +208,27 @@ impl<R: Runner> Apt<R> {
         names: &[&str],
         deadline: Instant,
         log: &mut RunLog,
-    ) -> Result<Vec<DpkgEntry>, String> {
+    ) -> Result<Vec<DpkgEntry>, BackendError> {
         let format = format!("-f={DPKG_QUERY_FORMAT}");
         let mut argv = vec!["dpkg-query", "-W", format.as_str()];
         argv.extend(names.iter().copied());
         let out = self.run(&argv, deadline, log);
         if out.exit_code.is_none() {
-            return Err(format!("dpkg-query failed: {}", out.stderr.trim()));
+            return Err(BackendError::CommandKilled {
+                command: "dpkg-query",
+                detail: out.stderr.trim().to_owned(),
+            });
         }
-        parse_dpkg_query(&out.stdout).map_err(|e| format!("dpkg-query output: {e}"))
+        parse_dpkg_query(&out.stdout).map_err(|source| BackendError::Unparsable {
+            command: "dpkg-query",
+            source,
+        })
     }
 
     /// Makes sure `names` are still held after an install that overrode their holds; says
     /// what it found, for the evidence.
     fn keep_holds(&self, names: &[&str], log: &mut RunLog) -> String {
-        let deadline = Instant::now() + INSPECT_BUDGET;
+        let deadline = Instant::now() + super::common::INSPECT_BUDGET;
         let held = match self.held(deadline, log) {
             Ok(h) => h,
             Err(e) => return format!("could not check the hold afterwards: {e}"),
@@ -286,42 +256,126 @@ impl<R: Runner> Apt<R> {
         }
     }
 
-    fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, String> {
+    fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, BackendError> {
         let out = self.run(&["apt-mark", "showhold"], deadline, log);
         if !out.success() {
-            return Err(format!(
-                "apt-mark showhold exited {:?}: {}",
-                out.exit_code,
-                out.stderr.trim()
-            ));
+            return Err(BackendError::CommandFailed {
+                command: "apt-mark showhold".into(),
+                exit_code: out.exit_code,
+                detail: out.stderr.trim().to_owned(),
+            });
         }
         Ok(parse_showhold(&out.stdout))
     }
 }
 
-/// Accumulates what the commands of one job did.
-#[derive(Default)]
-struct RunLog {
-    commands: Vec<String>,
-    output: String,
-}
-
-impl RunLog {
-    /// A line of the agent's own, in the job output.
-    fn note(&mut self, line: &str) {
-        self.output.push_str(&format!("[agent] {line}\n"));
+/// The steps an install and a pre-flight check share.
+impl<R: Runner> Apt<R> {
+    /// Every package dpkg knows (the health check needs them all); each target's installed
+    /// version is recorded in the job.
+    fn read_package_db(&self, job: &mut JobRun) -> Result<Vec<DpkgEntry>, BackendError> {
+        let before = self.dpkg_query(&[], job.deadline, &mut job.log)?;
+        job.record_installed(|name| db_of(&before, name).version);
+        Ok(before)
     }
 
-    fn record(&mut self, out: &CommandOutput) {
-        self.commands.push(out.command.clone());
-        self.output.push_str(&format!("$ {}\n", out.command));
-        self.output.push_str(&out.stdout);
-        self.output.push_str(&out.stderr);
-        match (out.timed_out, out.exit_code) {
-            (true, _) => self.output.push_str("[killed: time budget exhausted]\n"),
-            (false, Some(c)) => self.output.push_str(&format!("[exit {c}]\n")),
-            (false, None) => self.output.push_str("[killed by a signal]\n"),
+    /// Settles the targets that need no install: not installed (`not_applicable`), held
+    /// (`skipped`/`held_back`, `held_note` says so; unless the deployment overrides holds),
+    /// already at the target version (`not_applicable`). Returns the others.
+    fn settle_untouched_targets<'t>(
+        &self,
+        job: &mut JobRun<'t>,
+        before: &[DpkgEntry],
+        options: InstallOptions,
+        held_note: &str,
+    ) -> Todo<'t> {
+        let held = self.held(job.deadline, &mut job.log).unwrap_or_else(|e| {
+            warn!(error = %e, "could not list held packages");
+            Vec::new()
+        });
+        let mut todo = Todo {
+            remaining: Vec::new(),
+            overridden: Vec::new(),
+        };
+        for t in job.targets() {
+            let db = db_of(before, &t.name);
+            let Some(installed) = db.version.clone() else {
+                job.settle(
+                    t,
+                    PackageState::NotApplicable,
+                    None,
+                    t.version.clone(),
+                    vec!["not installed".into()],
+                );
+                continue;
+            };
+            if held.contains(&t.name) {
+                if options.respect_holds {
+                    job.settle(
+                        t,
+                        PackageState::Skipped,
+                        Some(FailureClass::HeldBack),
+                        t.version.clone(),
+                        vec![held_note.to_owned()],
+                    );
+                    continue;
+                }
+                todo.overridden.push(t.name.as_str());
+            }
+            if let Some(v) = &t.version {
+                let reached = matches!(
+                    compare_deb(&installed, v),
+                    Some(Ordering::Equal | Ordering::Greater)
+                );
+                if reached && db.status.as_deref().is_some_and(is_clean_status) {
+                    job.settle(
+                        t,
+                        PackageState::NotApplicable,
+                        None,
+                        t.version.clone(),
+                        vec![format!("already at {installed} (target {v})")],
+                    );
+                    continue;
+                }
+            }
+            todo.remaining.push(t);
         }
+        todo
+    }
+
+    /// Refuses to build on a database an earlier run left half-done (`interrupted_state`).
+    fn refuse_interrupted_state(
+        &self,
+        job: &mut JobRun,
+        before: &[DpkgEntry],
+    ) -> Result<(), BackendError> {
+        refuse_interrupted(self.interrupted_evidence(before), &mut job.log)
+    }
+
+    /// Fresh package lists (`extra`: options of the pre-flight's scratch lists). A repository
+    /// error fails the update instead of being a warning; `failed` heads its evidence.
+    fn refresh_lists(
+        &self,
+        job: &mut JobRun,
+        extra: &[String],
+        failed: &str,
+    ) -> Result<(), BackendError> {
+        let mut argv = vec!["apt-get", "update", "-o", "APT::Update::Error-Mode=any"];
+        argv.extend(extra.iter().map(String::as_str));
+        let update = self.run(&argv, job.deadline, &mut job.log);
+        if update.success() {
+            return Ok(());
+        }
+        let findings = classify_apt(&update.stdout, &update.stderr, update.exit_code);
+        let (class, found) =
+            refresh_failure(&update, "apt-get update", primary(&findings).cloned());
+        let mut evidence = vec![failed.to_owned()];
+        evidence.extend(found);
+        Err(BackendError::Repository {
+            class,
+            evidence,
+            exit_code: None,
+        })
     }
 }
 
@@ -356,24 +410,51 @@ fn db_of(entries: &[DpkgEntry], name: &str) -> PkgDb {
     }
 }
 
-fn result(
-    package: &str,
-    state: PackageState,
-    class: Option<FailureClass>,
-    from: &PkgDb,
-    to: Option<String>,
-    evidence: Vec<String>,
-) -> PackageResult {
-    let mut evidence = evidence;
-    evidence.truncate(MAX_EVIDENCE_LINES);
-    PackageResult {
-        package: package.to_owned(),
-        state,
-        class,
-        from_version: from.version.clone(),
-        to_version: to,
-        installed_version: from.version.clone(),
-        evidence,
+/// Inventory steps.
+impl<R: Runner> Apt<R> {
+    /// The held packages, and their upgrades (from `apt-cache policy`) flagged `held`, so
+    /// that a deployment can plan them (and skip them, or override the hold).
+    fn add_holds(
+        &self,
+        inv: &mut Inventory,
+        entries: &[DpkgEntry],
+        deadline: Instant,
+        log: &mut RunLog,
+    ) {
+        match self.held(deadline, log) {
+            Ok(held) => {
+                if !held.is_empty() {
+                    let mut argv = vec!["apt-cache", "policy"];
+                    argv.extend(held.iter().map(String::as_str));
+                    let policy = self.run(&argv, deadline, log);
+                    for p in parse_apt_cache_policy(&policy.stdout) {
+                        let (Some(installed), Some(candidate)) = (p.installed, p.candidate) else {
+                            continue;
+                        };
+                        if compare_deb(&candidate, &installed) != Some(Ordering::Greater) {
+                            continue;
+                        }
+                        let arch = entries
+                            .iter()
+                            .find(|e| e.name == p.name)
+                            .map(|e| e.arch.clone())
+                            .unwrap_or_default();
+                        inv.upgradable.push(UpgradablePackage {
+                            name: p.name,
+                            installed_version: installed,
+                            candidate_version: candidate,
+                            arch,
+                            // apt-cache policy does not name origins the way the simulation does.
+                            security: false,
+                            origins: vec![],
+                            held: true,
+                        });
+                    }
+                }
+                inv.held = held;
+            }
+            Err(e) => inv.collection_errors.push(e.to_string()),
+        }
     }
 }
 
@@ -394,7 +475,7 @@ impl<R: Runner> PackageManager for Apt<R> {
         let entries = match self.dpkg_query(&[], deadline, &mut log) {
             Ok(e) => e,
             Err(e) => {
-                inv.collection_errors.push(e);
+                inv.collection_errors.push(e.to_string());
                 Vec::new()
             }
         };
@@ -453,40 +534,7 @@ impl<R: Runner> PackageManager for Apt<R> {
             ));
         }
 
-        match self.held(deadline, &mut log) {
-            Ok(held) => {
-                if !held.is_empty() {
-                    let mut argv = vec!["apt-cache", "policy"];
-                    argv.extend(held.iter().map(String::as_str));
-                    let policy = self.run(&argv, deadline, &mut log);
-                    for p in parse_apt_cache_policy(&policy.stdout) {
-                        let (Some(installed), Some(candidate)) = (p.installed, p.candidate) else {
-                            continue;
-                        };
-                        if compare_deb(&candidate, &installed) != Some(Ordering::Greater) {
-                            continue;
-                        }
-                        let arch = entries
-                            .iter()
-                            .find(|e| e.name == p.name)
-                            .map(|e| e.arch.clone())
-                            .unwrap_or_default();
-                        inv.upgradable.push(UpgradablePackage {
-                            name: p.name,
-                            installed_version: installed,
-                            candidate_version: candidate,
-                            arch,
-                            // apt-cache policy does not name origins the way the simulation does.
-                            security: false,
-                            origins: vec![],
-                            held: true,
-                        });
-                    }
-                }
-                inv.held = held;
-            }
-            Err(e) => inv.collection_errors.push(e),
-        }
+        self.add_holds(&mut inv, &entries, deadline, &mut log);
         canonicalize(&mut inv);
         inv
     }
@@ -501,382 +549,8 @@ impl<R: Runner> PackageManager for Apt<R> {
         budget: Duration,
         options: InstallOptions,
     ) -> JobResult {
-        let started_at = now_rfc3339();
-        let start = Instant::now();
-        let deadline = start + budget;
-        let mut log = RunLog::default();
-        let mut results: BTreeMap<String, PackageResult> = BTreeMap::new();
-        let finish = |log: RunLog,
-                      exit_code: Option<i32>,
-                      results: BTreeMap<String, PackageResult>,
-                      error: Option<String>| {
-            // Results in the order the job listed the targets.
-            let mut packages: Vec<PackageResult> = Vec::new();
-            let mut results = results;
-            for t in targets {
-                if let Some(r) = results.remove(&t.name) {
-                    packages.push(r);
-                }
-            }
-            JobResult {
-                started_at: started_at.clone(),
-                finished_at: now_rfc3339(),
-                commands: log.commands,
-                exit_code,
-                duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-                output: bound_output(&log.output, MAX_OUTPUT_BYTES),
-                packages,
-                error,
-                boot_id: None,
-            }
-        };
-        let fail_all = |results: &mut BTreeMap<String, PackageResult>,
-                        names: &[&PackageTarget],
-                        before: &[DpkgEntry],
-                        class: FailureClass,
-                        evidence: &[String]| {
-            for t in names {
-                let db = db_of(before, &t.name);
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        &t.name,
-                        PackageState::Failed,
-                        Some(class),
-                        &db,
-                        t.version.clone(),
-                        evidence.to_vec(),
-                    ),
-                );
-            }
-        };
-
-        // 1. What is installed now (every package: the health check below needs them all),
-        //    and what is held.
-        let before = match self.dpkg_query(&[], deadline, &mut log) {
-            Ok(b) => b,
-            Err(e) => {
-                let all: Vec<&PackageTarget> = targets.iter().collect();
-                fail_all(
-                    &mut results,
-                    &all,
-                    &[],
-                    FailureClass::AgentError,
-                    std::slice::from_ref(&e),
-                );
-                return finish(log, None, results, Some(e));
-            }
-        };
-        let held = self.held(deadline, &mut log).unwrap_or_else(|e| {
-            warn!(error = %e, "could not list held packages");
-            Vec::new()
-        });
-
-        let mut remaining: Vec<&PackageTarget> = Vec::new();
-        // Held targets the deployment overrides (`respect_holds: false`).
-        let mut overridden: Vec<&str> = Vec::new();
-        for t in targets {
-            let db = db_of(&before, &t.name);
-            let Some(installed) = db.version.clone() else {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        &t.name,
-                        PackageState::NotApplicable,
-                        None,
-                        &db,
-                        t.version.clone(),
-                        vec!["not installed".into()],
-                    ),
-                );
-                continue;
-            };
-            if held.contains(&t.name) {
-                if !options.respect_holds {
-                    overridden.push(t.name.as_str());
-                } else {
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            &t.name,
-                            PackageState::Skipped,
-                            Some(FailureClass::HeldBack),
-                            &db,
-                            t.version.clone(),
-                            vec!["held by apt-mark hold".into()],
-                        ),
-                    );
-                    continue;
-                }
-            }
-            if let Some(v) = &t.version {
-                if matches!(
-                    compare_deb(&installed, v),
-                    Some(Ordering::Equal | Ordering::Greater)
-                ) && db
-                    .status
-                    .as_deref()
-                    .is_some_and(patchwarden_core::apt::is_clean_status)
-                {
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            &t.name,
-                            PackageState::NotApplicable,
-                            None,
-                            &db,
-                            t.version.clone(),
-                            vec![format!("already at {installed} (target {v})")],
-                        ),
-                    );
-                    continue;
-                }
-            }
-            remaining.push(t);
-        }
-        if remaining.is_empty() {
-            return finish(log, None, results, None);
-        }
-
-        // 2. Package-manager health, before acting: wait (bounded) for another apt or dpkg to
-        //    finish, then refuse to build on a database an earlier run left half-done. Either
-        //    would otherwise surface as confusing errors of the commands below.
-        if let Err(evidence) = self.wait_for_locks(deadline, &mut log) {
-            fail_all(
-                &mut results,
-                &remaining,
-                &before,
-                FailureClass::LockHeld,
-                &evidence,
-            );
-            return finish(log, None, results, None);
-        }
-        if let Some(evidence) = self.interrupted_evidence(&before) {
-            for line in &evidence {
-                log.note(line);
-            }
-            warn!(
-                class = "interrupted_state",
-                "dpkg was interrupted; nothing installed"
-            );
-            fail_all(
-                &mut results,
-                &remaining,
-                &before,
-                FailureClass::InterruptedState,
-                &evidence,
-            );
-            return finish(log, None, results, None);
-        }
-
-        // 3. Fresh package lists; a repository error fails the update instead of being a warning.
-        let update = self.run(
-            &["apt-get", "update", "-o", "APT::Update::Error-Mode=any"],
-            deadline,
-            &mut log,
-        );
-        if !update.success() {
-            let (class, evidence) = if update.timed_out {
-                (
-                    FailureClass::Timeout,
-                    vec!["apt-get update ran out of the time budget".to_owned()],
-                )
-            } else {
-                let findings = classify_apt(&update.stdout, &update.stderr, update.exit_code);
-                match primary(&findings) {
-                    Some(f) => (f.class, f.evidence.clone()),
-                    None => (
-                        FailureClass::Unknown,
-                        vec![format!("apt-get update exited {:?}", update.exit_code)],
-                    ),
-                }
-            };
-            let mut ev = vec!["apt-get update failed; nothing was installed".to_owned()];
-            ev.extend(evidence);
-            fail_all(&mut results, &remaining, &before, class, &ev);
-            return finish(log, None, results, None);
-        }
-
-        // 4. The version to install: the job's, or the candidate.
-        let without_version: Vec<&str> = remaining
-            .iter()
-            .filter(|t| t.version.is_none())
-            .map(|t| t.name.as_str())
-            .collect();
-        let mut candidates: BTreeMap<String, Option<String>> = BTreeMap::new();
-        if !without_version.is_empty() {
-            let mut argv = vec!["apt-cache", "policy"];
-            argv.extend(without_version.iter().copied());
-            let policy = self.run(&argv, deadline, &mut log);
-            for p in parse_apt_cache_policy(&policy.stdout) {
-                candidates.insert(p.name, p.candidate);
-            }
-        }
-        let mut plan: Vec<(&PackageTarget, String)> = Vec::new();
-        for t in remaining {
-            let db = db_of(&before, &t.name);
-            let intended = match &t.version {
-                Some(v) => v.clone(),
-                None => match candidates.get(&t.name).cloned().flatten() {
-                    Some(c) => c,
-                    None => {
-                        results.insert(
-                            t.name.clone(),
-                            result(
-                                &t.name,
-                                PackageState::Failed,
-                                Some(FailureClass::PackageNotFound),
-                                &db,
-                                None,
-                                vec![format!(
-                                    "apt-cache policy shows no installation candidate for {}",
-                                    t.name
-                                )],
-                            ),
-                        );
-                        continue;
-                    }
-                },
-            };
-            let installed = db.version.clone().unwrap_or_default();
-            let clean = db
-                .status
-                .as_deref()
-                .is_some_and(patchwarden_core::apt::is_clean_status);
-            if t.version.is_none()
-                && clean
-                && matches!(
-                    compare_deb(&installed, &intended),
-                    Some(Ordering::Equal | Ordering::Greater)
-                )
-            {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        &t.name,
-                        PackageState::NotApplicable,
-                        None,
-                        &db,
-                        Some(intended.clone()),
-                        vec![format!(
-                            "already at the newest available version {installed}"
-                        )],
-                    ),
-                );
-                continue;
-            }
-            plan.push((t, intended));
-        }
-        if plan.is_empty() {
-            return finish(log, None, results, None);
-        }
-
-        // 5. One transaction for every remaining target. apt itself waits for the frontend
-        //    lock should another apt have taken it since the check above.
-        let specs: Vec<String> = plan
-            .iter()
-            .map(|(t, v)| format!("{}={v}", t.name))
-            .collect();
-        let lock_timeout = format!(
-            "DPkg::Lock::Timeout={}",
-            self.lock_wait
-                .min(deadline.saturating_duration_since(Instant::now()))
-                .as_secs()
-        );
-        let overridden: Vec<&str> = overridden
-            .into_iter()
-            .filter(|n| plan.iter().any(|(t, _)| t.name == *n))
-            .collect();
-        let mut argv = vec!["apt-get", "install", "-y", "--no-remove", "--only-upgrade"];
-        if !overridden.is_empty() {
-            argv.push("--allow-change-held-packages");
-            log.note(&format!(
-                "holds overridden by the deployment (respect_holds: false): {}",
-                overridden.join(" ")
-            ));
-        }
-        argv.extend(DPKG_OPTIONS);
-        argv.extend(["-o", lock_timeout.as_str()]);
-        argv.extend(specs.iter().map(String::as_str));
-        info!(packages = %specs.join(" "), "installing");
-        let install = self.run(&argv, deadline, &mut log);
-        // An overridden hold stays a hold: set it again should the install have cleared it.
-        let kept_holds = (!overridden.is_empty()).then(|| self.keep_holds(&overridden, &mut log));
-
-        // 6. The package database decides.
-        let inspect = Instant::now() + INSPECT_BUDGET;
-        let plan_names: Vec<&str> = plan.iter().map(|(t, _)| t.name.as_str()).collect();
-        let after = self.dpkg_query(&plan_names, inspect, &mut log);
-        let reboot = reboot_required_packages(&self.paths);
-        let run = RunEvidence {
-            exit_code: install.exit_code,
-            stdout: &install.stdout,
-            stderr: &install.stderr,
-            timed_out: install.timed_out,
-        };
-        let findings = classify_apt(&install.stdout, &install.stderr, install.exit_code);
-        let error = after.as_ref().err().cloned();
-        // A kill in the middle of dpkg leaves its journal behind: say so, since the next run
-        // will find the database interrupted.
-        let after_kill = (install.timed_out && journal_entries(&self.paths) > 0).then(|| {
-            let line = format!(
-                "after the kill dpkg's journal ({DPKG_JOURNAL}) is not empty: the package database is left interrupted and needs `dpkg --configure -a`"
-            );
-            log.note(&line);
-            line
-        });
-        for (t, intended) in &plan {
-            let b = db_of(&before, &t.name);
-            let (state, class, evidence, installed_version) = match &after {
-                Ok(after) => {
-                    let a = db_of(after, &t.name);
-                    let mut d =
-                        decide_with_findings(&t.name, intended, &b, &a, &run, &findings, &reboot);
-                    if let Some(line) = &after_kill {
-                        if d.class == Some(FailureClass::Timeout) {
-                            d.evidence.push(line.clone());
-                            d.evidence.truncate(MAX_EVIDENCE_LINES);
-                        }
-                    }
-                    (d.state, d.class, d.evidence, a.version)
-                }
-                Err(e) => (
-                    PackageState::Failed,
-                    Some(FailureClass::AgentError),
-                    vec![e.clone()],
-                    None,
-                ),
-            };
-            let mut evidence = evidence;
-            if let (true, Some(kept)) = (overridden.contains(&t.name.as_str()), &kept_holds) {
-                evidence.insert(
-                    0,
-                    format!(
-                        "held by apt-mark hold; installed anyway because the deployment overrides holds (respect_holds: false); {kept}"
-                    ),
-                );
-                evidence.truncate(MAX_EVIDENCE_LINES);
-            }
-            results.insert(
-                t.name.clone(),
-                PackageResult {
-                    package: t.name.clone(),
-                    state,
-                    class,
-                    from_version: b.version.clone(),
-                    to_version: Some(intended.clone()),
-                    installed_version,
-                    evidence,
-                },
-            );
-        }
-        finish(log, install.exit_code, results, error)
+        self.install_targets(targets, budget, options)
     }
-}
-
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 #[cfg(test)]

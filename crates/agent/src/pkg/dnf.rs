@@ -19,15 +19,22 @@
 //!   target `interrupted_state`, as dpkg's journal does for apt.
 //! - Reboot: `needs-restarting -r` where installed; else a package among [`REBOOT_PACKAGES`]
 //!   installed after the current boot (RHEL's own list for `needs-restarting -r`).
+//!
+//! Here: the backend, its queries, the inventory and the steps an install and a pre-flight
+//! check share. The install's steps are in [`install`], the pre-flight check's in
+//! [`preflight`]; what dnf shares with apt is in `pkg::common`.
 
+use super::common::{
+    fcntl_lock_holder, last_lines, refresh_failure, refuse_interrupted, run_logged, BackendError,
+    JobRun, RunLog, INSPECT_BUDGET,
+};
 use super::{InstallOptions, PackageManager};
 use crate::exec::{CommandOutput, Runner};
-use crate::inventory::{canonicalize, collect_host_facts, reboot_required_packages, HostPaths};
-use crate::timefmt::now_rfc3339;
+use crate::inventory::{canonicalize, collect_host_facts, HostPaths};
 use patchwarden_core::apt::parse_os_release;
-use patchwarden_core::classify_dnf::{attribute_specs, classify_dnf};
-use patchwarden_core::outcome::{RunEvidence, MAX_EVIDENCE_LINES};
-use patchwarden_core::outcome_rpm::{decide_rpm, reaches};
+use patchwarden_core::classify_dnf::classify_dnf;
+use patchwarden_core::outcome::MAX_EVIDENCE_LINES;
+use patchwarden_core::outcome_rpm::reaches;
 use patchwarden_core::rpm::{
     compare_rpm, glob_match, parse_dnf_excludes, parse_repoquery, parse_rpm_query,
     parse_updateinfo_list, parse_versionlock_list, releasever, AvailableUpdate, ExcludePattern,
@@ -35,23 +42,19 @@ use patchwarden_core::rpm::{
 };
 use patchwarden_core::{FailureClass, PackageState};
 use patchwarden_wire::agent::{
-    InstalledPackage, Inventory, JobResult, PackageManagerHealth, PackageResult, PackageTarget,
-    UpgradablePackage,
+    InstalledPackage, Inventory, JobResult, PackageManagerHealth, PackageTarget, UpgradablePackage,
 };
-use patchwarden_wire::{bound_output, MAX_OUTPUT_BYTES};
-use rustix::process::{fcntl_getlk, Flock, FlockType};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::warn;
 
+mod install;
 mod preflight;
 
 /// Budget of each inventory command.
 const INVENTORY_COMMAND_BUDGET: Duration = Duration::from_secs(120);
-/// Budget of the commands that inspect rpm after an install, even when the job's budget ran out.
-const INSPECT_BUDGET: Duration = Duration::from_secs(60);
 
 /// Packages whose update needs a reboot to take effect (the list `needs-restarting -r` uses).
 pub const REBOOT_PACKAGES: &[&str] = &[
@@ -93,8 +96,6 @@ const DNF_PID_LOCKS: [&str; 3] = [
 /// rpm's transaction lock (fcntl write lock) in the classic and the newer database place;
 /// the one in rpm's configured `%_dbpath` is probed too.
 const RPM_LOCKS: [&str; 2] = ["/var/lib/rpm/.rpm.lock", "/usr/lib/sysimage/rpm/.rpm.lock"];
-/// How often a held lock is probed again.
-const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// Why dnf would leave a package alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,33 +242,22 @@ impl<R: Runner> Dnf<R> {
                 .unwrap_or_else(|_| "?".into());
             return Some(format!("{path} is held by process {pid} ({comm})"));
         }
-        rpm_locks.iter().find_map(|path| {
-            let file = fs::File::open(self.paths.at(path)).ok()?;
-            let probe = Flock::from(FlockType::WriteLock);
-            let holder = fcntl_getlk(&file, &probe).ok()??;
-            if holder.typ == FlockType::Unlocked {
-                return None;
-            }
-            Some(match holder.pid {
-                Some(pid) => format!("{path} is locked by process {}", pid.as_raw_nonzero()),
-                None => format!("{path} is locked by another process"),
-            })
-        })
+        rpm_locks
+            .iter()
+            .find_map(|path| fcntl_lock_holder(&self.paths.at(path), path, false))
     }
 
-    /// Waits until no dnf or rpm lock is held, for at most `wait` (and never past `deadline`).
-    /// `Err` carries the evidence when a lock is still held.
+    /// Waits (bounded by `wait` and the job's deadline) until no dnf or rpm lock is held
+    /// (rpm's lock also where rpm's `%_dbpath` puts it); a lock still held stops the run with
+    /// `consequence` as its last words.
     fn wait_for_locks(
         &self,
+        job: &mut JobRun,
         wait: Duration,
-        deadline: Instant,
-        log: &mut RunLog,
-    ) -> Result<(), String> {
-        let start = Instant::now();
-        let until = (start + wait).min(deadline);
-        let mut first: Option<String> = None;
+        consequence: &str,
+    ) -> Result<(), BackendError> {
         let mut rpm_locks: Vec<String> = RPM_LOCKS.iter().map(|s| (*s).to_owned()).collect();
-        let out = self.run(&["rpm", "--eval", "%{_dbpath}"], deadline, log);
+        let out = self.run(&["rpm", "--eval", "%{_dbpath}"], job.deadline, &mut job.log);
         let dbpath = out.stdout.trim();
         if out.success() && dbpath.starts_with('/') {
             let lock = format!("{dbpath}/.rpm.lock");
@@ -275,31 +265,13 @@ impl<R: Runner> Dnf<R> {
                 rpm_locks.insert(0, lock);
             }
         }
-        loop {
-            let Some(held) = self.held_lock(&rpm_locks) else {
-                if let Some(first) = first {
-                    let waited = start.elapsed().as_secs_f32();
-                    log.note(&format!("{first}; it was released after {waited:.1} s"));
-                    info!(waited_secs = waited, "package-manager lock released");
-                }
-                return Ok(());
-            };
-            if first.is_none() {
-                info!(lock = %held, wait_secs = wait.as_secs(), "waiting for the package-manager lock");
-                first = Some(held.clone());
-            }
-            if Instant::now() >= until {
-                let waited = start.elapsed().as_secs();
-                let line = format!(
-                    "{held}: still held after waiting {waited} s (lock wait {} s)",
-                    wait.as_secs()
-                );
-                log.note(&line);
-                warn!(class = "lock_held", lock = %held, waited_secs = waited, "giving up on the package-manager lock");
-                return Err(line);
-            }
-            std::thread::sleep(LOCK_POLL);
-        }
+        super::common::wait_for_locks(
+            || self.held_lock(&rpm_locks),
+            wait,
+            job.deadline,
+            &mut job.log,
+            consequence,
+        )
     }
 
     /// Versionlock entries and exclude patterns (dnf.conf, then the repository files).
@@ -377,17 +349,7 @@ impl<R: Runner> Dnf<R> {
     }
 
     fn run(&self, argv: &[&str], deadline: Instant, log: &mut RunLog) -> CommandOutput {
-        let out = match self.runner.run(argv, Some(deadline)) {
-            Ok(out) => out,
-            Err(e) => CommandOutput {
-                command: argv.join(" "),
-                exit_code: None,
-                stderr: format!("could not start {}: {e}", argv[0]),
-                ..Default::default()
-            },
-        };
-        log.record(&out);
-        out
+        run_logged(&self.runner, argv, deadline, log)
     }
 
     /// `dnf [-q|-y] --releasever=N ARGS`.
@@ -409,21 +371,28 @@ impl<R: Runner> Dnf<R> {
     }
 
     /// Every installed package per rpm (the `gpg-pubkey` pseudo-packages left out).
-    fn rpm_query(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<RpmEntry>, String> {
+    fn rpm_query(
+        &self,
+        deadline: Instant,
+        log: &mut RunLog,
+    ) -> Result<Vec<RpmEntry>, BackendError> {
         let out = self.run(
             &["rpm", "-qa", "--queryformat", RPM_QUERY_FORMAT],
             deadline,
             log,
         );
         if !out.success() {
-            return Err(format!(
-                "rpm -qa exited {:?}: {}",
-                out.exit_code,
-                out.stderr.trim()
-            ));
+            return Err(BackendError::CommandFailed {
+                command: "rpm -qa".into(),
+                exit_code: out.exit_code,
+                detail: out.stderr.trim().to_owned(),
+            });
         }
         let mut entries =
-            parse_rpm_query(&out.stdout).map_err(|e| format!("rpm -qa output: {e}"))?;
+            parse_rpm_query(&out.stdout).map_err(|source| BackendError::Unparsable {
+                command: "rpm -qa",
+                source,
+            })?;
         entries.retain(|e| e.name != "gpg-pubkey");
         Ok(entries)
     }
@@ -455,7 +424,7 @@ impl<R: Runner> Dnf<R> {
     }
 
     /// Locked names (`dnf versionlock list`); empty when the plugin is not installed.
-    fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, String> {
+    fn held(&self, deadline: Instant, log: &mut RunLog) -> Result<Vec<String>, BackendError> {
         let out = self.dnf(true, &["versionlock", "list"], deadline, log);
         if out.success() {
             return Ok(parse_versionlock_list(&out.stdout));
@@ -464,11 +433,11 @@ impl<R: Runner> Dnf<R> {
         if text.contains("No such command") || text.contains("no such command") {
             return Ok(Vec::new());
         }
-        Err(format!(
-            "dnf versionlock list exited {:?}: {}",
-            out.exit_code,
-            last_lines(&out.stderr, 3)
-        ))
+        Err(BackendError::CommandFailed {
+            command: "dnf versionlock list".into(),
+            exit_code: out.exit_code,
+            detail: last_lines(&out.stderr, 3),
+        })
     }
 
     fn has_tool(&self, name: &str) -> bool {
@@ -515,32 +484,6 @@ impl<R: Runner> Dnf<R> {
     }
 }
 
-/// Accumulates what the commands of one job did.
-#[derive(Default)]
-struct RunLog {
-    commands: Vec<String>,
-    output: String,
-}
-
-impl RunLog {
-    /// A line of the agent's own, in the job output.
-    fn note(&mut self, line: &str) {
-        self.output.push_str(&format!("[agent] {line}\n"));
-    }
-
-    fn record(&mut self, out: &CommandOutput) {
-        self.commands.push(out.command.clone());
-        self.output.push_str(&format!("$ {}\n", out.command));
-        self.output.push_str(&out.stdout);
-        self.output.push_str(&out.stderr);
-        match (out.timed_out, out.exit_code) {
-            (true, _) => self.output.push_str("[killed: time budget exhausted]\n"),
-            (false, Some(c)) => self.output.push_str(&format!("[exit {c}]\n")),
-            (false, None) => self.output.push_str("[killed by a signal]\n"),
-        }
-    }
-}
-
 /// The newest installed version of `name` (several when an install was interrupted).
 fn installed(entries: &[RpmEntry], name: &str) -> Option<String> {
     entries
@@ -550,15 +493,257 @@ fn installed(entries: &[RpmEntry], name: &str) -> Option<String> {
         .max_by(|a, b| compare_rpm(a, b).unwrap_or(Ordering::Equal))
 }
 
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
+/// The targets a run must still act on, once those that need nothing are settled.
+struct Todo<'t> {
+    remaining: Vec<&'t PackageTarget>,
+    /// Held targets the deployment overrides (`respect_holds: false`), with their hold.
+    overridden: Vec<(&'t PackageTarget, Hold)>,
+}
+
+/// A target with the version to install and dnf's spec for it (`NAME-EVR`).
+struct Planned<'t> {
+    target: &'t PackageTarget,
+    intended: String,
+    spec: String,
+}
+
+/// The steps an install and a pre-flight check share.
+impl<R: Runner> Dnf<R> {
+    /// Every package rpm knows; each target's installed version is recorded in the job.
+    fn read_package_db(&self, job: &mut JobRun) -> Result<Vec<RpmEntry>, BackendError> {
+        let before = self.rpm_query(job.deadline, &mut job.log)?;
+        job.record_installed(|name| installed(&before, name));
+        Ok(before)
+    }
+
+    /// Settles the targets that need no install: not installed (`not_applicable`), held
+    /// (`skipped`/`held_back`, `held_note` words the hold; unless the deployment overrides
+    /// holds), already at the target version (`not_applicable`). Returns the others.
+    fn settle_untouched_targets<'t>(
+        &self,
+        job: &mut JobRun<'t>,
+        before: &[RpmEntry],
+        options: InstallOptions,
+        held_note: impl Fn(&Hold) -> String,
+    ) -> Todo<'t> {
+        let holds = self.holds(job.deadline, &mut job.log);
+        let mut todo = Todo {
+            remaining: Vec::new(),
+            overridden: Vec::new(),
+        };
+        for t in job.targets() {
+            let Some(current) = installed(before, &t.name) else {
+                job.settle(
+                    t,
+                    PackageState::NotApplicable,
+                    None,
+                    t.version.clone(),
+                    vec!["not installed".into()],
+                );
+                continue;
+            };
+            if let Some(hold) = holds.of(&t.name) {
+                if options.respect_holds {
+                    job.settle(
+                        t,
+                        PackageState::Skipped,
+                        Some(FailureClass::HeldBack),
+                        t.version.clone(),
+                        vec![held_note(&hold)],
+                    );
+                    continue;
+                }
+                todo.overridden.push((t, hold));
+            }
+            if let Some(v) = &t.version {
+                if reaches(&current, v) {
+                    job.settle(
+                        t,
+                        PackageState::NotApplicable,
+                        None,
+                        t.version.clone(),
+                        vec![format!("already at {current} (target {v})")],
+                    );
+                    continue;
+                }
+            }
+            todo.remaining.push(t);
+        }
+        todo
+    }
+
+    /// Refuses to build on a database an interrupted transaction left with two versions of
+    /// a package (`interrupted_state`).
+    fn refuse_interrupted_state(
+        &self,
+        job: &mut JobRun,
+        before: &[RpmEntry],
+    ) -> Result<(), BackendError> {
+        refuse_interrupted(interrupted_evidence(before), &mut job.log)
+    }
+
+    /// Fresh metadata and the upgrade candidates of `names` (`flags` first: overridden holds,
+    /// a throwaway cache). A repository error stops the run; `failed` heads its evidence.
+    fn refresh_candidates(
+        &self,
+        job: &mut JobRun,
+        names: &[&str],
+        flags: &[&str],
+        failed: &str,
+    ) -> Result<Vec<AvailableUpdate>, BackendError> {
+        self.upgrades(names, true, flags, job.deadline, &mut job.log)
+            .map_err(|out| {
+                let finding = classify_dnf(&out.stdout, &out.stderr, out.exit_code)
+                    .into_iter()
+                    .next();
+                let (class, found) = refresh_failure(&out, "dnf repoquery", finding);
+                let mut evidence = vec![failed.to_owned()];
+                evidence.extend(found);
+                BackendError::Repository {
+                    class,
+                    evidence,
+                    exit_code: out.exit_code,
+                }
+            })
+    }
+
+    /// The version to install: the job's, or the newest candidate; a target without a
+    /// newer candidate is `not_applicable`.
+    fn resolve_plan<'t>(
+        &self,
+        job: &mut JobRun<'t>,
+        remaining: &[&'t PackageTarget],
+        candidates: &[AvailableUpdate],
+    ) -> Vec<Planned<'t>> {
+        let mut plan = Vec::new();
+        for t in remaining {
+            let intended = match &t.version {
+                Some(v) => v.clone(),
+                None => {
+                    let newest = candidates
+                        .iter()
+                        .filter(|c| c.name == t.name)
+                        .max_by(|a, b| compare_rpm(&a.evr, &b.evr).unwrap_or(Ordering::Equal));
+                    match newest {
+                        Some(c) => c.evr.clone(),
+                        None => {
+                            let current = job.installed_before(&t.name).unwrap_or_default();
+                            job.settle(
+                                t,
+                                PackageState::NotApplicable,
+                                None,
+                                None,
+                                vec![format!("already at the newest available version {current}")],
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            plan.push(Planned {
+                target: t,
+                spec: format!("{}-{intended}", t.name),
+                intended,
+            });
+        }
+        plan
+    }
 }
 
 fn free_bytes(path: &std::path::Path) -> Option<u64> {
     let s = rustix::fs::statvfs(path).ok()?;
     let bytes = s.f_bavail.saturating_mul(s.f_frsize);
     Some(bytes - bytes % crate::inventory::DISK_GRANULARITY)
+}
+
+/// Inventory steps.
+impl<R: Runner> Dnf<R> {
+    /// The held packages (versionlock entries, and installed packages an exclude pattern
+    /// covers) and their upgrades, flagged `held`: dnf hides them, but a deployment must be
+    /// able to plan them (and skip them, or override the hold), as apt's inventory allows.
+    fn add_holds(
+        &self,
+        inv: &mut Inventory,
+        entries: &[RpmEntry],
+        deadline: Instant,
+        log: &mut RunLog,
+    ) {
+        match self.held(deadline, log) {
+            Ok(held) => inv.held = held,
+            Err(e) => inv.collection_errors.push(e.to_string()),
+        }
+        // Installed packages an exclude pattern keeps dnf from upgrading are held too.
+        let holds = self.holds_from_files();
+        for p in &inv.packages {
+            if holds.of(&p.name).is_some() && !inv.held.contains(&p.name) {
+                inv.held.push(p.name.clone());
+            }
+        }
+        // dnf hides the upgrades of held packages; list them as held, as apt's inventory does,
+        // so that a deployment can plan them (and skip them, or override the hold).
+        if !inv.held.is_empty() {
+            let names: Vec<&str> = inv.held.iter().map(String::as_str).collect();
+            let flags = ["--disableplugin=versionlock", "--disableexcludes=all"];
+            match self.upgrades(&names, false, &flags, deadline, log) {
+                Ok(ups) => {
+                    for u in ups {
+                        // repoquery honours excludes but not versionlock: flag what it listed.
+                        if let Some(x) = inv.upgradable.iter_mut().find(|x| x.name == u.name) {
+                            x.held = true;
+                            continue;
+                        }
+                        let Some(installed) = installed(entries, &u.name) else {
+                            continue;
+                        };
+                        inv.upgradable.push(UpgradablePackage {
+                            name: u.name,
+                            installed_version: installed,
+                            candidate_version: u.evr,
+                            arch: u.arch,
+                            security: false,
+                            origins: vec![u.repo],
+                            held: true,
+                        });
+                    }
+                }
+                Err(out) => inv.collection_errors.push(format!(
+                    "dnf repoquery --upgrades of held packages exited {:?}: {}",
+                    out.exit_code,
+                    last_lines(&out.stderr, 3)
+                )),
+            }
+        }
+    }
+
+    /// Security flags (and advisory ids as origins) from updateinfo; a repository without
+    /// it lists nothing.
+    fn flag_security_updates(&self, inv: &mut Inventory, deadline: Instant, log: &mut RunLog) {
+        if !inv.upgradable.is_empty() {
+            let out = self.dnf(true, &["updateinfo", "list", "--updates"], deadline, log);
+            if out.success() {
+                for adv in parse_updateinfo_list(&out.stdout)
+                    .iter()
+                    .filter(|a| a.is_security())
+                {
+                    for u in inv.upgradable.iter_mut().filter(|u| {
+                        u.name == adv.package.name
+                            && reaches(&u.candidate_version, &adv.package.evr)
+                    }) {
+                        u.security = true;
+                        if !u.origins.contains(&adv.advisory) {
+                            u.origins.push(adv.advisory.clone());
+                        }
+                    }
+                }
+            } else {
+                inv.collection_errors.push(format!(
+                    "dnf updateinfo list exited {:?}: {}",
+                    out.exit_code,
+                    last_lines(&out.stderr, 3)
+                ));
+            }
+        }
+    }
 }
 
 impl<R: Runner> PackageManager for Dnf<R> {
@@ -583,7 +768,7 @@ impl<R: Runner> PackageManager for Dnf<R> {
         let mut log = RunLog::default();
 
         let entries = self.rpm_query(deadline, &mut log).unwrap_or_else(|e| {
-            inv.collection_errors.push(e);
+            inv.collection_errors.push(e.to_string());
             Vec::new()
         });
         // Two versions of one package installed at once: a transaction was interrupted
@@ -637,82 +822,8 @@ impl<R: Runner> PackageManager for Dnf<R> {
             )),
         }
 
-        match self.held(deadline, &mut log) {
-            Ok(held) => inv.held = held,
-            Err(e) => inv.collection_errors.push(e),
-        }
-        // Installed packages an exclude pattern keeps dnf from upgrading are held too.
-        let holds = self.holds_from_files();
-        for p in &inv.packages {
-            if holds.of(&p.name).is_some() && !inv.held.contains(&p.name) {
-                inv.held.push(p.name.clone());
-            }
-        }
-        // dnf hides the upgrades of held packages; list them as held, as apt's inventory does,
-        // so that a deployment can plan them (and skip them, or override the hold).
-        if !inv.held.is_empty() {
-            let names: Vec<&str> = inv.held.iter().map(String::as_str).collect();
-            let flags = ["--disableplugin=versionlock", "--disableexcludes=all"];
-            match self.upgrades(&names, false, &flags, deadline, &mut log) {
-                Ok(ups) => {
-                    for u in ups {
-                        // repoquery honours excludes but not versionlock: flag what it listed.
-                        if let Some(x) = inv.upgradable.iter_mut().find(|x| x.name == u.name) {
-                            x.held = true;
-                            continue;
-                        }
-                        let Some(installed) = installed(&entries, &u.name) else {
-                            continue;
-                        };
-                        inv.upgradable.push(UpgradablePackage {
-                            name: u.name,
-                            installed_version: installed,
-                            candidate_version: u.evr,
-                            arch: u.arch,
-                            security: false,
-                            origins: vec![u.repo],
-                            held: true,
-                        });
-                    }
-                }
-                Err(out) => inv.collection_errors.push(format!(
-                    "dnf repoquery --upgrades of held packages exited {:?}: {}",
-                    out.exit_code,
-                    last_lines(&out.stderr, 3)
-                )),
-            }
-        }
-        // Security flags from updateinfo; a repository without it lists nothing.
-        if !inv.upgradable.is_empty() {
-            let out = self.dnf(
-                true,
-                &["updateinfo", "list", "--updates"],
-                deadline,
-                &mut log,
-            );
-            if out.success() {
-                for adv in parse_updateinfo_list(&out.stdout)
-                    .iter()
-                    .filter(|a| a.is_security())
-                {
-                    for u in inv.upgradable.iter_mut().filter(|u| {
-                        u.name == adv.package.name
-                            && reaches(&u.candidate_version, &adv.package.evr)
-                    }) {
-                        u.security = true;
-                        if !u.origins.contains(&adv.advisory) {
-                            u.origins.push(adv.advisory.clone());
-                        }
-                    }
-                }
-            } else {
-                inv.collection_errors.push(format!(
-                    "dnf updateinfo list exited {:?}: {}",
-                    out.exit_code,
-                    last_lines(&out.stderr, 3)
-                ));
-            }
-        }
+        self.add_holds(&mut inv, &entries, deadline, &mut log);
+        self.flag_security_updates(&mut inv, deadline, &mut log);
 
         let (reboot, pkgs) = self.reboot_needed(&entries, deadline, &mut log);
         inv.reboot_required |= reboot;
@@ -731,351 +842,7 @@ impl<R: Runner> PackageManager for Dnf<R> {
         budget: Duration,
         options: InstallOptions,
     ) -> JobResult {
-        let started_at = now_rfc3339();
-        let start = Instant::now();
-        let deadline = start + budget;
-        let mut log = RunLog::default();
-        let mut results: BTreeMap<String, PackageResult> = BTreeMap::new();
-        let finish = |log: RunLog,
-                      exit_code: Option<i32>,
-                      mut results: BTreeMap<String, PackageResult>,
-                      error: Option<String>| {
-            let packages = targets
-                .iter()
-                .filter_map(|t| results.remove(&t.name))
-                .collect();
-            JobResult {
-                started_at: started_at.clone(),
-                finished_at: now_rfc3339(),
-                commands: log.commands,
-                exit_code,
-                duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-                output: bound_output(&log.output, MAX_OUTPUT_BYTES),
-                packages,
-                error,
-                boot_id: None,
-            }
-        };
-        let result = |t: &PackageTarget,
-                      state: PackageState,
-                      class: Option<FailureClass>,
-                      from: Option<String>,
-                      to: Option<String>,
-                      mut evidence: Vec<String>| {
-            evidence.truncate(MAX_EVIDENCE_LINES);
-            PackageResult {
-                package: t.name.clone(),
-                state,
-                class,
-                from_version: from.clone(),
-                to_version: to,
-                installed_version: from,
-                evidence,
-            }
-        };
-
-        // 1. What rpm has now.
-        let before = match self.rpm_query(deadline, &mut log) {
-            Ok(e) => e,
-            Err(e) => {
-                for t in targets {
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            t,
-                            PackageState::Failed,
-                            Some(FailureClass::AgentError),
-                            None,
-                            t.version.clone(),
-                            vec![e.clone()],
-                        ),
-                    );
-                }
-                return finish(log, None, results, Some(e));
-            }
-        };
-        let holds = self.holds(deadline, &mut log);
-        let mut remaining: Vec<&PackageTarget> = Vec::new();
-        // Held targets the deployment overrides (`respect_holds: false`).
-        let mut overridden: Vec<(&PackageTarget, Hold)> = Vec::new();
-        for t in targets {
-            let Some(current) = installed(&before, &t.name) else {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        t,
-                        PackageState::NotApplicable,
-                        None,
-                        None,
-                        t.version.clone(),
-                        vec!["not installed".into()],
-                    ),
-                );
-                continue;
-            };
-            if let Some(hold) = holds.of(&t.name) {
-                if options.respect_holds {
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            t,
-                            PackageState::Skipped,
-                            Some(FailureClass::HeldBack),
-                            Some(current),
-                            t.version.clone(),
-                            vec![hold.describe()],
-                        ),
-                    );
-                    continue;
-                }
-                overridden.push((t, hold));
-            }
-            if let Some(v) = &t.version {
-                if reaches(&current, v) {
-                    let ev = vec![format!("already at {current} (target {v})")];
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            t,
-                            PackageState::NotApplicable,
-                            None,
-                            Some(current),
-                            t.version.clone(),
-                            ev,
-                        ),
-                    );
-                    continue;
-                }
-            }
-            remaining.push(t);
-        }
-        if remaining.is_empty() {
-            return finish(log, None, results, None);
-        }
-        let fail_all = |results: &mut BTreeMap<String, PackageResult>,
-                        names: &[&PackageTarget],
-                        class: FailureClass,
-                        evidence: &[String]| {
-            for t in names {
-                results.insert(
-                    t.name.clone(),
-                    result(
-                        t,
-                        PackageState::Failed,
-                        Some(class),
-                        installed(&before, &t.name),
-                        t.version.clone(),
-                        evidence.to_vec(),
-                    ),
-                );
-            }
-        };
-
-        // Health, before acting: dnf 4 would wait forever for another dnf's lock, and would
-        // build on a database an interrupted transaction left with two versions of a package.
-        if let Err(line) = self.wait_for_locks(self.lock_wait, deadline, &mut log) {
-            let ev = [format!("{line}; nothing was installed")];
-            fail_all(&mut results, &remaining, FailureClass::LockHeld, &ev);
-            return finish(log, None, results, None);
-        }
-        if let Some(evidence) = interrupted_evidence(&before) {
-            for line in &evidence {
-                log.note(line);
-            }
-            warn!(
-                class = "interrupted_state",
-                "rpm database interrupted; nothing installed"
-            );
-            fail_all(
-                &mut results,
-                &remaining,
-                FailureClass::InterruptedState,
-                &evidence,
-            );
-            return finish(log, None, results, None);
-        }
-
-        // 2. Fresh metadata and the candidates; a repository error fails every remaining target
-        // without installing anything.
-        let names: Vec<&str> = remaining.iter().map(|t| t.name.as_str()).collect();
-        let flags = override_flags(&overridden);
-        let candidates = match self.upgrades(&names, true, &flags, deadline, &mut log) {
-            Ok(c) => c,
-            Err(out) => {
-                let (class, mut evidence) = if out.timed_out {
-                    (
-                        FailureClass::Timeout,
-                        vec!["dnf repoquery ran out of the time budget".to_owned()],
-                    )
-                } else {
-                    let findings = classify_dnf(&out.stdout, &out.stderr, out.exit_code);
-                    match findings.into_iter().next() {
-                        Some(f) => (f.class, f.evidence),
-                        None => (
-                            FailureClass::Unknown,
-                            vec![format!("dnf repoquery exited {:?}", out.exit_code)],
-                        ),
-                    }
-                };
-                evidence.insert(
-                    0,
-                    "refreshing the repository metadata failed; nothing was installed".to_owned(),
-                );
-                for t in &remaining {
-                    let from = installed(&before, &t.name);
-                    results.insert(
-                        t.name.clone(),
-                        result(
-                            t,
-                            PackageState::Failed,
-                            Some(class),
-                            from,
-                            t.version.clone(),
-                            evidence.clone(),
-                        ),
-                    );
-                }
-                return finish(log, out.exit_code, results, None);
-            }
-        };
-
-        // 3. The version to install: the job's, or the newest candidate.
-        let mut plan: Vec<(&PackageTarget, String, String)> = Vec::new(); // (target, intended, spec)
-        for t in remaining {
-            let current = installed(&before, &t.name);
-            match &t.version {
-                Some(v) => plan.push((t, v.clone(), format!("{}-{v}", t.name))),
-                None => {
-                    let newest = candidates
-                        .iter()
-                        .filter(|c| c.name == t.name)
-                        .max_by(|a, b| compare_rpm(&a.evr, &b.evr).unwrap_or(Ordering::Equal));
-                    match newest {
-                        Some(c) => plan.push((t, c.evr.clone(), format!("{}-{}", t.name, c.evr))),
-                        None => {
-                            let ev = vec![format!(
-                                "already at the newest available version {}",
-                                current.clone().unwrap_or_default()
-                            )];
-                            results.insert(
-                                t.name.clone(),
-                                result(t, PackageState::NotApplicable, None, current, None, ev),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        if plan.is_empty() {
-            return finish(log, None, results, None);
-        }
-
-        // 4. One transaction for every remaining target; nothing may be removed.
-        let specs: Vec<&str> = plan.iter().map(|(_, _, s)| s.as_str()).collect();
-        overridden.retain(|(t, _)| plan.iter().any(|(p, _, _)| p.name == t.name));
-        let flags = override_flags(&overridden);
-        if !overridden.is_empty() {
-            let names: Vec<&str> = overridden.iter().map(|(t, _)| t.name.as_str()).collect();
-            log.note(&format!(
-                "holds overridden by the deployment (respect_holds: false): {}",
-                names.join(" ")
-            ));
-        }
-        let mut args = flags.clone();
-        args.extend([
-            "--best",
-            "--setopt=skip_if_unavailable=False",
-            "--setopt=clean_requirements_on_remove=False",
-            "upgrade",
-        ]);
-        args.extend(specs.iter().copied());
-        info!(packages = %specs.join(" "), "installing");
-        let install = self.dnf(false, &args, deadline, &mut log);
-
-        // 5. The rpm database decides.
-        let after = self.rpm_query(Instant::now() + INSPECT_BUDGET, &mut log);
-        let run = RunEvidence {
-            exit_code: install.exit_code,
-            stdout: &install.stdout,
-            stderr: &install.stderr,
-            timed_out: install.timed_out,
-        };
-        let mut findings = classify_dnf(&install.stdout, &install.stderr, install.exit_code);
-        let spec_names: Vec<(String, String)> = plan
-            .iter()
-            .map(|(t, _, s)| (s.clone(), t.name.clone()))
-            .collect();
-        attribute_specs(&mut findings, &spec_names);
-        let mut reboot = reboot_required_packages(&self.paths);
-        reboot.extend(REBOOT_PACKAGES.iter().map(|s| s.to_string()));
-        let error = after.as_ref().err().cloned();
-        for (t, intended, _) in &plan {
-            let b = installed(&before, &t.name);
-            let r = match &after {
-                Ok(after) => {
-                    let a = installed(after, &t.name);
-                    let d = decide_rpm(
-                        &t.name,
-                        intended,
-                        b.as_deref(),
-                        a.as_deref(),
-                        &run,
-                        &findings,
-                        &reboot,
-                    );
-                    PackageResult {
-                        package: t.name.clone(),
-                        state: d.state,
-                        class: d.class,
-                        from_version: b,
-                        to_version: Some(intended.clone()),
-                        installed_version: a,
-                        evidence: d.evidence,
-                    }
-                }
-                Err(e) => result(
-                    t,
-                    PackageState::Failed,
-                    Some(FailureClass::AgentError),
-                    b,
-                    Some(intended.clone()),
-                    vec![e.clone()],
-                ),
-            };
-            results.insert(t.name.clone(), r);
-        }
-        // An overridden hold stays a hold: a versionlock moves to the version now installed,
-        // an exclude pattern stays as it is.
-        let relock: Vec<&str> = overridden
-            .iter()
-            .filter(|(t, h)| {
-                *h == Hold::Versionlock
-                    && results
-                        .get(&t.name)
-                        .is_some_and(|r| r.installed_version != r.from_version)
-            })
-            .map(|(t, _)| t.name.as_str())
-            .collect();
-        let relocked = self.relock(&relock, &mut log);
-        for (t, hold) in &overridden {
-            let Some(r) = results.get_mut(&t.name) else {
-                continue;
-            };
-            let kept = match (hold, relocked.get(&t.name)) {
-                (Hold::Versionlock, Some(line)) => line.clone(),
-                (Hold::Versionlock, None) => "the versionlock is kept".to_owned(),
-                (Hold::Exclude { .. }, _) => "the exclude is kept".to_owned(),
-            };
-            r.evidence.insert(
-                0,
-                format!(
-                    "{}; installed anyway because the deployment overrides holds (respect_holds: false); {kept}",
-                    hold.describe()
-                ),
-            );
-            r.evidence.truncate(MAX_EVIDENCE_LINES);
-        }
-        finish(log, install.exit_code, results, error)
+        self.install_targets(targets, budget, options)
     }
 }
 

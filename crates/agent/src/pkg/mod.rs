@@ -1,7 +1,12 @@
 //! The package-manager layer: what the agent needs from apt and dnf, behind one trait.
+//! Each backend's install and pre-flight check read as named steps (`apt/install.rs`,
+//! `apt/preflight.rs`, `dnf/…`); what the backends share lives once in `common`.
 
 pub mod apt;
+mod common;
 pub mod dnf;
+
+pub use common::BackendError;
 
 use patchwarden_wire::agent::{Inventory, JobResult, PackageTarget};
 use std::time::Duration;
