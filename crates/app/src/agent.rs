@@ -9,6 +9,7 @@ use patchwarden_store::{
     Device, InventoryUpdate, JobOutcome, JobPackage, ResultStored, StartOutcome,
 };
 use patchwarden_wire::agent::*;
+use patchwarden_wire::work_id::{WorkId, WorkKind};
 use patchwarden_wire::PROTOCOL_VERSION;
 use std::time::Duration;
 
@@ -136,23 +137,25 @@ pub async fn work(state: &App, device: &Device, wait: Duration) -> AppResult<Wor
     }
 }
 
-/// The id a device sees for a job: a retry carries its attempt (`job_…~2`), so that the agent,
-/// which never runs one id twice, runs it again, and a late result of an earlier attempt is
-/// told apart from the current one.
+/// The id a device sees for a job: a retry carries its attempt (`job_…~2`, the one format in
+/// `wire::WorkId`), so that the agent, which never runs one id twice, runs it again, and a
+/// late result of an earlier attempt is told apart from the current one.
 fn work_id(job_id: &str, attempt: i64) -> String {
-    if attempt > 1 {
-        format!("{job_id}~{attempt}")
-    } else {
-        job_id.to_owned()
+    let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+    match WorkId::install(job_id, attempt) {
+        Ok(w) => w.to_string(),
+        Err(e) => {
+            tracing::error!(job = %job_id, error = %e, "a job id the agent cannot take");
+            job_id.to_owned()
+        }
     }
 }
 
-/// (job id, attempt) from a work id; `None` when it is not one this server hands out.
+/// (job id, attempt) of an install job's work id; `None` when it is not one this server
+/// hands out.
 fn split_work_id(work_id: &str) -> Option<(String, i64)> {
-    match work_id.split_once('~') {
-        Some((id, n)) => Some((id.to_owned(), n.parse().ok().filter(|n| *n >= 1)?)),
-        None => Some((work_id.to_owned(), 1)),
-    }
+    let w = WorkId::parse(work_id).ok()?;
+    (w.kind() == WorkKind::Install).then(|| (w.job_id().to_owned(), i64::from(w.attempt())))
 }
 
 fn no_job(work_id: &str) -> AppError {

@@ -15,13 +15,15 @@ use patchwarden_wire::agent::{JobResult, Operation, WorkEnvelope};
 use patchwarden_wire::api::{PredictionAccuracy, PredictionRow, PreflightStarted, ResultRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Pre-flight job ids start with this, so the agent routes can tell them from install jobs.
-pub const JOB_PREFIX: &str = "pf_";
+/// Pre-flight job ids start with this (`wire::WorkId`), so the agent routes can tell them
+/// from install jobs.
+pub use patchwarden_wire::work_id::PREFLIGHT_PREFIX as JOB_PREFIX;
 /// A started pre-flight check whose agent went silent is offered again after this.
 const LEASE_MS: i64 = 15 * 60 * 1000;
 
-pub fn is_preflight_job(job_id: &str) -> bool {
-    job_id.starts_with(JOB_PREFIX)
+pub fn is_preflight_job(work_id: &str) -> bool {
+    patchwarden_wire::WorkId::parse(work_id)
+        .is_ok_and(|w| w.kind() == patchwarden_wire::work_id::WorkKind::Preflight)
 }
 
 /// Queues a pre-flight check of every device of deployment `id` (those already checked are
