@@ -550,6 +550,9 @@ pub async fn run_due(state: &App) -> Vec<RunOutcome> {
     let mut out = Vec::new();
     for p in policies.into_iter().filter(|p| p.enabled) {
         let problem = match run_policy(state, &p).await {
+            // Nothing was tried this pass (not due, or looked at recently): what was recorded
+            // stays.
+            Ok(o) if o.is_empty() => continue,
             Ok(mut o) => {
                 out.append(&mut o);
                 None
@@ -602,7 +605,7 @@ async fn run_policy(state: &App, p: &Policy) -> AppResult<Vec<RunOutcome>> {
             patchwarden_core::policy::current_cycle(&ws, &zones, ts(now), lead)
         {
             if state.store.policy_run(&p.id, &cycle.key).await?.is_none()
-                && recheck_due(state, &p.id, &cycle.key, now)
+                && recheck_due(state, p, &cycle.key, now)
             {
                 let approval = needs_approval(state, &tenant, &spec).await?;
                 let req = request(&spec, approval, None, false);
@@ -613,7 +616,7 @@ async fn run_policy(state: &App, p: &Policy) -> AppResult<Vec<RunOutcome>> {
     if let Some(rule) = &spec.expedite {
         if let Some((key, cves)) = expedite_due(state, &tenant, &spec, rule).await? {
             if state.store.policy_run(&p.id, &key).await?.is_none()
-                && recheck_due(state, &p.id, &key, now)
+                && recheck_due(state, p, &key, now)
             {
                 let approval = spec.approval.as_deref() == Some("manual");
                 let req = request(&spec, approval, Some(cves), true);
@@ -659,14 +662,16 @@ async fn create_run(
     }
 }
 
-/// A cycle with nothing to install is looked at again at most every 10 minutes (new updates
-/// may arrive before its window), not on every tick.
-fn recheck_due(state: &App, policy_id: &str, cycle: &str, now: i64) -> bool {
+/// A cycle with nothing to install (or whose policy cannot run) is looked at again at most
+/// every 10 minutes (new updates may arrive before its window), not on every tick; an edit
+/// of the policy is looked at on the next tick.
+fn recheck_due(state: &App, p: &Policy, cycle: &str, now: i64) -> bool {
     let mut seen = state
         .policy_checks
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let key = format!("{policy_id}/{cycle}");
+    // An edit of the policy (a new revision) is looked at at once.
+    let key = format!("{}@{}/{cycle}", p.id, p.revision);
     match seen.get(&key) {
         Some(at) if now - at < 10 * 60 * 1000 && now >= *at => false,
         _ => {

@@ -182,7 +182,11 @@ async fn pilot_done(f: &Fixture, pilot: &Device, rest: &[Device]) -> String {
         .await
         .expect("view");
     assert_eq!(view.status, DeploymentStatus::Running);
-    assert_eq!(view.current_ring, 0, "the gate soaks: {:?}", view.status_reason);
+    assert_eq!(
+        view.current_ring, 0,
+        "the gate soaks: {:?}",
+        view.status_reason
+    );
     // The soak has passed: whoever ticks next promotes the broad ring.
     f.clock.set(T0 + 120_000);
     created.id
@@ -298,9 +302,9 @@ fn a_halt_and_a_cancel_at_once_give_one_winner() {
             let (a2, o2, i2) = (f.app.clone(), f.admin.clone(), id.clone());
             let (approve, reject) = tokio::join!(
                 tokio::spawn(async move { act(&a1, &o1, &i1, Action::Approve, None).await }),
-                tokio::spawn(async move {
-                    act(&a2, &o2, &i2, Action::Reject, Some("no".into())).await
-                })
+                tokio::spawn(
+                    async move { act(&a2, &o2, &i2, Action::Reject, Some("no".into())).await }
+                )
             );
             let (approve, reject) = (approve.expect("join"), reject.expect("join"));
             assert!(
@@ -317,7 +321,10 @@ fn a_halt_and_a_cancel_at_once_give_one_winner() {
             if reject.is_ok() {
                 // The reject closed the unstarted job in the same transaction.
                 assert!(
-                    after.results.iter().all(|r| r.state == PackageState::Skipped),
+                    after
+                        .results
+                        .iter()
+                        .all(|r| r.state == PackageState::Skipped),
                     "round {round}: {:?}",
                     after.results
                 );

@@ -1051,3 +1051,35 @@ fn a_devices_failure_state_is_reset_in_one_command_and_the_history_keeps_it() {
     let (status, _) = app.op("POST", "/api/v1/devices/nope/reset-failures", None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_hostname_several_devices_carry_is_refused_and_ids_come_first() {
+    let app = spawn_app();
+    let web = app.device("web1", json!({}));
+    let mut own = inventory("1.0", Some("1.1"));
+    own.hostname = "web1".into();
+    web.checkin(Some(&own), "hw");
+    // Another device renames itself to web1 (a cloned image, or a hostile agent).
+    let clone = app.device("clone", json!({}));
+    let mut renamed = inventory("1.0", Some("1.1"));
+    renamed.hostname = "web1".into();
+    clone.checkin(Some(&renamed), "hc");
+    let by_name = json!({"target": {"devices": ["web1"]}, "selection": {"kind": "all_updates"}});
+    let (status, v) = app.op("POST", "/api/v1/deployments", Some(by_name));
+    assert_eq!(status, 400, "{v}");
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&web.id) && message.contains(&clone.id),
+        "the error lists the devices: {v}"
+    );
+    assert_eq!(v["field"], "target", "{v}");
+    // Named by id: that device, even when another device calls itself by that id.
+    renamed.hostname = web.id.clone();
+    clone.checkin(Some(&renamed), "hc2");
+    let by_id = json!({"target": {"devices": [web.id]}, "selection": {"kind": "all_updates"}});
+    let (status, v) = app.op("POST", "/api/v1/deployments", Some(by_id));
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["devices"], 1, "{v}");
+    assert_eq!(web.work(0).len(), 1);
+    assert!(clone.work(0).is_empty(), "the renamed device took no job");
+}

@@ -645,3 +645,65 @@ fn a_timezone_label_overrides_the_reported_zone() {
         "a refused change keeps the labels"
     );
 }
+
+#[test]
+fn a_policy_broken_for_another_reason_than_nothing_to_install_says_why() {
+    let (app, clock) = app_at("2026-12-03T00:00:00Z");
+    let a = app.device("default", "web1", true);
+    // Rings by device that do not end with a ring for the rest: valid as written, broken as
+    // soon as a targeted device is in no ring.
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(weekly(
+            "pilot-only",
+            json!({"lead_secs": 86400, "rings": [{"name": "pilot", "devices": [a.id]}]}),
+        )),
+    );
+    assert_eq!(s, 201, "{v}");
+    // A policy with nothing to install is not a problem: another one, for a device without
+    // updates.
+    let (s, v) = app.op(
+        "POST",
+        "/api/v1/policies",
+        Some(json!({"name": "idle", "target": {"labels": {"none": "such"}}, "what": {"kind": "security"},
+            "schedule": "weekly saturday 02:00", "lead_secs": 86400})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let b = app.device("default", "web2", true);
+    clock.set(ms("2026-12-04T03:00:00Z"));
+    let problem = eventually("the policy's problem", || {
+        Some(policy(&app, "pilot-only")["problem"].clone()).filter(|p| !p.is_null())
+    });
+    let message = problem["message"].as_str().expect("message");
+    assert!(
+        message.contains(&b.id) && message.contains("in no ring"),
+        "{problem}"
+    );
+    assert_eq!(policy(&app, "pilot-only")["runs"], json!([]));
+    let_ticks_pass();
+    assert!(
+        policy(&app, "idle")["problem"].is_null(),
+        "nothing to install is not a problem"
+    );
+    // The dashboard shows it too.
+    let mut web = support::Web::new(&app.url);
+    assert_eq!(web.login("admin", &app.admin_password).status, 303);
+    let html = web.get("/policies").body;
+    assert!(html.contains("in no ring"), "{html}");
+
+    // Fixed by an edit: the next pass runs it and clears the problem.
+    let (s, v) = app.op(
+        "PUT",
+        "/api/v1/policies/pilot-only",
+        Some(weekly(
+            "pilot-only",
+            json!({"lead_secs": 86400, "rings": [{"name": "pilot", "devices": [a.id]}, {"name": "rest", "rest": true}]}),
+        )),
+    );
+    assert_eq!(s, 200, "{v}");
+    eventually("the cycle's deployment", || {
+        let p = policy(&app, "pilot-only");
+        (p["problem"].is_null() && p["runs"].as_array().is_some_and(|r| r.len() == 1)).then_some(())
+    });
+}

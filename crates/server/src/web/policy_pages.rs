@@ -23,6 +23,9 @@ pub struct PolicyRow {
     pub next_cycle: String,
     pub next_window_start: String,
     pub runs: Vec<(String, String)>,
+    /// Why the scheduler cannot run it (empty when it can), and since when.
+    pub problem: String,
+    pub problem_since: String,
 }
 
 #[derive(askama::Template)]
@@ -57,6 +60,16 @@ fn row(p: PolicyView) -> PolicyRow {
         expedite,
         next_cycle: p.next_cycle.unwrap_or_else(|| "-".into()),
         next_window_start: p.next_window_start.unwrap_or_default(),
+        problem: p
+            .problem
+            .as_ref()
+            .map(|x| x.message.clone())
+            .unwrap_or_default(),
+        problem_since: p
+            .problem
+            .as_ref()
+            .map(|x| super::pages::short_time(&x.at))
+            .unwrap_or_default(),
         runs: p
             .runs
             .into_iter()
