@@ -129,7 +129,7 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Arc<dyn Clock>) -> Self {
-        store.set_status_rule(config.status_rule.clone());
+        store.set_status_rule(config.status_rule);
         Self {
             store,
             notifier: Arc::default(),

@@ -298,7 +298,7 @@ pub async fn assign(
             &device.id,
             &failure.package,
             assignee,
-            &op.name(),
+            op.name(),
             now,
         )
         .await?;

@@ -203,7 +203,8 @@ mod tests {
     fn reboot_after_install_cases() {
         use PackageState::*;
         // (mode, packages (state, changed), window open, expected)
-        let cases: &[(Mode, &[(PackageState, bool)], bool, bool)] = &[
+        type Case<'a> = (Mode, &'a [(PackageState, bool)], bool, bool);
+        let cases: &[Case] = &[
             (Mode::Never, &[(PendingReboot, true)], true, false),
             (Mode::WhenRequired, &[(PendingReboot, true)], true, true),
             (
@@ -239,7 +240,8 @@ mod tests {
     fn loop_guard_cases() {
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         // (mode, reboots in 24 h, max, looped, job packages, expected: Some(mode) or None = withheld)
-        let cases: Vec<(Mode, u32, u32, Vec<String>, Vec<String>, Option<Mode>)> = vec![
+        type Case = (Mode, u32, u32, Vec<String>, Vec<String>, Option<Mode>);
+        let cases: Vec<Case> = vec![
             (Mode::Never, 5, 2, s(&["a"]), s(&["a"]), Some(Mode::Never)),
             (
                 Mode::WhenRequired,

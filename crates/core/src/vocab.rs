@@ -99,19 +99,15 @@ named_enum! {
     /// When an install may reboot the device (a deployment's reboot policy, as sent to the
     /// agent after the loop guard).
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[derive(Default)]
     pub enum RebootMode: "reboot mode" {
         /// Never reboot; packages needing one stay `pending_reboot`.
+        #[default]
         Never = "never",
         /// Reboot when the install left the device requiring one (inside the window only).
         WhenRequired = "when_required",
         /// Reboot after every install that changed something.
         Always = "always",
-    }
-}
-
-impl Default for RebootMode {
-    fn default() -> Self {
-        Self::Never
     }
 }
 
@@ -145,19 +141,15 @@ impl RebootStatus {
 named_enum! {
     /// The triage status of a failure.
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[derive(Default)]
     pub enum TriageStatus: "triage status" {
         /// In the queue.
+        #[default]
         Open = "open",
         /// Resolved by someone; a newer failed attempt reopens it.
         Resolved = "resolved",
         /// Risk accepted by an approver until a date; back in the queue when it expires.
         AcceptedRisk = "accepted_risk",
-    }
-}
-
-impl Default for TriageStatus {
-    fn default() -> Self {
-        Self::Open
     }
 }
 
