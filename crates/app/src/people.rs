@@ -65,16 +65,6 @@ async fn target_tenant(state: &App, op: &Actor, name: Option<&str>) -> AppResult
     }
 }
 
-async fn names(state: &App) -> AppResult<HashMap<String, String>> {
-    Ok(state
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.name))
-        .collect())
-}
-
 fn grant(m: &Membership, names: &HashMap<String, String>) -> RoleGrant {
     RoleGrant {
         tenant: m
@@ -89,7 +79,7 @@ fn grant(m: &Membership, names: &HashMap<String, String>) -> RoleGrant {
 /// with a role in their tenant (and only those roles).
 pub async fn list_users(state: &App, op: &Actor) -> AppResult<Vec<UserView>> {
     op.require_scoped(Permission::Administer)?;
-    let names = names(state).await?;
+    let names = crate::scope::tenant_names(state).await?;
     let mut by_user: HashMap<String, Vec<Membership>> = HashMap::new();
     for m in state.store.all_memberships().await? {
         by_user.entry(m.user_id.clone()).or_default().push(m);
@@ -226,7 +216,7 @@ fn token_view(t: &ApiToken, names: &HashMap<String, String>) -> TokenView {
 
 pub async fn list_tokens(state: &App, op: &Actor) -> AppResult<Vec<TokenView>> {
     op.require_scoped(Permission::Administer)?;
-    let names = names(state).await?;
+    let names = crate::scope::tenant_names(state).await?;
     let tokens = state.store.list_api_tokens(op.tenant_scope()).await?;
     Ok(tokens.iter().map(|t| token_view(t, &names)).collect())
 }
@@ -264,7 +254,7 @@ pub async fn create_token(
         tenant.as_ref().map_or("every tenant", |t| t.name.as_str())
     ));
     tracing::info!(token_id = %record.id, name = %name, role = role.as_str(), by = %op.name(), "API token created");
-    let names = names(state).await?;
+    let names = crate::scope::tenant_names(state).await?;
     Ok(TokenCreated {
         info: token_view(&record, &names),
         token: secret,

@@ -142,7 +142,7 @@ pub async fn compliance(
         .into_iter()
         .map(|d| (d.id, d.hostname))
         .collect();
-    let policy = crate::sla::tenant_policy(state, &tenant.id).await?;
+    let policy = crate::sla::policy_for(state, &tenant.id).await?;
     let end_t = time::OffsetDateTime::from_unix_timestamp(end / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let (mut due, mut met) = (0, 0);

@@ -1,4 +1,5 @@
-//! SLA policies per tenant: reading and setting one ([`get`], [`put`]), and the policy a tenant's deadlines are computed with ([`policy_for`], [`Policies`]). A
+//! SLA policies per tenant: reading and setting one ([`get`], [`put`]), and the policy a
+//! tenant's deadlines are computed with ([`policy_for`], [`Policies`]). A
 //! tenant without a stored policy uses the product defaults (`patchwarden_vuln::SlaPolicy`).
 
 use crate::actor::Actor;
@@ -50,7 +51,10 @@ fn to_record(tenant_id: &str, p: &SlaPolicy, at: i64, by: &str) -> SlaPolicyReco
 }
 
 /// The SLA policy of one tenant (the defaults when it has none).
-pub async fn policy_for(state: &App, tenant_id: &str) -> AppResult<SlaPolicy> {
+pub async fn policy_for(
+    state: &App,
+    tenant_id: &str,
+) -> Result<SlaPolicy, patchwarden_store::StoreError> {
     Ok(state
         .store
         .sla_policy(tenant_id)
@@ -228,19 +232,6 @@ pub async fn put(state: &App, op: &Actor, u: &SlaPolicyUpdate) -> AppResult<SlaP
 
 fn show(d: Option<u32>) -> String {
     d.map_or_else(|| "none".to_owned(), |d| format!("{d}d"))
-}
-
-/// The SLA policy of one tenant (the defaults when it has none), for callers on store errors.
-pub async fn tenant_policy(
-    state: &App,
-    tenant_id: &str,
-) -> Result<SlaPolicy, patchwarden_store::StoreError> {
-    Ok(state
-        .store
-        .sla_policy(tenant_id)
-        .await?
-        .map(|r| to_policy(&r))
-        .unwrap_or_default())
 }
 
 /// The store's open-exposure figures (SLA breaches in SQL) with each tenant's own policy:

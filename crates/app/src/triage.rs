@@ -310,6 +310,38 @@ pub async fn assign(
     Ok(result(&device, &t, failure.id, now))
 }
 
+/// What someone decided about a failure.
+struct Decision {
+    status: TriageStatus,
+    reason: Option<String>,
+    until: Option<i64>,
+    now: i64,
+}
+
+/// Records a decision about the current failure of a device's package.
+async fn decide(
+    state: &App,
+    op: &Actor,
+    device: &Device,
+    failure: &Attempt,
+    d: Decision,
+) -> AppResult<Triage> {
+    Ok(state
+        .store
+        .decide_failure(&TriageDecision {
+            tenant_id: device.tenant_id.clone(),
+            device_id: device.id.clone(),
+            package: failure.package.clone(),
+            status: d.status,
+            reason: d.reason,
+            accepted_until: d.until,
+            failure_attempt_id: Some(failure.id),
+            by: op.name().to_owned(),
+            at: d.now,
+        })
+        .await?)
+}
+
 pub async fn resolve(
     state: &App,
     op: &Actor,
@@ -318,20 +350,13 @@ pub async fn resolve(
     let (device, failure) = target(state, op, req, Permission::Remediate, "resolve").await?;
     let reason = reason_of(req)?;
     let now = state.clock.now_ms();
-    let t = state
-        .store
-        .decide_failure(&TriageDecision {
-            tenant_id: device.tenant_id.clone(),
-            device_id: device.id.clone(),
-            package: failure.package.clone(),
-            status: TriageStatus::Resolved,
-            reason: reason.clone(),
-            accepted_until: None,
-            failure_attempt_id: Some(failure.id),
-            by: op.name().to_owned(),
-            at: now,
-        })
-        .await?;
+    let decision = Decision {
+        status: TriageStatus::Resolved,
+        reason: reason.clone(),
+        until: None,
+        now,
+    };
+    let t = decide(state, op, &device, &failure, decision).await?;
     op.audit().detail(&format!(
         "resolved{}",
         reason.map(|r| format!(": {r}")).unwrap_or_default()
@@ -374,20 +399,13 @@ pub async fn accept_risk(
             ),
         ));
     }
-    let t = state
-        .store
-        .decide_failure(&TriageDecision {
-            tenant_id: device.tenant_id.clone(),
-            device_id: device.id.clone(),
-            package: failure.package.clone(),
-            status: TriageStatus::AcceptedRisk,
-            reason: Some(reason.clone()),
-            accepted_until: Some(until),
-            failure_attempt_id: Some(failure.id),
-            by: op.name().to_owned(),
-            at: now,
-        })
-        .await?;
+    let decision = Decision {
+        status: TriageStatus::AcceptedRisk,
+        reason: Some(reason.clone()),
+        until: Some(until),
+        now,
+    };
+    let t = decide(state, op, &device, &failure, decision).await?;
     op.audit()
         .detail(&format!("risk accepted until {}: {reason}", rfc3339(until)));
     tracing::info!(device = %device.id, package = %failure.package, until = %rfc3339(until), by = %op.name(), "failure risk accepted");
