@@ -14,7 +14,7 @@ use patchwarden_app::devices::device_status;
 use patchwarden_app::records::{
     DevicePageQuery, DeviceSort, DeviceStatus, FailureClass, PatchFilter, TenantScope,
 };
-use patchwarden_app::{dashboard, deployments, devices, history, rfc3339, triage};
+use patchwarden_app::{dashboard, deployments, devices, history, rfc3339, triage, AppError};
 use patchwarden_wire::api::{
     DeploymentSummary, DeploymentView, DeviceDetail, FailureRow, FailuresQuery, Selection,
 };
@@ -534,6 +534,14 @@ struct DeploymentPage {
     can_cancel: bool,
 }
 
+/// An object this person may not see is a 404 page saying so; other errors are theirs.
+fn not_found(e: AppError, message: &str) -> WebError {
+    match e {
+        AppError::NotFound(_) => page_error(StatusCode::NOT_FOUND, message),
+        other => other.into(),
+    }
+}
+
 /// A device this person may see (else 404, as if it did not exist).
 pub(super) async fn visible_device(
     state: &WebState,
@@ -542,7 +550,7 @@ pub(super) async fn visible_device(
 ) -> Result<patchwarden_app::records::Device, WebError> {
     patchwarden_app::scope::visible_device(&state.app, &user.actor(None), id)
         .await
-        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No device {id}.")))
+        .map_err(|e| not_found(e, &format!("No device {id}.")))
 }
 
 /// The deployment and its tenant id, if this person may see it (else 404, as if it did not
@@ -554,7 +562,7 @@ async fn visible_deployment(
 ) -> Result<(DeploymentView, String), WebError> {
     let d = patchwarden_app::scope::visible_deployment(&state.app, &user.actor(None), id)
         .await
-        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
+        .map_err(|e| not_found(e, &format!("No deployment {id}.")))?;
     let v = deployments::get(&state.app, &user.actor(Some(&d.tenant_id)), id).await?;
     Ok((v, d.tenant_id))
 }
@@ -621,7 +629,7 @@ pub async fn deployment_action(
     user.check_csrf(&form.csrf)?;
     let d = patchwarden_app::scope::visible_deployment(&state.app, &user.actor(None), &id)
         .await
-        .map_err(|_| page_error(StatusCode::NOT_FOUND, &format!("No deployment {id}.")))?;
+        .map_err(|e| not_found(e, &format!("No deployment {id}.")))?;
     user.audit.tenant(Some(&d.tenant_id));
     if !user.access.can(&d.tenant_id, action.permission()) {
         user.audit
