@@ -293,6 +293,7 @@ pub fn policy(client: &Client, cmd: PolicyCommand) -> anyhow::Result<i32> {
                     "NEXT CYCLE",
                     "APPROVAL",
                     "RUNS",
+                    "PROBLEM",
                 ]);
                 for p in &list {
                     t.add_row([
@@ -306,6 +307,9 @@ pub fn policy(client: &Client, cmd: PolicyCommand) -> anyhow::Result<i32> {
                             .clone()
                             .unwrap_or_else(|| "automatic".into()),
                         p.runs.len().to_string(),
+                        p.problem
+                            .as_ref()
+                            .map_or_else(|| "-".into(), |x| x.message.clone()),
                     ]);
                 }
                 println!("{t}");
@@ -327,6 +331,9 @@ pub fn policy(client: &Client, cmd: PolicyCommand) -> anyhow::Result<i32> {
                     "# policy {} (tenant {}, revision {})",
                     p.id, p.tenant, p.revision
                 );
+                if let Some(x) = &p.problem {
+                    println!("# CANNOT RUN since {}: {}", x.at, x.message);
+                }
                 if let (Some(c), Some(w)) = (&p.next_cycle, &p.next_window_start) {
                     println!("# next cycle {c}: first window opens {w}");
                 }
