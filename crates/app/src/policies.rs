@@ -17,7 +17,7 @@ use patchwarden_core::schedule::{Recurrence, WindowSpec};
 use patchwarden_store::{ExposureFilter, Policy, PolicyProblem, StoreError, Tenant};
 use patchwarden_wire::api::*;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// How long before its first window a cycle's deployment is created, by default.
 const DEFAULT_LEAD_SECS: u64 = 24 * 3600;
@@ -712,16 +712,4 @@ async fn expedite_due(
     let key = format!("expedite:{}", &hex::encode(h.finalize())[..16]);
     let cves: BTreeSet<String> = hits.into_iter().map(|(c, _)| c).collect();
     Ok(Some((key, cves.into_iter().collect())))
-}
-
-/// Policies shown by name → id, for pages.
-pub async fn names(state: &App) -> HashMap<String, String> {
-    state
-        .store
-        .list_policies(None)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| (p.id, p.name))
-        .collect()
 }

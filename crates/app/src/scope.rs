@@ -102,11 +102,6 @@ pub async fn list_scope(
     })
 }
 
-/// Every tenant, for views (id, name).
-pub async fn list(state: &App) -> AppResult<Vec<Tenant>> {
-    Ok(state.store.list_tenants().await?)
-}
-
 /// The device `name` means among `devices`: the one with that id, else the one with that
 /// hostname. A hostname that several devices carry is refused with their ids, so that a
 /// device that renamed itself can never take another device's work.

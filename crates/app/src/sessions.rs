@@ -2,8 +2,7 @@
 //! stored only as a SHA-256 hash, and login rate limiting (in memory, per login and per
 //! client address). The cookie and the pages are the dashboard's (`patchwarden-server`).
 
-use crate::actor::{hash_token, new_id, new_token, Actor};
-use crate::audit::AuditSlot;
+use crate::actor::{hash_token, new_id, new_token};
 use crate::authz::{Access, Role};
 use crate::error::{AppError, AppResult, Credential};
 use crate::App;
@@ -228,19 +227,6 @@ pub struct Person {
     pub access: Access,
     /// Tenant id → name.
     pub tenant_names: BTreeMap<String, String>,
-}
-
-impl Person {
-    /// The person acting in one tenant (`Some`), or across all they may see (`None`).
-    pub fn actor(&self, tenant_id: Option<&str>, audit: &AuditSlot) -> Actor {
-        Actor::for_person(
-            &self.user.id,
-            &self.user.login,
-            self.access.clone(),
-            tenant_id,
-            audit.clone(),
-        )
-    }
 }
 
 /// The person a session cookie stands for, if the session is live (not expired, not idle

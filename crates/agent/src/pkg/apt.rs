@@ -328,13 +328,7 @@ impl<R: Runner> Apt<R> {
                     Some(Ordering::Equal | Ordering::Greater)
                 );
                 if reached && db.status.as_deref().is_some_and(is_clean_status) {
-                    job.settle(
-                        t,
-                        PackageState::NotApplicable,
-                        None,
-                        t.version.clone(),
-                        vec![format!("already at {installed} (target {v})")],
-                    );
+                    job.settle_already_at(t, &installed, v);
                     continue;
                 }
             }

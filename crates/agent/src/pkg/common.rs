@@ -251,6 +251,17 @@ impl<'t> JobRun<'t> {
         });
     }
 
+    /// Settles a target the device already has at (or above) its target version `v`.
+    pub fn settle_already_at(&mut self, target: &PackageTarget, installed: &str, v: &str) {
+        self.settle(
+            target,
+            PackageState::NotApplicable,
+            None,
+            Some(v.to_owned()),
+            vec![format!("already at {installed} (target {v})")],
+        );
+    }
+
     /// Sets a target's result (evidence bounded, and marked as a prediction in a pre-flight).
     pub fn set(&mut self, mut result: PackageResult) {
         if self.predicting {

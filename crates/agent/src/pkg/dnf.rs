@@ -557,13 +557,7 @@ impl<R: Runner> Dnf<R> {
             }
             if let Some(v) = &t.version {
                 if reaches(&current, v) {
-                    job.settle(
-                        t,
-                        PackageState::NotApplicable,
-                        None,
-                        t.version.clone(),
-                        vec![format!("already at {current} (target {v})")],
-                    );
+                    job.settle_already_at(t, &current, v);
                     continue;
                 }
             }
